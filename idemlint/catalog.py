@@ -1,0 +1,87 @@
+"""The rule catalog: one TOML file per rule under ``rules/`` (shipped as ``idemlint.catalog``).
+
+The catalog is the single source of a rule's words: the engine takes its
+messages from here, ``idemlint explain`` and the docs are generated from here,
+and the example test lints every ``bad`` and ``good`` snippet in it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from idemlint.findings import CHECKLIST, NOTICE, checklist_for
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+REQUIRED_KEYS = ("id", "name", "checklist", "message", "why", "fix", "bad", "good")
+
+
+class CatalogError(Exception):
+    """A catalog file is malformed: a packaging bug, never a user error."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    checklist: str
+    message: str
+    """Format string; ``{detail}`` is filled with the specific call or field."""
+    why: str
+    fix: str
+    bad: tuple[str, ...]
+    good: tuple[str, ...]
+
+    def format_message(self, detail: str = "") -> str:
+        text = self.message.format(detail=detail) if "{detail}" in self.message else self.message
+        return " ".join(text.split())
+
+    @property
+    def help_uri(self) -> str:
+        return f"https://idemlint.readthedocs.io/en/latest/rules/{self.id}/"
+
+
+def _parse(name: str, text: str) -> Rule:
+    data = tomllib.loads(text)
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CatalogError(f"{name}: missing keys {', '.join(missing)}")
+    rule = Rule(
+        id=str(data["id"]),
+        name=str(data["name"]),
+        checklist=str(data["checklist"]),
+        message=str(data["message"]),
+        why=str(data["why"]).strip(),
+        fix=str(data["fix"]).strip(),
+        bad=tuple(str(x) for x in data["bad"]),
+        good=tuple(str(x) for x in data["good"]),
+    )
+    if name != f"{rule.id}.toml":
+        raise CatalogError(f"{name}: file name must be {rule.id}.toml")
+    if rule.checklist not in (*CHECKLIST, NOTICE) or checklist_for(rule.id) != rule.checklist:
+        raise CatalogError(f"{name}: checklist {rule.checklist!r} does not match {rule.id}")
+    return rule
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> dict[str, Rule]:
+    """All rules by id, in id order."""
+    rules: dict[str, Rule] = {}
+    for entry in sorted(resources.files("idemlint.catalog").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            rule = _parse(entry.name, entry.read_text(encoding="utf-8"))
+            rules[rule.id] = rule
+    return rules
+
+
+def get_rule(rule_id: str) -> Rule:
+    try:
+        return load_catalog()[rule_id]
+    except KeyError:
+        raise CatalogError(f"unknown rule {rule_id}") from None

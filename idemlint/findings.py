@@ -1,0 +1,68 @@
+"""The finding: what every entry point (CLI, flake8, pre-commit, reports) prints.
+
+A finding is plain data so that it survives the process pool, the cache and
+every output format unchanged. ``Finding.to_json`` is the public JSON contract
+documented in ``docs/output-formats.md``; add keys, never rename or drop them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CHECKLIST = (
+    "assume-retries",
+    "identify-the-key",
+    "check-prior-art",
+    "database-constraints",
+    "declarative-over-imperative",
+    "obvious-state-transitions",
+)
+"""The six items of the retry-safety checklist, in hundreds-digit order (IDM1xx..IDM6xx)."""
+
+NOTICE = "notice"
+"""Checklist slug of IDM0xx findings: the tool's own notices (unparsable file, rule error, ...)."""
+
+
+def checklist_for(rule: str) -> str:
+    """The checklist slug a rule code maps to, read off its hundreds digit."""
+    digit = int(rule[3])
+    return NOTICE if digit == 0 else CHECKLIST[digit - 1]
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem at one place, reached from one task."""
+
+    path: str
+    """Path as displayed: relative to the working directory when under it, ``/`` separators."""
+    line: int
+    column: int
+    rule: str
+    message: str
+    end_line: int
+    end_column: int
+    task: str = ""
+    """Dotted name of the task whose run reaches this line ("" for file-level notices)."""
+    via: tuple[str, ...] = ()
+    """Call chain from the task to the function holding this line; empty when it is the task."""
+    source: str = field(default="", compare=False)
+    """The offending statement's source text (first line), used for fingerprints and --show-source."""
+
+    @property
+    def checklist(self) -> str:
+        return checklist_for(self.rule)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "checklist": self.checklist,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "message": self.message,
+            "task": self.task,
+            "via": list(self.via),
+        }

@@ -1,0 +1,1 @@
+"""Retry-safety runtime helpers (filled in by the runtime work)."""

@@ -1,0 +1,1 @@
+"""Glue for task frameworks (Celery, RQ, Dramatiq, Huey, arq, taskiq)."""

@@ -1,0 +1,1 @@
+"""Idempotency-key stores, one module per backend."""

@@ -1,0 +1,1 @@
+"""pytest helpers that prove a task retry-safe."""
