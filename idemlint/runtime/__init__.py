@@ -1,1 +1,63 @@
-"""Retry-safety runtime helpers (filled in by the runtime work)."""
+"""Retry-safety runtime: idempotency keys with leases, fencing and replay.
+
+``@idempotent`` makes a job run at most once per key and replays its result
+afterwards; :func:`step` adds recovery points inside it. Stores live behind
+:func:`open_store` (SQLite, PostgreSQL, MariaDB/MySQL, Redis).
+
+This package must stay importable in a worker without the analyzer: it never
+imports libcst or ``idemlint.checks`` (tests/runtime/test_import_isolation.py
+keeps it so).
+"""
+
+from idemlint.runtime.decorator import (
+    AsyncIdempotentFunction,
+    IdempotentFunction,
+    Outcome,
+    idempotent,
+)
+from idemlint.runtime.errors import (
+    AlreadyInProgress,
+    ConfigurationError,
+    IdempotencyError,
+    KeyBuildError,
+    KeyReuseError,
+    LeaseLost,
+    ResultTooLarge,
+    SerializationError,
+    StoreError,
+)
+from idemlint.runtime.execution import Execution, current_execution
+from idemlint.runtime.observability import RuntimeEvent, add_metrics_hook
+from idemlint.runtime.serializers import JsonSerializer, Serializer
+from idemlint.runtime.steps import astep, recovery_point, step
+from idemlint.runtime.stores import open_store
+from idemlint.runtime.stores.base import Store
+
+__all__ = [
+    "AlreadyInProgress",
+    "AsyncIdempotentFunction",
+    "ConfigurationError",
+    "Execution",
+    "IdempotencyError",
+    "IdempotentFunction",
+    "JsonSerializer",
+    "KeyBuildError",
+    "KeyReuseError",
+    "LeaseLost",
+    "Outcome",
+    "ResultTooLarge",
+    "RuntimeEvent",
+    "SerializationError",
+    "Serializer",
+    "Store",
+    "StoreError",
+    "add_metrics_hook",
+    "astep",
+    "current_execution",
+    "idempotent",
+    "open_store",
+    "recovery_point",
+    "step",
+]
+
+# --- upsert, locks and framework glue (owned by the upsert/locks work) ---
