@@ -1,1 +1,356 @@
+"""The ``idemlint`` command: ``check``, ``baseline``, ``rules`` and ``explain``.
 
+Exit codes are a contract CI scripts rely on: 0 when nothing is reported, 1
+when findings are reported, 2 for a usage or configuration error, always with
+a one-line message naming the problem (never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from idemlint import __version__
+from idemlint.errors import IdemlintError
+from idemlint.output import FORMATS
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+
+def _codes(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _use_color(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="idemlint")
+def cli() -> None:
+    """Find background jobs that are not safe to retry."""
+
+
+_path_args = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+
+
+def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``check`` and ``baseline``: both must see the same findings."""
+    options = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read [tool.idemlint] from this file instead of the nearest pyproject.toml.",
+        ),
+        click.option("--isolated", is_flag=True, help="Ignore every configuration file."),
+        click.option("--select", help="Comma-separated codes or prefixes to report (replaces)."),
+        click.option("--ignore", help="Comma-separated codes or prefixes not to report."),
+        click.option("--extend-select", help="Codes or prefixes to report on top of select."),
+        click.option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(min=1),
+            help="Worker processes for cold files (default: one per CPU).",
+        ),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_path_args
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to FILE; the terminal still gets the summary.",
+)
+@click.option("--statistics", is_flag=True, help="Print the number of findings per rule.")
+@click.option("--show-source", is_flag=True, help="Print the offending line with a caret.")
+@click.option(
+    "--baseline",
+    "baseline_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Report only findings not recorded in this baseline file.",
+)
+@click.option("--show-fixed", is_flag=True, help="List baseline entries no longer found.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the text output (auto: on a TTY, unless NO_COLOR is set).",
+)
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported.")
+@_config_options
+def check(
+    paths: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    statistics: bool,
+    show_source: bool,
+    baseline_file: Path | None,
+    show_fixed: bool,
+    color: str,
+    exit_zero: bool,
+    **config_options: Any,
+) -> int:
+    """Check PATHS (default: the current folder) for tasks that are not safe to retry."""
+    from idemlint.baseline import match_baseline, read_baseline
+    from idemlint.output import Report, renderer
+    from idemlint.output import text as text_output
+    from idemlint.output.summary import statistics as statistics_text
+    from idemlint.output.summary import summary_line
+
+    if show_fixed and baseline_file is None:
+        raise click.UsageError("--show-fixed needs --baseline")
+    entries = read_baseline(baseline_file) if baseline_file is not None else None
+    terminal_gets_text = fmt == "text" or output is not None
+    run = _lint(list(paths), show_progress=terminal_gets_text, **config_options)
+    findings = run.findings
+    match = None
+    if entries is not None:
+        match = match_baseline(findings, entries, run.config.root, cwd=run.cwd)
+        findings = match.new
+    report = Report(
+        findings=findings,
+        files_checked=run.files_checked,
+        root=run.config.root,
+        cwd=run.cwd,
+        files=run.files,
+        baseline=match,
+    )
+
+    use_color = _use_color(color)
+    if fmt == "text":
+        body = text_output.render(
+            report, color=use_color and output is None, show_source=show_source
+        )
+    else:
+        body = renderer(fmt)(report)
+    extra: list[str] = []
+    if statistics and report.findings:
+        extra.append(statistics_text(report))
+    if show_fixed:
+        extra.append(text_output.fixed_entries(report).rstrip("\n"))
+    extra.append(summary_line(report))
+
+    if output is not None:
+        try:
+            output.write_text(body, encoding="utf-8")
+        except OSError as exc:
+            raise click.UsageError(f"cannot write {output}: {exc.strerror}") from None
+        click.echo("\n".join(extra), color=use_color)
+    elif fmt == "text":
+        click.echo(body + "\n".join(extra), color=use_color)
+    else:
+        click.echo(body, nl=False)
+        click.echo("\n".join(extra), err=True)
+    return EXIT_FINDINGS if report.findings and not exit_zero else EXIT_CLEAN
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Baseline file to write (default: .idemlint-baseline.json in the current folder).",
+)
+@_config_options
+def baseline(path: Path | None, output: Path | None, **config_options: Any) -> int:
+    """Record the current findings under PATH so that `check --baseline` reports only new ones."""
+    from idemlint.baseline import DEFAULT_BASELINE, build_baseline, write_baseline
+
+    run = _lint([path] if path is not None else [], show_progress=True, **config_options)
+    entries = build_baseline(run.findings, run.config.root, cwd=run.cwd)
+    target = output if output is not None else Path(DEFAULT_BASELINE)
+    try:
+        write_baseline(target, entries)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {target}: {exc.strerror}") from None
+    click.echo(
+        f"Wrote {len(run.findings)} findings ({len(entries)} fingerprints) to {target}. "
+        f"Check with: idemlint check --baseline {target}"
+    )
+    return EXIT_CLEAN
+
+
+@cli.command()
+def rules() -> int:
+    """List every rule: code, name, checklist item and what it reports."""
+    from idemlint.catalog import load_catalog
+
+    catalog = load_catalog()
+    rows = [("CODE", "NAME", "CHECKLIST", "REPORTS")]
+    for rule in catalog.values():
+        summary = rule.format_message("...") if "{detail}" in rule.message else rule.message
+        rows.append((rule.id, rule.name, rule.checklist, " ".join(summary.split())))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(3)]
+        click.echo(f"{'  '.join(cells)}  {row[3]}")
+    return EXIT_CLEAN
+
+
+@cli.command()
+@click.argument("code")
+def explain(code: str) -> int:
+    """Explain one rule: what it reports, why a retry breaks it, bad and good code, the fix."""
+    from idemlint.catalog import load_catalog
+
+    catalog = load_catalog()
+    rule = catalog.get(code.strip().upper())
+    if rule is None:
+        raise click.UsageError(
+            f"unknown rule {code!r} (accepted: {', '.join(catalog) or 'none installed'})"
+        )
+    click.echo(explain_text(rule.id))
+    return EXIT_CLEAN
+
+
+def explain_text(rule_id: str) -> str:
+    """The text of ``idemlint explain``, from the catalog alone."""
+    from idemlint.catalog import get_rule
+
+    rule = get_rule(rule_id)
+    summary = rule.format_message("...") if "{detail}" in rule.message else rule.message
+
+    def block(title: str, body: str) -> str:
+        lines = body.strip("\n").splitlines()
+        return title + "\n" + "\n".join(("    " + line) if line else "" for line in lines)
+
+    parts = [
+        f"{rule.id} {rule.name} [{rule.checklist}]",
+        block("What it reports:", " ".join(summary.split())),
+        block("Why it breaks on retry:", rule.why),
+        *(block("Bad:", bad) for bad in rule.bad),
+        *(block("Good:", good) for good in rule.good),
+        block("Fix:", rule.fix),
+        f"Docs: {rule.help_uri}",
+    ]
+    return "\n\n".join(parts)
+
+
+class _LintRun:
+    """The reported findings of one run, with what the reports need to place them."""
+
+    def __init__(
+        self,
+        config: Any,
+        findings: list[Any],
+        files_checked: int,
+        files: list[str],
+        cwd: Path,
+    ) -> None:
+        self.config = config
+        self.findings = findings
+        self.files_checked = files_checked
+        self.files = files
+        self.cwd = cwd
+
+
+def _lint(
+    paths: list[Path],
+    *,
+    show_progress: bool,
+    config_file: Path | None,
+    isolated: bool,
+    select: str | None,
+    ignore: str | None,
+    extend_select: str | None,
+    jobs: int | None,
+    no_cache: bool,
+) -> _LintRun:
+    """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
+    from idemlint.config import load_config
+    from idemlint.engine import check as engine_check
+    from idemlint.output.progress import ProgressBar, delay_from_env, in_ci
+    from idemlint.selection import report_filter
+    from idemlint.suppression import display_path
+
+    cwd = Path.cwd().absolute()
+    if not paths:
+        paths = [Path(".")]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
+    config = load_config(paths, config_file=config_file, isolated=isolated).with_overrides(
+        select=_codes(select),
+        ignore=_codes(ignore),
+        extend_select=_codes(extend_select),
+        no_cache=no_cache,
+    )
+    bar = None
+    if show_progress and sys.stderr.isatty() and not in_ci():
+        bar = ProgressBar(sys.stderr, delay=delay_from_env())
+    try:
+        result = engine_check(paths, config, jobs=jobs, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    files = _checked_files(result, paths, config)
+    findings = report_filter(result.findings, config, files, cwd=cwd)
+    shown = sorted(display_path(Path(os.path.normpath(cwd / f)), cwd) for f in files)
+    return _LintRun(config, findings, result.files_checked, shown, cwd)
+
+
+def _checked_files(result: Any, paths: Sequence[Path], config: Any) -> list[Path]:
+    """The files the engine reported on: where inline suppressions are looked for."""
+    files = getattr(result, "files", None)
+    if files is not None:
+        return [Path(f) for f in files]
+    from idemlint.discovery import discover
+
+    wanted = [p.absolute() for p in paths]
+    found: list[Path] = []
+    explicit = {p for p in wanted if p.is_file()}
+    for file in discover(config.root, (*config.exclude, *config.extend_exclude)):
+        absolute = file if file.is_absolute() else config.root / file
+        if absolute in explicit or any(
+            folder in absolute.parents for folder in wanted if folder.is_dir()
+        ):
+            found.append(absolute)
+    found.extend(p for p in explicit if p not in found)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``idemlint`` script: run, and turn errors into one line and exit 2."""
+    try:
+        code = cli.main(args=argv, prog_name="idemlint", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("idemlint: aborted", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"idemlint: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except IdemlintError as exc:
+        click.echo(f"idemlint: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(code if isinstance(code, int) else EXIT_CLEAN)

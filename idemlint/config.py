@@ -1,0 +1,247 @@
+"""``[tool.idemlint]``: the one place a project tells idemlint what to check.
+
+The loader is strict on purpose: a misspelt key that is silently ignored makes a
+team believe a rule is off (or a lock is known) when it is not. Every unknown
+key or malformed value is a :class:`~idemlint.errors.ConfigError` naming the
+file, the key and what is accepted, which the CLI turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from idemlint.errors import ConfigError
+from idemlint.project_root import (
+    find_config_file,
+    find_project_root,
+    idemlint_table,
+    read_toml,
+)
+
+TASK_FRAMEWORKS = ("arq", "celery", "django-q", "dramatiq", "huey", "rq", "taskiq")
+"""Values accepted by ``task-frameworks``."""
+
+
+def knowledge_keys() -> tuple[str, ...]:
+    """Knowledge extensions: keys that add to the built-in knowledge of what calls mean.
+
+    :mod:`idemlint.knowledge` owns their names and shapes (and validates their
+    values); this module only routes them there.
+    """
+    from idemlint.knowledge import EXTENSION_KEYS
+
+    return tuple(EXTENSION_KEYS)
+
+
+PLAIN_KEYS = (
+    "cache-dir",
+    "exclude",
+    "extend-exclude",
+    "extend-select",
+    "ignore",
+    "per-file-ignores",
+    "select",
+    "task-frameworks",
+)
+
+DEFAULT_CACHE_DIR = ".idemlint_cache"
+"""Cache folder, relative to the project root (git-ignored by the project template)."""
+
+_CODE = re.compile(r"IDM[0-9]{0,3}")
+
+
+def accepted_keys() -> tuple[str, ...]:
+    """Every key ``[tool.idemlint]`` accepts, sorted, for error messages and docs."""
+    return tuple(sorted((*PLAIN_KEYS, *knowledge_keys())))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one run. Plain data: it crosses process pools."""
+
+    root: Path
+    """Project root: the config file's folder, else the nearest ancestor with a root marker."""
+    source: Path | None = None
+    """The config file read, or None (defaults, or ``--isolated``)."""
+    select: tuple[str, ...] = ("IDM",)
+    """Rule codes or prefixes to report."""
+    ignore: tuple[str, ...] = ()
+    extend_select: tuple[str, ...] = ()
+    per_file_ignores: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    """Glob (relative to ``root``) to the codes or prefixes not reported in matching files."""
+    exclude: tuple[str, ...] = ()
+    """Globs of paths never read (on top of git-ignored files, venvs, build output)."""
+    extend_exclude: tuple[str, ...] = ()
+    task_frameworks: frozenset[str] | None = None
+    """Frameworks whose tasks are detected; None means all of :data:`TASK_FRAMEWORKS`."""
+    knowledge: Mapping[str, object] = field(default_factory=dict, hash=False)
+    """Raw knowledge-extension tables keyed by ``side-effects``, ``locks``, ... (validated)."""
+    cache_dir: Path | None = None
+    """Folder of the on-disk summary cache; None means run without the cache."""
+
+    @classmethod
+    def default(cls, root: Path) -> Config:
+        """Defaults for a project at ``root``, as if it had no ``[tool.idemlint]`` table."""
+        root = root.absolute()
+        return cls(root=root, cache_dir=root / DEFAULT_CACHE_DIR)
+
+    def with_overrides(
+        self,
+        *,
+        select: Sequence[str] | None = None,
+        ignore: Sequence[str] | None = None,
+        extend_select: Sequence[str] | None = None,
+        no_cache: bool = False,
+    ) -> Config:
+        """This config with command-line options applied (``select``/``ignore`` replace,
+        ``extend_select`` adds), each validated like the file's keys."""
+        changes: dict[str, Any] = {}
+        if select is not None:
+            changes["select"] = rule_codes(list(select), key="--select")
+        if ignore is not None:
+            changes["ignore"] = rule_codes(list(ignore), key="--ignore")
+        if extend_select is not None:
+            codes = rule_codes(list(extend_select), key="--extend-select")
+            changes["extend_select"] = (*self.extend_select, *codes)
+        if no_cache:
+            changes["cache_dir"] = None
+        return replace(self, **changes)
+
+
+def load_config(
+    paths: Sequence[Path], *, config_file: Path | None = None, isolated: bool = False
+) -> Config:
+    """The configuration for checking ``paths``.
+
+    ``config_file`` (``--config``) wins over the walk; ``isolated`` ignores
+    every config file. The root is the config file's folder when one is read,
+    so relative globs mean the same whatever folder idemlint is run from.
+    """
+    if isolated:
+        return Config.default(find_project_root(paths))
+    source = config_file if config_file is not None else find_config_file(paths)
+    if source is None:
+        return Config.default(find_project_root(paths))
+    source = source.absolute()
+    if not source.is_file():
+        raise ConfigError("config file not found", file=source)
+    data = read_toml(source)
+    table = idemlint_table(data)
+    if table is None:
+        # A pyproject.toml without the table configures nothing; a dedicated
+        # file (``--config idemlint.toml``) holds the keys at its top level.
+        table = {} if source.name == "pyproject.toml" else data
+    return parse_table(table, root=source.parent, file=source)
+
+
+def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> Config:
+    """Build a :class:`Config` from a ``[tool.idemlint]`` table, validating every key."""
+    config = Config.default(root)
+    changes: dict[str, Any] = {"source": file}
+    knowledge: dict[str, object] = {}
+    extension_keys = knowledge_keys()
+    for key, value in table.items():
+        if key in extension_keys:
+            from idemlint.knowledge import validate_extension
+
+            validate_extension(key, value, file)
+            knowledge[key] = value
+        elif key in ("select", "ignore", "extend-select"):
+            changes[key.replace("-", "_")] = rule_codes(value, key=key, file=file)
+        elif key in ("exclude", "extend-exclude"):
+            changes[key.replace("-", "_")] = _globs(value, key=key, file=file)
+        elif key == "per-file-ignores":
+            changes["per_file_ignores"] = _per_file_ignores(value, file=file)
+        elif key == "task-frameworks":
+            changes["task_frameworks"] = _frameworks(value, file=file)
+        elif key == "cache-dir":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"expected a folder path as a string, got {value!r}", file=file, key=key
+                )
+            changes["cache_dir"] = (config.root / value).absolute()
+        else:
+            raise ConfigError(f"unknown key {key!r}", file=file, key=key, accepted=accepted_keys())
+    changes["knowledge"] = knowledge
+    return replace(config, **changes)
+
+
+def known_rule_ids() -> tuple[str, ...]:
+    """Rule ids of the shipped catalog (what a code or prefix must match)."""
+    from idemlint.catalog import load_catalog
+
+    return tuple(load_catalog())
+
+
+def rule_codes(value: object, *, key: str, file: Path | None = None) -> tuple[str, ...]:
+    """A list of rule codes or prefixes (``IDM``, ``IDM3``, ``IDM301``), each matching a rule.
+
+    A code matching no rule is an error rather than a silent no-op: ``IDM31O``
+    (letter O) in ``ignore`` would otherwise leave the rule on unnoticed.
+    """
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,\s]+", value) if part]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"expected a list of rule codes or prefixes, got {value!r}",
+            file=file,
+            key=key,
+            accepted=("IDM", "IDM3", "IDM301", "..."),
+        )
+    known = known_rule_ids()
+    codes: list[str] = []
+    for raw in value:
+        code = raw.strip().upper()
+        if not _CODE.fullmatch(code) or (known and not any(r.startswith(code) for r in known)):
+            raise ConfigError(
+                f"{raw!r} is not a rule code or a prefix of one",
+                file=file,
+                key=key,
+                accepted=known or ("IDM", "IDM3", "IDM301"),
+            )
+        codes.append(code)
+    return tuple(codes)
+
+
+def _globs(value: object, *, key: str, file: Path | None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            f"expected a list of glob patterns, got {value!r}",
+            file=file,
+            key=key,
+            accepted=("a list of globs such as 'migrations/', 'legacy/**/*.py'",),
+        )
+    return tuple(value)
+
+
+def _per_file_ignores(value: object, *, file: Path | None) -> dict[str, tuple[str, ...]]:
+    key = "per-file-ignores"
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"expected a table of glob = [codes], got {value!r}",
+            file=file,
+            key=key,
+            accepted=('"tests/**" = ["IDM3"]',),
+        )
+    return {
+        str(pattern): rule_codes(codes, key=f"{key}.{pattern}", file=file)
+        for pattern, codes in value.items()
+    }
+
+
+def _frameworks(value: object, *, file: Path | None) -> frozenset[str]:
+    key = "task-frameworks"
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v in TASK_FRAMEWORKS for v in value
+    ):
+        raise ConfigError(
+            f"expected a list of task frameworks, got {value!r}",
+            file=file,
+            key=key,
+            accepted=TASK_FRAMEWORKS,
+        )
+    return frozenset(value)

@@ -1,0 +1,101 @@
+"""The flake8 plugin: idemlint's findings in every editor that runs flake8.
+
+One small adapter. The engine knows nothing about flake8; this class finds
+the project the way the CLI does, asks the engine about one file (the engine
+reads the rest of the project from its cache, for models and helpers in other
+files) and applies the same suppressions and selection as ``idemlint check``,
+so both report the same codes on the same lines.
+
+flake8 imports this module on every run, even ``flake8 --select=F``, so it
+imports nothing heavy until a file is actually checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from idemlint import __version__
+
+if TYPE_CHECKING:
+    from idemlint.config import Config
+    from idemlint.findings import Finding
+
+
+class _ProjectMemo:
+    """Findings of a whole project, computed once per process when flake8 checks many files.
+
+    An editor checks one file per process: only that file is analysed. ``flake8
+    src/`` checks many files in the same process: from the second file on, the
+    whole project is analysed once and each file's findings are served from
+    here instead of re-running the cross-file analysis per file.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[Path, int] = {}
+        self.findings: dict[Path, dict[Path, list[Finding]]] = {}
+
+
+_memo = _ProjectMemo()
+
+
+class Plugin:
+    """flake8 entry point ``IDM`` (see ``[project.entry-points."flake8.extension"]``)."""
+
+    name = "idemlint"
+    version = __version__
+
+    def __init__(self, tree: ast.AST, filename: str) -> None:
+        # ``tree`` must be accepted: flake8 picks the plugin kind from the
+        # parameter names. The engine parses with libcst, not this tree.
+        self.filename = filename
+
+    def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
+        path = Path(self.filename)
+        if not path.is_file():
+            return  # stdin without a display name: no project to read it in
+        for finding in findings_for(path):
+            text = f"{finding.rule} [{finding.checklist}] {finding.message}"
+            if finding.task:
+                text += f" (task: {finding.task})"
+            yield finding.line, max(finding.column - 1, 0), text, type(self)
+
+
+def findings_for(path: Path) -> list[Finding]:
+    """The findings ``idemlint check <path>`` reports, for one file."""
+    from idemlint.config import load_config
+
+    cwd = Path.cwd().absolute()
+    absolute = Path(os.path.normpath(cwd / path))
+    config = load_config([absolute])
+    calls = _memo.calls[config.root] = _memo.calls.get(config.root, 0) + 1
+    if calls == 1:
+        raw = _engine_findings([absolute], config)
+    else:
+        project = _memo.findings.get(config.root)
+        if project is None:
+            project = _by_file(_engine_findings([config.root], config), cwd)
+            _memo.findings[config.root] = project
+        raw = project.get(absolute, [])
+    from idemlint.selection import report_filter
+
+    return report_filter(raw, config, [absolute], cwd=cwd)
+
+
+def _engine_findings(paths: list[Path], config: Config) -> list[Finding]:
+    from idemlint.engine import check
+
+    # One process: flake8 runs plugins in daemonic pool workers, which may not
+    # start a pool of their own.
+    result: Any = check(paths, config, jobs=1)
+    return list(result.findings)
+
+
+def _by_file(findings: list[Finding], cwd: Path) -> dict[Path, list[Finding]]:
+    grouped: dict[Path, list[Finding]] = {}
+    for finding in findings:
+        grouped.setdefault(Path(os.path.normpath(cwd / finding.path)), []).append(finding)
+    return grouped
