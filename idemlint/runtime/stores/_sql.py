@@ -36,7 +36,10 @@ from idemlint.runtime.stores.base import (
 
 T = TypeVar("T")
 
-COLUMNS = "idem_key, status, epoch, run, owner, fingerprint, lease_expires, expires_at, result, claim_kind"
+COLUMNS = (
+    "idem_key, status, epoch, run, owner, fingerprint,"
+    " lease_expires, expires_at, result, claim_kind"
+)
 
 DEAD = (
     "({t}.expires_at IS NOT NULL AND {t}.expires_at <= {now} "
