@@ -91,21 +91,28 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         )
     parts = urlsplit(url)
     merged = {**_options_from_query(parts.query), **options}
+    try:
+        return _open(backend, url, merged)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad option for a {backend} store: {exc}") from exc
+
+
+def _open(backend: str, url: str, options: dict[str, Any]) -> Store:
     if backend == "sqlite":
         from idemlint.runtime.stores.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(url, **merged)
+        return SQLiteStore.from_url(url, **options)
     if backend == "postgres":
         from idemlint.runtime.stores.postgres import PostgresStore
 
-        return PostgresStore.from_url(url, **merged)
+        return PostgresStore.from_url(url, **options)
     if backend == "mysql":
         from idemlint.runtime.stores.mysql import MySQLStore
 
-        return MySQLStore.from_url(url, **merged)
+        return MySQLStore.from_url(url, **options)
     from idemlint.runtime.stores.redis import RedisStore
 
-    return RedisStore.from_url(url, **merged)
+    return RedisStore.from_url(url, **options)
 
 
 def _redact(url: str) -> str:

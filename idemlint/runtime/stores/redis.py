@@ -203,6 +203,7 @@ class RedisStore(Store):
 
         self.url = _redact(url)
         options.pop("create", None)
+        options.setdefault("client_name", "idemlint")
         self.client: redis.Redis = redis.Redis.from_url(url, **options)
         self._scripts = {
             name: self.client.register_script(source)

@@ -47,8 +47,12 @@ class SQLiteStore(SQLStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
-        rest = url.split("://", 1)[1] if "://" in url else ""
-        rest = rest.split("?", 1)[0]
+        if not url.startswith("sqlite://"):
+            raise ConfigurationError(
+                f"bad SQLite URL {url!r}: use sqlite:///relative/path.db, "
+                "sqlite:////absolute/path.db or sqlite:// for memory"
+            )
+        rest = url[len("sqlite://") :].split("?", 1)[0]
         if rest in ("", "/", "/:memory:"):
             return cls(None, **options)
         if not rest.startswith("/"):
