@@ -1,4 +1,4 @@
-"""The rule catalog: one TOML file per rule under ``rules/`` (shipped as ``idemlint.catalog``).
+"""The rule catalog: one TOML file per rule under ``rules/`` (shipped as ``idemlint.rulefiles``).
 
 The catalog is the single source of a rule's words: the engine takes its
 messages from here, ``idemlint explain`` and the docs are generated from here,
@@ -73,7 +73,7 @@ def _parse(name: str, text: str) -> Rule:
 def load_catalog() -> dict[str, Rule]:
     """All rules by id, in id order."""
     rules: dict[str, Rule] = {}
-    for entry in sorted(resources.files("idemlint.catalog").iterdir(), key=lambda e: e.name):
+    for entry in sorted(resources.files("idemlint.rulefiles").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
             rule = _parse(entry.name, entry.read_text(encoding="utf-8"))
             rules[rule.id] = rule

@@ -47,7 +47,7 @@ class Finding:
     via: tuple[str, ...] = ()
     """Call chain from the task to the function holding this line; empty when it is the task."""
     source: str = field(default="", compare=False)
-    """The offending statement's source text (first line), used for fingerprints and --show-source."""
+    """The offending statement's first source line (fingerprints, ``--show-source``)."""
 
     @property
     def checklist(self) -> str:

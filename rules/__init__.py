@@ -1,1 +1,1 @@
-"""The rule catalog, shipped in the wheel as ``idemlint.catalog`` (one TOML file per rule)."""
+"""The rule catalog, shipped in the wheel as ``idemlint.rulefiles`` (one TOML file per rule)."""

@@ -1,0 +1,419 @@
+"""Facts about functions, and the walk from each task through the code it runs.
+
+``FunctionFacts`` classifies one function's events once (which calls are side
+effects, lookups, upserts, locks; which ``if`` statements are guards; where work is
+claimed) using only the knowledge base. ``TaskContext`` walks from a task into the
+project functions it calls, carrying whether the call site was already guarded, so
+the checks in :mod:`idemlint.checks` see each reached function with its context and
+its call chain (``via``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from idemlint.knowledge import Effect, Knowledge
+from idemlint.project import FunctionRef, ModelInfo, Project, last_segment, split_root
+from idemlint.summary import Event, FileSummary, Span, Value
+from idemlint.tasks import Task
+
+MAX_CALL_DEPTH = 4
+"""How many calls deep the walk follows helpers from a task (the issue asks for at least 3)."""
+
+EQUALITY_SUFFIXES = ("__exact", "__iexact")
+NON_FIELD_KWARGS = frozenset({"defaults", "create_defaults", "using"})
+
+
+@dataclass
+class CallFact:
+    event: Event
+    value: Value
+    resolved: str
+    candidates: list[str]
+    effect: Effect | None = None
+    lookup: bool = False
+    upsert: bool = False
+    lock: bool = False
+    counter: bool = False
+    runner: bool = False
+    chain_inner: bool = False
+    cas: bool = False
+    """A conditional update whose filter names a state field (compare-and-set)."""
+    state_write: bool = False
+    target: FunctionRef | None = None
+    model: ModelInfo | None = None
+
+
+@dataclass
+class Hit:
+    """A rule's raw result, before precedence and formatting."""
+
+    rule: str
+    span: Span
+    detail: str
+    file: FileSummary
+    via: tuple[str, ...]
+    stmt: str
+
+
+def blocks_contain(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    """``inner`` is the same block as ``outer`` or nested in it."""
+    return inner[: len(outer)] == outer
+
+
+def is_truthy(value: Value | None) -> bool:
+    return value is not None and not (
+        value.kind == "none"
+        or (value.kind == "bool" and value.text == "False")
+        or (value.kind == "num" and value.text in ("0", "0.0"))
+    )
+
+
+class FunctionFacts:
+    """Everything the checks ask about one function, computed once."""
+
+    def __init__(self, project: Project, ref: FunctionRef) -> None:
+        self.project = project
+        self.k: Knowledge = project.knowledge
+        self.ref = ref
+        self.file = ref.file
+        self.func = ref.func
+        self.calls: list[CallFact] = []
+        for ev in self.func.events:
+            if ev.type == "call" and ev.value is not None and ev.value.path is not None:
+                self.calls.append(self._classify(ev, ev.value))
+        self._mark_chain_inner()
+        self.branches = [e for e in self.func.events if e.type == "branch"]
+        self.lock_blocks = {
+            f"b{b.id}" for b in self.branches if b.kind == "with" and self._is_lock_with(b)
+        }
+        self.guard_branches: dict[int, set[str]] = {}
+        """Guarding ``if`` ids -> the objects whose state fields the test reads."""
+        for b in self.branches:
+            if b.kind == "if":
+                objs = self._guard_objects(b)
+                if objs is not None:
+                    self.guard_branches[b.id] = objs
+        self.claims = [c.event for c in self.calls if c.upsert or self._is_claim(c)]
+        self.decorated_guard = (
+            any(
+                self.k.guard_decorators.match(self._decorator_paths(d.value))
+                for d in self.func.decorators
+            )
+            or self._class_guarded()
+        )
+
+    # -- classification ----------------------------------------------------
+    def resolve(self, path: str) -> str:
+        return self.project.resolve(path, self.file, self.func)
+
+    def resolve_value(self, value: Value) -> str | None:
+        return self.project.resolve_value(value, self.file, self.func)
+
+    def _decorator_paths(self, value: Value) -> list[str]:
+        if value.path is None:
+            return []
+        return [value.path, self.project.resolve(value.path, self.file, None)]
+
+    def _class_guarded(self) -> bool:
+        if self.func.class_name is None:
+            return False
+        qual = f"{self.file.module}.{self.func.class_name}"
+        return self.k.guard_bases.match(self.project.class_bases(qual))
+
+    def _classify(self, ev: Event, value: Value) -> CallFact:
+        resolved = self.resolve(value.path or "")
+        cands = self.project.candidates(resolved)
+        fact = CallFact(ev, value, resolved, cands)
+        fact.model = self.project.model_of(resolved)
+        for effect in self.k.effect_for(cands):
+            if self._effect_applies(effect, fact):
+                fact.effect = effect
+                break
+        fact.upsert = self.k.upserts.match(cands)
+        if fact.upsert:
+            fact.effect = None
+        fact.counter = self.k.counters.match(cands)
+        fact.runner = self.k.guard_runners.match(cands)
+        fact.lock = self.k.locks.match(cands)
+        seg = last_segment(resolved)
+        if fact.model is not None and seg == "update":
+            filters = self.chain_filters(value)
+            fact.state_write = any(self.is_state_field(k) for k in value.kwargs)
+            fact.cas = filters is not None and any(self.is_state_field(f) for f in filters)
+        fact.lookup = (
+            fact.effect is None and not fact.upsert and (self.k.lookups.match(cands) or fact.cas)
+        )
+        if fact.effect is None and not fact.upsert:
+            fact.target = self.project.function_for_call(resolved)
+        return fact
+
+    def _effect_applies(self, effect: Effect, fact: CallFact) -> bool:
+        value = fact.value
+        if any(is_truthy(value.kwargs.get(kw)) for kw in effect.unless_kwargs):
+            return False
+        if effect.unless_chain and any(
+            f".{m}(" in fact.resolved or fact.resolved.endswith(f".{m}")
+            for m in effect.unless_chain
+        ):
+            return False
+        if effect.arg_type is not None:
+            if not value.args:
+                return False
+            arg = value.args[0]
+            resolved = self.resolve_value(arg)
+            if arg.kind == "seq":
+                resolved = self.resolve_value(arg.args[0]) if arg.args else None
+            if resolved is None or not self.k_match(effect.arg_type, resolved):
+                return False
+            fact.model = self.project.model_of(resolved)
+        if effect.arg_text is not None:
+            text = self.literal_text(value.args[0]) if value.args else None
+            if text is None or not effect.arg_text.search(text):
+                return False
+        return fact.model is None or not self.k.not_effect_models.match(
+            [fact.model.qualname.rsplit(".", 1)[-1]]
+        )
+
+    def k_match(self, pattern: str, resolved: str) -> bool:
+        from idemlint.knowledge import Patterns
+
+        return Patterns([pattern]).match(self.project.candidates(resolved))
+
+    def literal_text(self, value: Value) -> str | None:
+        """The literal text of a string, an f-string, ``text("...")``, or a local bound to one."""
+        if value.kind in ("str", "fstring"):
+            return value.text
+        if value.kind == "call" and value.args:
+            return self.literal_text(value.args[0])
+        if value.kind == "name" and value.path:
+            for bound in reversed(self.locals().get(value.path, [])):
+                if bound.kind in ("str", "fstring", "call"):
+                    return self.literal_text(bound)
+            module_value = self.file.assigns.get(value.path)
+            if module_value is not None and module_value.kind in ("str", "fstring"):
+                return module_value.text
+        return None
+
+    def _mark_chain_inner(self) -> None:
+        """Calls that are the receiver of a later call in the same chain (``q.filter()`` in
+        ``q.filter().first()``): the chain is judged by its outermost call."""
+        by_start: dict[tuple[int, int], list[CallFact]] = {}
+        for c in self.calls:
+            by_start.setdefault((c.event.span.line, c.event.span.column), []).append(c)
+        for group in by_start.values():
+            if len(group) < 2:
+                continue
+            longest = max(group, key=lambda c: (c.event.span.end_line, c.event.span.end_column))
+            for c in group:
+                if c is not longest:
+                    c.chain_inner = True
+
+    def _is_lock_with(self, branch: Event) -> bool:
+        for item in branch.items:
+            for v in item.walk():
+                if (
+                    v.kind == "call"
+                    and v.path is not None
+                    and self.k.locks.match(self.project.candidates(self.resolve(v.path)))
+                ):
+                    return True
+        return False
+
+    def locals(self) -> dict[str, list[Value]]:
+        return self.project.locals_of(self.file, self.func)
+
+    def is_state_field(self, name: str) -> bool:
+        base = name.split("__", 1)[0]
+        return self.k.state_fields.match([base])
+
+    # -- guards ------------------------------------------------------------
+    def _guard_objects(self, branch: Event) -> set[str] | None:
+        """If ``branch`` tests whether work was done, the objects it reads state from."""
+        if branch.value is None:
+            return None
+        test_block = f"t{branch.id}"
+        is_guard = False
+        objs: set[str] = set()
+        for c in self.calls:
+            if test_block in c.event.blocks and (
+                c.lookup or c.upsert or c.cas or (c.target is not None and branch.body_exits)
+            ):
+                is_guard = True
+        for v in branch.value.walk():
+            if v.kind not in ("name", "attr") or v.path is None:
+                continue
+            root, rest = split_root(v.path)
+            if rest.startswith(".") and self.is_state_field(last_segment(v.path)):
+                is_guard = True
+                objs.add(root)
+            elif not rest and (self.is_state_field(root) or root == "created"):
+                is_guard = True
+            elif self._bound_to_check(root):
+                is_guard = True
+                objs.add(root)
+        return objs if is_guard else None
+
+    def _bound_to_check(self, name: str) -> bool:
+        """A local assigned from a lookup, an upsert or a compare-and-set."""
+        for value in self.locals().get(name, []):
+            for c in self.calls:
+                same = c.value is value or (name in c.event.targets and c.value.path == value.path)
+                if same and (c.lookup or c.upsert or c.cas):
+                    return True
+            if value.kind == "attr" and value.path and value.path.endswith("()[]"):
+                cands = self.project.candidates(self.resolve(value.path[:-4]))
+                if self.k.upserts.match(cands):
+                    return True
+        return False
+
+    def _is_claim(self, c: CallFact) -> bool:
+        """A create keyed by a field the model declares unique: a duplicate fails, so work
+        after it runs at most once per key."""
+        if c.effect is None or c.effect.kind != "row-create" or c.model is None:
+            return False
+        fields = self.create_fields(c)
+        return bool(fields) and c.model.is_unique(fields)
+
+    def create_fields(self, c: CallFact) -> set[str]:
+        """Keyword fields a create sets (for ``obj.save()``, those of ``obj``'s constructor)."""
+        kwargs = c.value.kwargs
+        if c.resolved.endswith("().save"):
+            receiver = c.value.path.rsplit(".", 1)[0] if c.value.path else ""
+            for bound in self.locals().get(receiver, []):
+                if bound.kind == "call":
+                    kwargs = bound.kwargs
+        elif c.value.args and c.value.args[0].kind == "call":
+            kwargs = c.value.args[0].kwargs or kwargs
+        return {k for k in kwargs if k != "**"}
+
+    def guarded(self, ev: Event) -> bool:
+        """Whether something before ``ev`` in this function checks that the work was done."""
+        if self.decorated_guard:
+            return True
+        for b in self.branches:
+            if b.id not in self.guard_branches:
+                continue
+            if f"b{b.id}" in ev.blocks or f"e{b.id}" in ev.blocks:
+                return True
+            if b.body_exits and ev.span.line > b.end_line and blocks_contain(b.blocks, ev.blocks):
+                return True
+        for claim in self.claims:
+            if claim is ev:
+                continue
+            if ev.span.line > claim.span.line and blocks_contain(claim.blocks, ev.blocks):
+                return True
+        return False
+
+    def in_lock(self, ev: Event) -> bool:
+        return any(b in self.lock_blocks for b in ev.blocks)
+
+    def row_locked(self, name: str) -> bool:
+        """The object bound to ``name`` was fetched with a row lock."""
+        for value in self.locals().get(name, []):
+            for v in value.walk():
+                path = v.path or ""
+                if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
+                    return True
+        return False
+
+    def chain_filters(self, value: Value) -> set[str] | None:
+        """Equality fields a query chain filters on; ``None`` if it filters on something opaque."""
+        fields: set[str] = set()
+        cur: Value | None = value.recv
+        opaque = False
+        while cur is not None:
+            seg = last_segment(cur.path or "")
+            if seg in ("filter", "get", "filter_by", "exclude") or seg == "where":
+                if seg == "exclude":
+                    cur = cur.recv
+                    continue
+                if cur.args and seg != "where":
+                    opaque = True
+                for key in cur.kwargs:
+                    if key == "**":
+                        opaque = True
+                    elif "__" not in key or key.endswith(EQUALITY_SUFFIXES):
+                        fields.add(key.split("__", 1)[0])
+                for arg in cur.args if seg == "where" else []:
+                    fields |= compared_attrs(arg)
+            cur = cur.recv
+        return None if opaque else fields
+
+
+def compared_attrs(value: Value) -> set[str]:
+    """Fields compared for equality in ``M.a == x`` / ``and_(...)`` style expressions."""
+    out: set[str] = set()
+    for v in value.walk():
+        if v.kind == "compare" and v.op == "==":
+            for side in v.args:
+                if side.kind == "attr" and side.path and "." in side.path:
+                    out.add(side.path.rsplit(".", 1)[-1])
+    return out
+
+
+@dataclass
+class Reached:
+    facts: FunctionFacts
+    guarded: bool
+    """The call site that led here was already guarded."""
+    via: tuple[str, ...]
+
+
+@dataclass
+class TaskContext:
+    """One task, the functions its run reaches, and the hits found so far."""
+
+    project: Project
+    task: Task
+    facts_cache: dict[str, FunctionFacts]
+    hits: list[Hit] = field(default_factory=list)
+
+    def facts(self, ref: FunctionRef) -> FunctionFacts:
+        facts = self.facts_cache.get(ref.qualified)
+        if facts is None:
+            facts = FunctionFacts(self.project, ref)
+            self.facts_cache[ref.qualified] = facts
+        return facts
+
+    @cached_property
+    def reached(self) -> list[Reached]:
+        out: list[Reached] = []
+        seen: set[tuple[str, bool]] = set()
+        queue: deque[tuple[FunctionRef, bool, tuple[str, ...]]] = deque(
+            [(self.task.ref, False, ())]
+        )
+        while queue:
+            ref, guarded, via = queue.popleft()
+            if (ref.qualified, guarded) in seen or (ref.qualified, False) in seen:
+                continue
+            seen.add((ref.qualified, guarded))
+            facts = self.facts(ref)
+            out.append(Reached(facts, guarded, via))
+            if len(via) >= MAX_CALL_DEPTH:
+                continue
+            for c in facts.calls:
+                here = guarded or facts.guarded(c.event)
+                if c.target is not None and not c.chain_inner:
+                    queue.append((c.target, here, (*via, c.target.qualified)))
+                if c.runner:
+                    for arg in c.value.args:
+                        if arg.kind in ("name", "attr") and arg.path:
+                            target = self.project.function_for_call(facts.resolve(arg.path))
+                            if target is not None:
+                                queue.append((target, True, (*via, target.qualified)))
+        return out
+
+    def effects(self) -> Iterator[tuple[Reached, CallFact]]:
+        for r in self.reached:
+            for c in r.facts.calls:
+                if c.effect is not None and not c.chain_inner:
+                    yield r, c
+
+    def hit(self, rule: str, r: Reached, ev: Event | Span, detail: str = "") -> None:
+        span = ev if isinstance(ev, Span) else ev.span
+        stmt = "" if isinstance(ev, Span) else ev.stmt
+        self.hits.append(Hit(rule, span, detail, r.facts.file, r.via, stmt))

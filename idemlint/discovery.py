@@ -1,0 +1,128 @@
+"""Which files make up a project, and what their module names are.
+
+git decides what is ignored when the root is in a work tree (so ``.gitignore`` is
+honoured exactly as git reads it); otherwise a plain walk. Virtualenvs, build
+output, ``node_modules`` and ``__pycache__`` are always skipped, plus the
+configured ``exclude`` globs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+ALWAYS_SKIPPED = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        "build",
+        "dist",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".idemlint_cache",
+        ".eggs",
+        "site-packages",
+    }
+)
+
+
+def _git_files(root: Path) -> list[Path] | None:
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    names = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [root / n for n in names if n.endswith(".py")]
+
+
+def _walk_files(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d not in ALWAYS_SKIPPED
+            and not d.endswith(".egg-info")
+            and not (Path(dirpath) / d / "pyvenv.cfg").exists()
+        ]
+        out.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
+    return out
+
+
+def _skipped(rel_parts: Sequence[str], root: Path) -> bool:
+    for i, part in enumerate(rel_parts[:-1]):
+        if part in ALWAYS_SKIPPED or part.endswith(".egg-info"):
+            return True
+        if (root.joinpath(*rel_parts[: i + 1]) / "pyvenv.cfg").exists():
+            return True
+    return False
+
+
+def _excluded(rel: str, globs: Iterable[str]) -> bool:
+    for glob in globs:
+        g = glob.rstrip("/")
+        if fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel, f"{g}/*"):
+            return True
+        if "/" not in g and any(fnmatch.fnmatch(part, g) for part in rel.split("/")):
+            return True
+    return False
+
+
+def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
+    """Every Python file of the project under ``root``, sorted."""
+    root = root.absolute()
+    files = _git_files(root)
+    if files is None:
+        files = _walk_files(root)
+    out = []
+    for f in files:
+        rel = f.relative_to(root)
+        if _skipped(rel.parts, root) or _excluded(rel.as_posix(), exclude):
+            continue
+        if f.is_file():
+            out.append(f)
+    return sorted(out)
+
+
+def module_name(path: Path, root: Path) -> tuple[str, bool]:
+    """Dotted module name of ``path`` and whether it is a package ``__init__``.
+
+    The module starts at the topmost folder of the chain of packages (folders with
+    ``__init__.py``) holding the file, so ``src/`` layouts and nested projects work.
+    """
+    path = path.absolute()
+    root = root.absolute()
+    is_package = path.name == "__init__.py"
+    folder = path.parent
+    if not (folder / "__init__.py").exists() and folder != root:
+        # namespace folders: name the module from the project root
+        try:
+            return ".".join(path.relative_to(root).with_suffix("").parts), False
+        except ValueError:
+            return path.stem, False
+    parts = [] if is_package else [path.stem]
+    while (folder / "__init__.py").exists() and folder != folder.parent:
+        parts.append(folder.name)
+        if folder == root:
+            break
+        folder = folder.parent
+    return ".".join(reversed(parts)), is_package

@@ -1,0 +1,295 @@
+"""The engine: summarise every file of the project, find the tasks, run the checks.
+
+Entry points (CLI, flake8 plugin, pre-commit, tests) all come through :func:`check`,
+so they report the same findings. The whole project under ``config.root`` is read
+for models, helpers and tasks; only findings in files under ``paths`` are returned,
+which is how pre-commit's changed-files mode keeps cross-file knowledge.
+Selection and inline suppressions are applied by the callers, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from idemlint.analysis import FunctionFacts, Hit, TaskContext
+from idemlint.cache import SummaryCache, cache_key
+from idemlint.catalog import CatalogError, get_rule
+from idemlint.checks import STATEMENT_CHECKS, TASK_CHECKS
+from idemlint.discovery import discover, module_name
+from idemlint.findings import Finding
+from idemlint.knowledge import load_knowledge
+from idemlint.project import Project
+from idemlint.summarize import summarize_source
+from idemlint.summary import FileSummary
+from idemlint.tasks import find_tasks
+
+PARALLEL_THRESHOLD = 64
+"""Cold files below this count are summarised in-process: a pool's start-up costs more."""
+
+
+class EngineConfig(Protocol):
+    """What the engine reads of :class:`idemlint.config.Config`."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def exclude(self) -> tuple[str, ...]: ...
+    @property
+    def extend_exclude(self) -> tuple[str, ...]: ...
+    @property
+    def task_frameworks(self) -> frozenset[str] | None: ...
+    @property
+    def knowledge(self) -> Mapping[str, object]: ...
+    @property
+    def source(self) -> Path | None: ...
+    @property
+    def cache_dir(self) -> Path | None: ...
+
+
+@dataclass
+class CheckResult:
+    findings: list[Finding]
+    """Sorted by path, line, column, rule."""
+    files_checked: int
+    """Files reported on (the given paths); the project may hold more."""
+    files_read: int = 0
+    """Every file summarised for the project."""
+    cache_hits: int = 0
+
+
+def _summarize_file(args: tuple[str, str, str, bool]) -> FileSummary:
+    path, rel, module, is_package = args
+    return _summarize_path(Path(path), rel, module, is_package)
+
+
+def _summarize_path(path: Path, rel: str, module: str, is_package: bool) -> FileSummary:
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from idemlint.summary import ParseError
+
+        return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
+    return summarize_source(source, rel, module, is_package)
+
+
+def summarize_files(
+    files: Sequence[Path],
+    root: Path,
+    *,
+    cache: SummaryCache | None,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[FileSummary]:
+    """Summaries of ``files``, from the cache where the content is unchanged."""
+    out: dict[int, FileSummary] = {}
+    cold: list[tuple[int, tuple[str, str, str, bool], str]] = []
+    for i, path in enumerate(files):
+        rel = _rel(path, root)
+        module, is_package = module_name(path, root)
+        try:
+            content = path.read_bytes()
+        except OSError:
+            content = b""
+        key = cache_key(content, module, rel)
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            out[i] = cached
+        else:
+            cold.append((i, (str(path), rel, module, is_package), key))
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    done = len(out)
+    total = len(files)
+    if progress:
+        progress(done, total)
+    if len(cold) >= PARALLEL_THRESHOLD and workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(_summarize_file, [c[1] for c in cold], chunksize=16)
+            for (i, _, key), summary in zip(cold, results, strict=True):
+                out[i] = summary
+                if cache is not None:
+                    cache.put(key, summary)
+                done += 1
+                if progress:
+                    progress(done, total)
+    else:
+        for i, args, key in cold:
+            summary = _summarize_file(args)
+            out[i] = summary
+            if cache is not None:
+                cache.put(key, summary)
+            done += 1
+            if progress:
+                progress(done, total)
+    return [out[i] for i in range(len(files))]
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.absolute().relative_to(root).as_posix()
+    except ValueError:
+        return path.absolute().as_posix()
+
+
+def _display(path: Path, cwd: Path) -> str:
+    try:
+        return path.relative_to(cwd).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _under(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def analyze(project: Project) -> list[tuple[str, Hit]]:
+    """Every (task name, hit) of the project."""
+    tasks = find_tasks(project)
+    facts_cache: dict[str, FunctionFacts] = {}
+    out: list[tuple[str, Hit]] = []
+    for name in sorted(tasks):
+        ctx = TaskContext(project, tasks[name], facts_cache)
+        for label, run in (*STATEMENT_CHECKS, *TASK_CHECKS):
+            try:
+                run(ctx)
+            except Exception as exc:  # a rule bug must not stop the run
+                ctx.hits.append(
+                    Hit(
+                        "IDM002",
+                        ctx.task.span,
+                        f"{label}: {type(exc).__name__}: {exc}",
+                        ctx.task.ref.file,
+                        (),
+                        "",
+                    )
+                )
+        out.extend((name, h) for h in ctx.hits)
+    return out
+
+
+def _message(rule: str, detail: str) -> str:
+    try:
+        return get_rule(rule).format_message(detail)
+    except CatalogError:
+        return f"{rule} {detail}".strip()
+
+
+def findings_from_hits(
+    hits: Iterable[tuple[str, Hit]], root: Path, cwd: Path, report: Callable[[Path], bool]
+) -> list[Finding]:
+    """Apply "one problem, one finding" and turn hits into findings."""
+    by_place: dict[tuple[str, int, str], Finding] = {}
+    for task, hit in hits:
+        path = root / hit.file.path
+        if not report(path):
+            continue
+        place = (hit.file.path, hit.span.line, hit.rule)
+        if place in by_place:
+            continue  # reached from several tasks: report it once, for the first task
+        by_place[place] = Finding(
+            path=_display(path, cwd),
+            line=hit.span.line,
+            column=hit.span.column,
+            rule=hit.rule,
+            message=_message(hit.rule, hit.detail),
+            end_line=hit.span.end_line,
+            end_column=hit.span.end_column,
+            task=task,
+            via=hit.via,
+            source=hit.stmt,
+        )
+    lines_with_key_rule = {(f.path, f.line) for f in by_place.values() if f.rule[3] == "2"}
+    findings = [
+        f
+        for f in by_place.values()
+        if not (f.rule[3] == "3" and (f.path, f.line) in lines_with_key_rule)
+    ]
+    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))
+
+
+def check(
+    paths: Sequence[Path],
+    config: EngineConfig,
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cwd: Path | None = None,
+) -> CheckResult:
+    """Check ``paths`` (files or folders) within the project at ``config.root``."""
+    root = config.root.absolute()
+    cwd = (cwd or Path.cwd()).absolute()
+    targets = [p.absolute() for p in (paths or [root])]
+    files = discover(root, (*config.exclude, *config.extend_exclude))
+    known = set(files)
+    for t in targets:  # an explicitly named file is read even if excluded
+        if t.is_file() and t.suffix == ".py" and t not in known:
+            files.append(t)
+            known.add(t)
+    knowledge = load_knowledge(
+        config.knowledge, frameworks=config.task_frameworks, source=config.source
+    )
+    cache = SummaryCache(root / config.cache_dir) if config.cache_dir is not None else None
+    summaries = summarize_files(files, root, cache=cache, jobs=jobs, progress=progress)
+    project = Project(summaries, knowledge)
+
+    def report(path: Path) -> bool:
+        return _under(path, targets)
+
+    findings = findings_from_hits(analyze(project), root, cwd, report)
+    for f_path, summary in zip(files, summaries, strict=True):
+        if summary.error is not None and report(f_path):
+            err = summary.error
+            findings.append(
+                Finding(
+                    path=_display(f_path, cwd),
+                    line=err.line,
+                    column=err.column,
+                    rule="IDM001",
+                    message=_message("IDM001", err.message),
+                    end_line=err.line,
+                    end_column=err.column + 1,
+                )
+            )
+    findings.sort(key=lambda f: (f.path, f.line, f.column, f.rule))
+    reported = sum(1 for f in files if report(f))
+    return CheckResult(
+        findings,
+        files_checked=reported,
+        files_read=len(files),
+        cache_hits=cache.hits if cache is not None else 0,
+    )
+
+
+def check_project(root: Path, *, cwd: Path | None = None) -> list[Finding]:
+    """Findings for a whole project folder, with its own ``[tool.idemlint]`` config."""
+    from idemlint.config import load_config
+
+    config = load_config([root])
+    return check([root], config, cwd=cwd).findings
+
+
+def check_source(source: str, path: str = "example.py") -> list[Finding]:
+    """Findings for one snippet treated as a one-file project (catalog examples, tests)."""
+    module = Path(path).with_suffix("").as_posix().replace("/", ".")
+    summary = summarize_source(source, path, module)
+    root = Path("/__idemlint_snippet__")
+    project = Project([summary], load_knowledge())
+    findings = findings_from_hits(analyze(project), root, root, lambda _p: True)
+    if summary.error is not None:
+        err = summary.error
+        findings.append(
+            Finding(
+                path=path,
+                line=err.line,
+                column=err.column,
+                rule="IDM001",
+                message=_message("IDM001", err.message),
+                end_line=err.line,
+                end_column=err.column + 1,
+            )
+        )
+    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))

@@ -1,0 +1,423 @@
+"""The project index: every file's summary, and name resolution across files.
+
+Resolution turns a path as written (``"app.task"``, ``"session.add"``) into the
+qualified path the knowledge base speaks (``"celery.Celery().task"``,
+``"sqlalchemy.orm.Session().add"``) by following imports, module-level
+assignments, local assignments, parameters' annotations and ``self``. Project
+classes keep their own qualified name; :meth:`Project.candidates` also offers them
+under their kind (``<django-model>``, ``<sa-model>``, ``<model>``, ``<task>``), which
+is how the knowledge base names "any model" without the engine knowing Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from idemlint.knowledge import Knowledge
+from idemlint.summary import ClassSummary, FileSummary, FunctionSummary, Value
+
+_SEG = re.compile(r"[.(\[]")
+_BOUNDARY = re.compile(r"(?=[.(\[])")
+MAX_DEPTH = 12
+
+
+def split_root(path: str) -> tuple[str, str]:
+    m = _SEG.search(path)
+    return (path[: m.start()], path[m.start() :]) if m else (path, "")
+
+
+def last_segment(path: str) -> str:
+    """``"a.b().c"`` -> ``"c"``; ``"a.b()"`` -> ``"b"``."""
+    stripped = path.rstrip("()[]")
+    return stripped.rsplit(".", 1)[-1]
+
+
+@dataclass
+class ModelInfo:
+    """What the project's models declare unique."""
+
+    qualname: str
+    kind: str
+    fields: set[str] = field(default_factory=set)
+    unique_sets: list[frozenset[str]] = field(default_factory=list)
+
+    def is_unique(self, lookup_fields: Iterable[str]) -> bool:
+        given = {self._norm(f) for f in lookup_fields}
+        return any(s <= given for s in self.unique_sets)
+
+    @staticmethod
+    def _norm(name: str) -> str:
+        return "id" if name == "pk" else name
+
+
+@dataclass
+class FunctionRef:
+    qualified: str
+    file: FileSummary
+    func: FunctionSummary
+
+
+class Project:
+    """All summaries of one project root, indexed for resolution."""
+
+    def __init__(self, summaries: Iterable[FileSummary], knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+        self.files: list[FileSummary] = list(summaries)
+        self.modules: dict[str, FileSummary] = {}
+        self.functions: dict[str, FunctionRef] = {}
+        self.classes: dict[str, tuple[FileSummary, ClassSummary]] = {}
+        for f in self.files:
+            if f.error is not None:
+                continue
+            self.modules.setdefault(f.module, f)
+            for qual, fn in f.functions.items():
+                name = f"{f.module}.{qual}"
+                self.functions[name] = FunctionRef(name, f, fn)
+            for qual, cls in f.classes.items():
+                self._add_class(f, qual, cls)
+        self._resolve_cache: dict[tuple[str, str, str], str] = {}
+        self._locals_cache: dict[str, dict[str, list[Value]]] = {}
+        self._kinds: dict[str, frozenset[str]] = {}
+        self.task_names: set[str] = set()
+        self._models: dict[str, ModelInfo | None] = {}
+
+    def _add_class(self, f: FileSummary, qual: str, cls: ClassSummary) -> None:
+        self.classes[f"{f.module}.{qual}"] = (f, cls)
+
+    # -- resolution --------------------------------------------------------
+    def locals_of(self, file: FileSummary, func: FunctionSummary) -> dict[str, list[Value]]:
+        """Local name -> every value assigned to it, in source order."""
+        key = f"{file.module}:{func.qualname}"
+        cached = self._locals_cache.get(key)
+        if cached is not None:
+            return cached
+        out: dict[str, list[Value]] = {}
+        for ev in func.events:
+            if ev.type == "assign" and ev.op is None and ev.value is not None:
+                if len(ev.targets) == 1 and "." not in ev.targets[0]:
+                    out.setdefault(ev.targets[0], []).append(ev.value)
+                elif len(ev.targets) > 1 and ev.value.kind == "call" and ev.value.path:
+                    # `obj, created = M.objects.get_or_create(...)`: items of the result
+                    for t in ev.targets:
+                        if "." not in t and "[" not in t:
+                            out.setdefault(t, []).append(Value("attr", path=f"{ev.value.path}()[]"))
+            elif ev.type == "branch" and ev.kind == "with":
+                for item, name in zip(ev.items, ev.targets, strict=True):
+                    if name and "." not in name:
+                        out.setdefault(name, []).append(item)
+            elif ev.type == "branch" and ev.kind == "for":
+                for name in ev.targets:
+                    out.setdefault(name, []).append(Value("other"))
+        self._locals_cache[key] = out
+        return out
+
+    def resolve(
+        self,
+        path: str,
+        file: FileSummary,
+        func: FunctionSummary | None = None,
+        depth: int = 0,
+        seen: frozenset[str] = frozenset(),
+    ) -> str:
+        """Qualified path of ``path`` as written in ``func`` (or at module level) of ``file``."""
+        ckey = (file.module, func.qualname if func else "", path)
+        if not seen and ckey in self._resolve_cache:
+            return self._resolve_cache[ckey]
+        result = self._resolve(path, file, func, depth, seen)
+        if not seen:
+            self._resolve_cache[ckey] = result
+        return result
+
+    def _resolve(
+        self,
+        path: str,
+        file: FileSummary,
+        func: FunctionSummary | None,
+        depth: int,
+        seen: frozenset[str],
+    ) -> str:
+        if depth > MAX_DEPTH:
+            return path
+        root, rest = split_root(path)
+        if func is not None:
+            local = self.locals_of(file, func).get(root)
+            if local is not None and root not in seen:
+                for value in reversed(local):
+                    if value.path is not None and split_root(value.path)[0] == root:
+                        continue  # `qs = qs.filter(...)`: the earlier binding says more
+                    base = self.resolve_value(value, file, func, depth + 1, seen | {root})
+                    return base + rest if base else path
+                return path
+            for param in func.params:
+                if param.name != root:
+                    continue
+                if func.class_name and param is func.params[0] and not _is_static(func):
+                    if root == "cls" or _is_classmethod(func):
+                        return f"{file.module}.{func.class_name}{rest}"
+                    return f"{file.module}.{func.class_name}(){rest}"
+                if param.annotation:
+                    ann = self.resolve(param.annotation, file, None, depth + 1)
+                    return f"{ann}(){rest}"
+                return path
+        resolved = self.resolve_global(root, file, depth + 1)
+        return (resolved if resolved is not None else root) + rest
+
+    def resolve_global(self, name: str, file: FileSummary, depth: int) -> str | None:
+        """A module-level name of ``file``, qualified; ``None`` when the module lacks it."""
+        if depth > MAX_DEPTH:
+            return None
+        if name in file.classes or name in file.functions:
+            return f"{file.module}.{name}"
+        if name in file.imports:
+            return self.resolve_qualified(file.imports[name], depth + 1)
+        if name in file.assigns:
+            value = file.assigns[name]
+            if value.kind in ("call", "name", "attr") and value.path is not None:
+                resolved = self.resolve_value(value, file, None, depth + 1)
+                if resolved:
+                    return resolved
+            return f"{file.module}.{name}"
+        return None
+
+    def resolve_qualified(self, qualified: str, depth: int = 0) -> str:
+        """Follow a qualified name into the project's modules (re-exports, aliases)."""
+        if depth > MAX_DEPTH:
+            return qualified
+        parts = qualified.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:i])
+            target = self.modules.get(module)
+            if target is None:
+                continue
+            name, rest = parts[i], parts[i + 1 :]
+            resolved = self.resolve_global(name, target, depth + 1)
+            if resolved is None:
+                if f"{module}.{name}" in self.modules:
+                    continue
+                return qualified
+            return ".".join([resolved, *rest])
+        return qualified
+
+    def resolve_value(
+        self,
+        value: Value,
+        file: FileSummary,
+        func: FunctionSummary | None,
+        depth: int = 0,
+        seen: frozenset[str] = frozenset(),
+    ) -> str | None:
+        """The qualified path a value denotes: ``Foo(...)`` -> ``"pkg.Foo()"``."""
+        if value.path is None:
+            return None
+        if value.kind == "call":
+            return self._resolve(value.path, file, func, depth, seen) + "()"
+        if value.kind in ("name", "attr", "other"):
+            return self._resolve(value.path, file, func, depth, seen)
+        return None
+
+    # -- classes, models, tasks --------------------------------------------
+    def class_prefix(self, resolved: str) -> tuple[str, str] | None:
+        """The longest leading project class in ``resolved``: (class, rest of the path)."""
+        cuts = [m.start() for m in _BOUNDARY.finditer(resolved)]
+        for cut in reversed([*cuts, len(resolved)]):
+            head = resolved[:cut]
+            if head in self.classes:
+                return head, resolved[cut:]
+        return None
+
+    def task_prefix(self, resolved: str) -> tuple[str, str] | None:
+        cuts = [m.start() for m in _BOUNDARY.finditer(resolved)]
+        for cut in reversed([*cuts, len(resolved)]):
+            head = resolved[:cut]
+            if head in self.task_names:
+                return head, resolved[cut:]
+        return None
+
+    def class_kinds(self, qualname: str, _seen: frozenset[str] = frozenset()) -> frozenset[str]:
+        """Kinds of a project class (``django-model``, ``sa-model``), inherited through bases."""
+        if qualname in self._kinds:
+            return self._kinds[qualname]
+        entry = self.classes.get(qualname)
+        if entry is None or qualname in _seen:
+            return frozenset()
+        file, cls = entry
+        kinds: set[str] = set()
+        for base in cls.bases:
+            resolved = self.resolve_value(base, file, None)
+            if resolved is None:
+                continue
+            kind = self.knowledge.model_bases.get(resolved)
+            if kind:
+                kinds.add(kind)
+            elif resolved in self.classes:
+                kinds |= self.class_kinds(resolved, _seen | {qualname})
+        result = frozenset(kinds)
+        self._kinds[qualname] = result
+        return result
+
+    def class_bases(self, qualname: str) -> list[str]:
+        """Resolved bases of a project class, nearest first, project bases expanded."""
+        out: list[str] = []
+        todo = [qualname]
+        while todo:
+            current = todo.pop(0)
+            entry = self.classes.get(current)
+            if entry is None:
+                continue
+            file, cls = entry
+            for base in cls.bases:
+                resolved = self.resolve_value(base, file, None)
+                if resolved and resolved not in out:
+                    out.append(resolved)
+                    todo.append(resolved)
+        return out
+
+    def candidates(self, resolved: str) -> list[str]:
+        """``resolved`` plus its spellings under the kinds of the project symbols it starts at."""
+        out = [resolved]
+        cp = self.class_prefix(resolved)
+        if cp is not None:
+            cls, rest = cp
+            kinds = self.class_kinds(cls)
+            for kind in sorted(kinds):
+                out.append(f"<{kind}>{rest}")
+            if kinds:
+                out.append(f"<model>{rest}")
+        tp = self.task_prefix(resolved)
+        if tp is not None:
+            out.append(f"<task>{tp[1]}")
+        return out
+
+    def model_of(self, resolved: str) -> ModelInfo | None:
+        """The model a resolved path starts at (``pkg.models.Order.objects.filter``)."""
+        cp = self.class_prefix(resolved)
+        if cp is None:
+            return None
+        return self.model_info(cp[0])
+
+    def model_info(self, qualname: str) -> ModelInfo | None:
+        if qualname in self._models:
+            return self._models[qualname]
+        kinds = self.class_kinds(qualname)
+        info: ModelInfo | None = None
+        if kinds:
+            kind = sorted(kinds)[0]
+            info = ModelInfo(qualname, kind)
+            for cls_name in [*reversed(self.class_bases(qualname)), qualname]:
+                entry = self.classes.get(cls_name)
+                if entry is not None:
+                    self._collect_uniques(info, entry[0], entry[1])
+            info.unique_sets.append(frozenset({"id"}))
+        self._models[qualname] = info
+        return info
+
+    def _collect_uniques(self, info: ModelInfo, file: FileSummary, cls: ClassSummary) -> None:
+        for name, value in cls.attributes.items():
+            if value.kind != "call" or value.path is None:
+                if name == "__table_args__":
+                    self._table_args(info, file, value)
+                continue
+            callee = last_segment(self.resolve(value.path, file))
+            is_field = callee.endswith(("Field", "Key")) or callee in (
+                "Column",
+                "mapped_column",
+                "ForeignKey",
+                "relationship",
+            )
+            if not is_field or callee == "relationship":
+                continue
+            info.fields.add(name)
+            if callee in ("ForeignKey", "OneToOneField"):
+                info.fields.add(f"{name}_id")
+            unique = _truthy(value.kwargs.get("unique")) or _truthy(value.kwargs.get("primary_key"))
+            if callee == "OneToOneField" or unique:
+                info.unique_sets.append(frozenset({name}))
+                if callee in ("ForeignKey", "OneToOneField"):
+                    info.unique_sets.append(frozenset({f"{name}_id"}))
+                if _truthy(value.kwargs.get("primary_key")):
+                    info.unique_sets.append(frozenset({"id"}))
+        meta = cls.inner.get("Meta")
+        if meta is not None:
+            together = meta.attributes.get("unique_together")
+            if together is not None:
+                groups = together.args if together.kind == "seq" else []
+                if groups and all(g.kind == "str" for g in groups):
+                    groups = [together]
+                for group in groups:
+                    names = _str_items(group)
+                    if names:
+                        info.unique_sets.append(frozenset(names))
+            constraints = meta.attributes.get("constraints")
+            for c in constraints.args if constraints is not None else []:
+                if c.kind == "call" and c.path and last_segment(c.path) == "UniqueConstraint":
+                    if "condition" in c.kwargs:
+                        continue
+                    names = _str_items(c.kwargs.get("fields"))
+                    if names:
+                        info.unique_sets.append(frozenset(names))
+        table_args = cls.attributes.get("__table_args__")
+        if table_args is not None:
+            self._table_args(info, file, table_args)
+
+    def _table_args(self, info: ModelInfo, file: FileSummary, value: Value) -> None:
+        for item in value.args if value.kind == "seq" else [value]:
+            if item.kind != "call" or item.path is None:
+                continue
+            name = last_segment(item.path)
+            cols = [a.text for a in item.args if a.kind == "str" and a.text]
+            if name == "UniqueConstraint" and cols:
+                info.unique_sets.append(frozenset(cols))
+            elif name == "Index" and _truthy(item.kwargs.get("unique")) and len(cols) > 1:
+                info.unique_sets.append(frozenset(cols[1:]))
+            elif name == "PrimaryKeyConstraint" and cols:
+                info.unique_sets.append(frozenset(cols))
+
+    def method(self, class_qual: str, name: str) -> FunctionRef | None:
+        """A method of a project class, looked up through its project bases."""
+        for cls in [class_qual, *self.class_bases(class_qual)]:
+            ref = self.functions.get(f"{cls}.{name}")
+            if ref is not None:
+                return ref
+        return None
+
+    def function_for_call(self, resolved: str) -> FunctionRef | None:
+        """The project function or method a resolved call path runs, if any."""
+        ref = self.functions.get(resolved)
+        if ref is not None:
+            return ref
+        cp = self.class_prefix(resolved)
+        if cp is None:
+            return None
+        cls, rest = cp
+        if rest == "()":
+            return self.method(cls, "__init__")
+        name = last_segment(rest)
+        if not name.isidentifier():
+            return None
+        return self.method(cls, name)
+
+
+def _is_static(func: FunctionSummary) -> bool:
+    return any(d.value.path == "staticmethod" for d in func.decorators)
+
+
+def _is_classmethod(func: FunctionSummary) -> bool:
+    return any(d.value.path == "classmethod" for d in func.decorators)
+
+
+def _truthy(value: Value | None) -> bool:
+    return value is not None and not (
+        value.kind == "none" or (value.kind == "bool" and value.text == "False")
+    )
+
+
+def _str_items(value: Value | None) -> list[str]:
+    if value is None:
+        return []
+    if value.kind == "str" and value.text:
+        return [value.text]
+    if value.kind == "seq":
+        return [a.text for a in value.args if a.kind == "str" and a.text]
+    return []
