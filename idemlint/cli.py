@@ -289,7 +289,6 @@ def _lint(
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
-    from idemlint.engine import check as engine_check
     from idemlint.output.progress import ProgressBar, delay_from_env, in_ci
     from idemlint.selection import report_filter
     from idemlint.suppression import display_path
@@ -306,6 +305,8 @@ def _lint(
         extend_select=_codes(extend_select),
         no_cache=no_cache,
     )
+    from idemlint.engine import check as engine_check
+
     bar = None
     if show_progress and sys.stderr.isatty() and not in_ci():
         bar = ProgressBar(sys.stderr, delay=delay_from_env())
@@ -321,23 +322,21 @@ def _lint(
 
 
 def _checked_files(result: Any, paths: Sequence[Path], config: Any) -> list[Path]:
-    """The files the engine reported on: where inline suppressions are looked for."""
+    """The files the engine reported on: where inline suppressions are looked for.
+
+    Mirrors the engine's choice: every discovered project file under a given
+    path, plus each given ``.py`` file even when excluded.
+    """
     files = getattr(result, "files", None)
     if files is not None:
         return [Path(f) for f in files]
     from idemlint.discovery import discover
 
-    wanted = [p.absolute() for p in paths]
-    found: list[Path] = []
-    explicit = {p for p in wanted if p.is_file()}
-    for file in discover(config.root, (*config.exclude, *config.extend_exclude)):
-        absolute = file if file.is_absolute() else config.root / file
-        if absolute in explicit or any(
-            folder in absolute.parents for folder in wanted if folder.is_dir()
-        ):
-            found.append(absolute)
-    found.extend(p for p in explicit if p not in found)
-    return found
+    targets = [p.absolute() for p in paths] or [config.root]
+    found = discover(config.root, (*config.exclude, *config.extend_exclude))
+    known = set(found)
+    found += [t for t in targets if t.is_file() and t.suffix == ".py" and t not in known]
+    return [f for f in found if any(f == t or t in f.parents for t in targets)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -37,19 +37,53 @@ def knowledge_keys() -> tuple[str, ...]:
     return tuple(EXTENSION_KEYS)
 
 
-PLAIN_KEYS = (
-    "cache-dir",
-    "exclude",
-    "extend-exclude",
-    "extend-select",
-    "ignore",
-    "per-file-ignores",
-    "select",
-    "task-frameworks",
-)
-
 DEFAULT_CACHE_DIR = ".idemlint_cache"
 """Cache folder, relative to the project root (git-ignored by the project template)."""
+
+KEY_DOCS: dict[str, tuple[str, str, str]] = {
+    "select": (
+        "list of codes or prefixes",
+        '`["IDM"]` (all)',
+        "Rules to report. A prefix selects a family: `IDM3` is every check-prior-art rule.",
+    ),
+    "extend-select": (
+        "list of codes or prefixes",
+        "`[]`",
+        "Rules to report on top of `select`, e.g. to re-enable one rule of an ignored family.",
+    ),
+    "ignore": (
+        "list of codes or prefixes",
+        "`[]`",
+        "Rules not to report. The most specific of select and ignore wins; at a tie, ignore.",
+    ),
+    "per-file-ignores": (
+        "table: glob = list of codes",
+        "`{}`",
+        "Rules not to report in files matching the glob (relative to the project root).",
+    ),
+    "exclude": (
+        "list of globs",
+        "`[]`",
+        "Paths never read, on top of git-ignored files, virtualenvs, `build/`, `dist/`, "
+        "`node_modules/` and `__pycache__/`.",
+    ),
+    "extend-exclude": ("list of globs", "`[]`", "More paths never read, added to `exclude`."),
+    "task-frameworks": (
+        "list of: " + ", ".join(f"`{name}`" for name in TASK_FRAMEWORKS),
+        "all",
+        "Detect tasks of these frameworks only.",
+    ),
+    "cache-dir": (
+        "folder path",
+        f"`{DEFAULT_CACHE_DIR}`",
+        "Where per-file summaries are cached, relative to the project root.",
+    ),
+}
+"""What each plain key means: rendered into docs/configuration.md by the docs hook."""
+
+PLAIN_KEYS = tuple(sorted(KEY_DOCS))
+"""Keys handled here (the knowledge keys go to :mod:`idemlint.knowledge`)."""
+
 
 _CODE = re.compile(r"IDM[0-9]{0,3}")
 

@@ -178,8 +178,16 @@ def _read_suppressions(file: Path) -> list[Suppression]:
     return parse_suppressions(data)
 
 
+def _message(detail: str) -> str:
+    from idemlint.catalog import CatalogError, get_rule
+
+    try:
+        return get_rule(UNUSED_SUPPRESSION).format_message(detail=detail)
+    except CatalogError:  # a broken install must still say what is wrong
+        return f"{detail} silences nothing"
+
+
 def _unused_notice(suppression: Suppression, unused: tuple[str, ...], path: str) -> Finding:
-    from idemlint.catalog import get_rule
 
     if suppression.kind == "noqa":
         text = f"# noqa: {', '.join(unused)}"
@@ -192,7 +200,7 @@ def _unused_notice(suppression: Suppression, unused: tuple[str, ...], path: str)
         line=suppression.line,
         column=suppression.column,
         rule=UNUSED_SUPPRESSION,
-        message=get_rule(UNUSED_SUPPRESSION).format_message(detail=f"`{text}`"),
+        message=_message(f"`{text}`"),
         end_line=suppression.line,
         end_column=suppression.end_column,
         source=text,

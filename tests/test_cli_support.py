@@ -1,0 +1,64 @@
+"""Helpers shared by the integration tests that run the real tools as subprocesses.
+
+No tests here: the helpers live in a test-named module so that every test
+file of the integrations can import them without a conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MINIPROJ = REPO / "tests" / "data" / "miniproj"
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD")
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The environment without CI markers or colour settings, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in (*CI_VARIABLES, "NO_COLOR")}
+    env.pop("IDEMLINT_PROGRESS_DELAY", None)
+    env.update(overrides)
+    return env
+
+
+def run_idemlint(
+    *args: str | os.PathLike[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m idemlint ARGS`` in ``cwd``, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "idemlint", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env if env is not None else clean_env(),
+        timeout=300,
+    )
+
+
+def copy_project(tmp_path: Path, source: Path = MINIPROJ, name: str = "proj") -> Path:
+    """A fresh copy of a fixture project (so caches and baselines stay out of the repo)."""
+    target = tmp_path / name
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".idemlint_cache", "__pycache__"))
+    return target
+
+
+def check_json(project: Path, *args: str) -> dict[str, Any]:
+    """The JSON report of ``idemlint check`` run in ``project``."""
+    done = run_idemlint("check", "--format", "json", *args, cwd=project)
+    assert done.returncode in (0, 1), done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def line_of(file: Path, needle: str) -> int:
+    """1-based number of the first line of ``file`` containing ``needle``."""
+    for number, text in enumerate(file.read_text().splitlines(), start=1):
+        if needle in text:
+            return number
+    raise AssertionError(f"{needle!r} not in {file}")
