@@ -130,32 +130,34 @@ class TaskFinder:
                 continue
             listed = attributes[tl.attribute]
             for item in listed.args if listed.kind == "seq" else []:
-                if item.kind == "call":
-                    continue  # `func(f, max_tries=...)`: seen as a registration
-                self._register_value(file, None, item, tl.framework, False, "")
+                if item.kind == "call":  # `func(f, max_tries=...)`: a registration
+                    self._registration(file, None, item)
+                else:
+                    self._register_value(file, None, item, tl.framework, False, "")
 
     def _registrations(
         self, file: FileSummary, func: FunctionSummary | None, events: list[Event]
     ) -> None:
         for ev in events:
-            if ev.type != "call" or ev.value is None or ev.value.path is None:
+            if ev.type == "call" and ev.value is not None and ev.value.path is not None:
+                self._registration(file, func, ev.value)
+
+    def _registration(self, file: FileSummary, func: FunctionSummary | None, call: Value) -> None:
+        resolved = self.project.resolve(call.path or "", file, func)
+        for reg in self.k.task_registrations:
+            if not reg.matcher.match([resolved]):
                 continue
-            call = ev.value
-            resolved = self.project.resolve(call.path or "", file, func)
-            for reg in self.k.task_registrations:
-                if not reg.matcher.match([resolved]):
-                    continue
-                target = call.kwargs.get(reg.kwarg) if reg.kwarg else None
-                if target is None and len(call.args) > reg.arg:
-                    target = call.args[reg.arg]
-                if target is None:
-                    continue
-                retries, reason = False, ""
-                for kw in reg.retry_kwargs:
-                    if _truthy(call.kwargs.get(kw)):
-                        retries, reason = True, f"{kw}="
-                self._register_value(file, func, target, reg.framework, retries, reason)
-                break
+            target = call.kwargs.get(reg.kwarg) if reg.kwarg else None
+            if target is None and len(call.args) > reg.arg:
+                target = call.args[reg.arg]
+            if target is None:
+                continue
+            retries, reason = False, ""
+            for kw in reg.retry_kwargs:
+                if _truthy(call.kwargs.get(kw)):
+                    retries, reason = True, f"{kw}="
+            self._register_value(file, func, target, reg.framework, retries, reason)
+            return
 
     def _register_value(
         self,

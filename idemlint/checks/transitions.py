@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from idemlint.analysis import FunctionFacts, TaskContext, blocks_contain
 from idemlint.checks.constraints import lookup_target
+from idemlint.checks.keys import key_values
 from idemlint.project import last_segment, split_root
 from idemlint.summary import Event
 
@@ -82,8 +83,9 @@ def _records_state(facts: FunctionFacts) -> bool:
 def check_terminal_state(ctx: TaskContext) -> None:
     kinds: set[str] = set()
     for r, c in ctx.effects():
-        if c.effect is not None and not (r.guarded or r.facts.guarded(c.event)):
-            kinds.add(c.effect.kind)
+        if c.effect is None or r.guarded or r.facts.guarded(c.event) or key_values(r.facts, c):
+            continue
+        kinds.add(c.effect.kind)
     if any(h.rule.startswith("IDM5") for h in ctx.hits):
         kinds.add("relative-update")
     if len(kinds) < 2 or any(_records_state(r.facts) for r in ctx.reached):

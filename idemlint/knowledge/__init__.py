@@ -47,8 +47,11 @@ class Patterns:
 
     def __init__(self, globs: Iterable[str]) -> None:
         self.globs = tuple(dict.fromkeys(globs))
+        # `[` is literal in our paths (`ctx[].enqueue_job`), never a character class
         self._re = (
-            re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in self.globs))
+            re.compile(
+                "|".join(f"(?:{fnmatch.translate(g.replace('[', '[[]'))})" for g in self.globs)
+            )
             if self.globs
             else None
         )

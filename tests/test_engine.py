@@ -1,0 +1,351 @@
+"""The engine on small generated projects: resolution across files, task detection,
+user knowledge, notices, report scope and the summary cache."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from idemlint import cache as cache_module
+from idemlint.checks import STATEMENT_CHECKS
+from idemlint.config import Config, load_config
+from idemlint.engine import check, check_project, check_source
+from idemlint.findings import Finding
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), "utf-8")
+    return root
+
+
+def codes(findings: list[Finding]) -> list[tuple[str, int, str]]:
+    return [(f.path, f.line, f.rule) for f in findings]
+
+
+PROJECT = {
+    "pyproject.toml": "[project]\nname = 'demo'\n[tool.idemlint]\n",
+    "app/__init__.py": "",
+    "app/celery.py": """
+        from celery import Celery
+        app = Celery("demo")
+    """,
+    "app/models.py": """
+        from django.db import models
+
+        class Payment(models.Model):
+            key = models.CharField(max_length=64, unique=True)
+            user_id = models.IntegerField()
+            status = models.CharField(max_length=16)
+    """,
+    "app/notify.py": """
+        import requests
+
+        def notify(user_id):
+            return _deliver(user_id)
+
+        def _deliver(user_id):
+            return _post(user_id)
+
+        def _post(user_id):
+            requests.post("https://hooks.example/notify", json={"user": user_id})
+    """,
+    "app/tasks.py": """
+        from celery import shared_task as st
+        from app.celery import app
+        from app.models import Payment
+        from app import notify as n
+
+        @st(bind=True, acks_late=True)
+        def charge(self, user_id):
+            Payment.objects.create(user_id=user_id, status="processing")
+
+        @app.task
+        def ping(user_id):
+            n.notify(user_id)
+
+        def view(request):
+            Payment.objects.create(user_id=1, status="processing")
+    """,
+}
+
+
+def test_cross_file_resolution_and_call_chain(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    findings = check_project(root, cwd=root)
+    assert codes(findings) == [
+        ("app/notify.py", 10, "IDM304"),
+        ("app/tasks.py", 6, "IDM101"),
+        ("app/tasks.py", 8, "IDM301"),
+    ]
+    post = findings[0]
+    assert post.task == "app.tasks.ping"
+    assert post.via == ("app.notify.notify", "app.notify._deliver", "app.notify._post")
+    assert findings[2].task == "app.tasks.charge" and findings[2].via == ()
+    assert findings[2].checklist == "check-prior-art"
+    assert findings[2].source == 'Payment.objects.create(user_id=user_id, status="processing")'
+
+
+def test_only_given_paths_are_reported_but_the_project_is_read(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    result = check([root / "app" / "notify.py"], load_config([root]), cwd=root)
+    # the helper is only a finding because a task in another file reaches it
+    assert codes(result.findings) == [("app/notify.py", 10, "IDM304")]
+    assert result.files_checked == 1
+    assert result.files_read == 5
+
+
+def test_unparsable_file_is_a_finding_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = write(tmp_path, {**PROJECT, "app/broken.py": "def oops(:\n    pass\n"})
+    findings = check_project(root, cwd=root)
+    broken = [f for f in findings if f.path == "app/broken.py"]
+    assert [f.rule for f in broken] == ["IDM001"]
+    assert broken[0].checklist == "notice"
+    assert ("app/tasks.py", 8, "IDM301") in codes(findings)
+
+
+def test_a_rule_that_raises_becomes_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write(tmp_path, PROJECT)
+
+    def boom(ctx: object) -> None:
+        raise RuntimeError("rule bug")
+
+    import idemlint.engine as engine
+
+    monkeypatch.setattr(engine, "STATEMENT_CHECKS", (("IDM5xx", boom), *STATEMENT_CHECKS))
+    findings = check_project(root, cwd=root)
+    errors = [f for f in findings if f.rule == "IDM002"]
+    assert len(errors) == 2  # one per task
+    assert "IDM5xx" in errors[0].message and "rule bug" in errors[0].message
+    assert ("app/tasks.py", 8, "IDM301") in codes(findings)
+
+
+def test_user_knowledge_from_pyproject(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": """
+                [tool.idemlint]
+                side-effects = [{call = "app.push.send_push", kind = "message"}]
+                task-decorators = [{name = "app.jobs.background", retries = true}]
+                locks = ["app.locks.distributed_lock"]
+            """,
+            "app/__init__.py": "",
+            "app/push.py": "def send_push(user, text):\n    pass\n",
+            "app/locks.py": "def distributed_lock(name):\n    pass\n",
+            "app/jobs.py": "def background(fn):\n    return fn\n",
+            "app/models.py": """
+                from django.db import models
+
+                class Order(models.Model):
+                    status = models.CharField(max_length=8)
+            """,
+            "app/work.py": """
+                from app.jobs import background
+                from app.push import send_push
+                from app.locks import distributed_lock
+                from app.models import Order
+
+                @background
+                def remind(user):
+                    send_push(user, "hi")
+
+                @background
+                def ship(order_id):
+                    with distributed_lock(f"order-{order_id}"):
+                        order = Order.objects.get(pk=order_id)
+                        if order.status == "paid":
+                            order.status = "shipped"
+                            order.save()
+            """,
+        },
+    )
+    findings = check_project(root, cwd=root)
+    assert codes(findings) == [("app/work.py", 6, "IDM101"), ("app/work.py", 8, "IDM302")]
+
+
+def test_bad_knowledge_config_names_file_and_key(tmp_path: Path) -> None:
+    from idemlint.errors import ConfigError
+
+    root = write(
+        tmp_path,
+        {"pyproject.toml": '[tool.idemlint]\nside-effects = [{call = "x.y", kind = "email"}]\n'},
+    )
+    with pytest.raises(ConfigError) as err:
+        check_project(root)
+    text = str(err.value)
+    assert "pyproject.toml" in text and "side-effects[0]" in text and "row-create" in text
+
+
+def test_precision_traps_are_clean() -> None:
+    source = textwrap.dedent(
+        """
+        import uuid, logging
+        import requests, redis
+        from celery import shared_task
+        from django.db import models, transaction
+        from statsd import StatsClient
+        from prometheus_client import Counter
+
+        statsd = StatsClient()
+        JOBS = Counter("jobs", "x")
+        r = redis.Redis()
+        log = logging.getLogger(__name__)
+
+        class Order(models.Model):
+            status = models.CharField(max_length=10)
+            inventory_updated = models.BooleanField(default=False)
+
+        class Stock(models.Model):
+            sku = models.CharField(max_length=10, unique=True)
+            quantity = models.IntegerField()
+
+        class Profile(models.Model):
+            user_id = models.IntegerField(unique=True)
+            bio = models.TextField()
+
+        class OutboxEvent(models.Model):
+            payload = models.TextField()
+
+        class Thing:
+            def create(self): pass
+
+        @shared_task(bind=True, acks_late=True)
+        def precise(self, order_id, sku, user_id):
+            attempts = 3
+            for i in range(10):
+                attempts -= 1
+            Thing().create()
+            statsd.incr("jobs.done")
+            JOBS.inc()
+            log.info("done %s", uuid.uuid4())
+            requests.get("https://example.com")
+            d = {}
+            d.update(a=1)
+            path = f"/tmp/{uuid.uuid4()}.csv"
+            correlation_id = str(uuid.uuid4())
+            r.set("k", 1)
+            r.setnx("k", 1)
+            stock = Stock.objects.get(sku=sku)
+            stock.quantity = 10 - 3
+            stock.save()
+            Profile.objects.update_or_create(user_id=user_id, defaults={"bio": "x"})
+            with transaction.atomic():
+                OutboxEvent.objects.create(payload="order-paid")
+            if Order.objects.filter(pk=order_id, status="pending").update(status="paid") == 0:
+                return
+            requests.post("https://x.example/", headers={"Idempotency-Key": self.request.id})
+
+        @shared_task(acks_late=True)
+        def locked(order_id, sku):
+            with transaction.atomic():
+                order = Order.objects.select_for_update().get(pk=order_id)
+                if order.inventory_updated:
+                    return
+                stock = Stock.objects.select_for_update().get(sku=sku)
+                stock.quantity -= 1
+                stock.save()
+                order.inventory_updated = True
+                order.save()
+        """
+    )
+    assert check_source(source, "app/tasks.py") == []
+
+
+# -- the summary cache ---------------------------------------------------------
+
+
+def run_json(root: Path, *extra: str) -> list[dict[str, object]]:
+    cfg = load_config([root])
+    return [f.to_json() for f in check([root], cfg, cwd=root).findings]
+
+
+def test_cache_gives_the_same_result_and_is_used(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    cold = check([root], load_config([root]), cwd=root)
+    assert cold.cache_hits == 0
+    warm = check([root], load_config([root]), cwd=root)
+    assert warm.cache_hits == warm.files_read == 5
+    no_cache = check([root], Config.default(root).with_overrides(no_cache=True), cwd=root)
+    assert cold.findings == warm.findings == no_cache.findings
+    assert (root / ".idemlint_cache" / ".gitignore").read_text() == "*\n"
+
+
+def test_edited_file_is_reanalysed(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    assert ("app/tasks.py", 8, "IDM301") in codes(check_project(root, cwd=root))
+    tasks = root / "app" / "tasks.py"
+    tasks.write_text(tasks.read_text().replace("Payment.objects.create(user_id=user_id", "pass  #"))
+    result = check([root], load_config([root]), cwd=root)
+    assert ("app/tasks.py", 8, "IDM301") not in codes(result.findings)
+    assert result.cache_hits == 4
+
+
+def test_version_change_invalidates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write(tmp_path, PROJECT)
+    check_project(root, cwd=root)
+    monkeypatch.setattr(cache_module, "__version__", "999.0")
+    result = check([root], load_config([root]), cwd=root)
+    assert result.cache_hits == 0
+
+
+def test_corrupted_cache_entry_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    first = check([root], load_config([root]), cwd=root).findings
+    entries = sorted((root / ".idemlint_cache" / "summaries").rglob("*.json"))
+    assert len(entries) == 5
+    for entry in entries[:2]:
+        entry.write_text('{"path": "trunc')
+    again = check([root], load_config([root]), cwd=root)
+    assert again.findings == first
+    assert again.cache_hits == 3
+    for entry in entries[:2]:
+        json.loads(entry.read_text())  # rewritten whole
+
+
+def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
+    files = dict(PROJECT)
+    for i in range(40):
+        files[f"app/mod{i}.py"] = f"def helper{i}(x):\n    return x + {i}\n"
+    root = write(tmp_path, files)
+    script = (
+        "import json, sys; from pathlib import Path;"
+        "from idemlint.engine import check; from idemlint.config import load_config;"
+        "root = Path(sys.argv[1]);"
+        "print(json.dumps([f.to_json() for f in check([root], load_config([root]), jobs=1,"
+        " cwd=root).findings]))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len({o for o in outputs}) == 1
+    for entry in (root / ".idemlint_cache" / "summaries").rglob("*"):
+        if entry.is_file():
+            assert entry.suffix == ".json"
+            json.loads(entry.read_text())
+    assert run_json(root) == json.loads(outputs[0])
+
+
+def test_git_ignored_and_virtualenv_files_are_skipped(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    bad = PROJECT["app/tasks.py"]
+    write(root, {"generated/tasks.py": bad, ".venv/lib/tasks.py": bad, "build/tasks.py": bad})
+    (root / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (root / ".gitignore").write_text("generated/\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    paths = {f.path.split("/")[0] for f in check_project(root, cwd=root)}
+    assert paths == {"app"}
