@@ -121,9 +121,9 @@ def test_in_progress_raise_wait_and_skip(store: Store) -> None:
 
 def test_wait_times_out_with_already_in_progress(mem: Store) -> None:
     held = mem.claim("w:1", "-", lease=30, ttl=None)
-    waiter = idempotent("w:{n}", store=mem, on_in_progress="wait", wait_timeout=0.2, fingerprint=False)(
-        lambda n: n
-    )
+    waiter = idempotent(
+        "w:{n}", store=mem, on_in_progress="wait", wait_timeout=0.2, fingerprint=False
+    )(lambda n: n)
     started = time.monotonic()
     with pytest.raises(AlreadyInProgress):
         waiter(1)
@@ -134,7 +134,9 @@ def test_wait_times_out_with_already_in_progress(mem: Store) -> None:
 def test_wait_takes_over_once_a_crashed_holders_lease_expires(store: Store) -> None:
     store.claim("crashed:1", "-", lease=0.3, ttl=None)  # a holder that never comes back
 
-    @idempotent("crashed:{n}", store=store, on_in_progress="wait", wait_timeout=5, fingerprint=False)
+    @idempotent(
+        "crashed:{n}", store=store, on_in_progress="wait", wait_timeout=5, fingerprint=False
+    )
     def job(n: int) -> int:
         execution = current_execution()
         assert execution is not None
@@ -312,7 +314,9 @@ def test_unserialisable_result_releases_and_custom_serializer(mem: Store) -> Non
     assert as_set.call_detailed(1) == Outcome({1, 2}, True, 1, "set:1")
 
 
-def test_on_replay_hook_metrics_hooks_and_logging(mem: Store, caplog: pytest.LogCaptureFixture) -> None:
+def test_on_replay_hook_metrics_hooks_and_logging(
+    mem: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     replays: list[Outcome[Any]] = []
     local: list[RuntimeEvent] = []
     global_events: list[RuntimeEvent] = []
@@ -342,7 +346,9 @@ def test_on_replay_hook_metrics_hooks_and_logging(mem: Store, caplog: pytest.Log
     assert any("metrics hook" in m for m in messages)  # a failing hook is logged, not raised
 
 
-def test_takeover_and_fence_rejection_are_logged(mem: Store, caplog: pytest.LogCaptureFixture) -> None:
+def test_takeover_and_fence_rejection_are_logged(
+    mem: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     old = mem.claim("t:1", "-", lease=0.05, ttl=None)
     time.sleep(0.1)
 

@@ -84,6 +84,8 @@ class PostgresStore(SQLStore):
 
     def _schema_statements(self) -> Sequence[str]:
         return (
+            # concurrent CREATE TABLE IF NOT EXISTS can collide in pg_type; serialise it
+            "SELECT pg_advisory_xact_lock(hashtext('idemlint schema {t}'))",
             "CREATE TABLE IF NOT EXISTS {t} ("
             " idem_key TEXT PRIMARY KEY, status TEXT NOT NULL, epoch BIGINT NOT NULL,"
             " run BIGINT NOT NULL, owner TEXT NOT NULL, fingerprint TEXT NOT NULL,"
