@@ -80,7 +80,8 @@ class Project:
         self._resolve_cache: dict[tuple[str, str, str], str] = {}
         self._locals_cache: dict[str, dict[str, list[Value]]] = {}
         self._kinds: dict[str, frozenset[str]] = {}
-        self.task_names: set[str] = set()
+        self.task_names: dict[str, str] = {}
+        """Task function -> its framework (filled in by :mod:`idemlint.tasks`)."""
         self._models: dict[str, ModelInfo | None] = {}
 
     def _add_class(self, f: FileSummary, qual: str, cls: ClassSummary) -> None:
@@ -288,6 +289,7 @@ class Project:
         tp = self.task_prefix(resolved)
         if tp is not None:
             out.append(f"<task>{tp[1]}")
+            out.append(f"<task:{self.task_names[tp[0]]}>{tp[1]}")
         return out
 
     def model_of(self, resolved: str) -> ModelInfo | None:

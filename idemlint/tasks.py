@@ -65,7 +65,7 @@ class TaskFinder:
             self._registrations(file, None, file.module_events)
             for fn in file.functions.values():
                 self._registrations(file, fn, fn.events)
-        self.project.task_names = set(self.tasks)
+        self.project.task_names = {name: t.framework for name, t in self.tasks.items()}
         return self.tasks
 
     def _add(
