@@ -124,7 +124,7 @@ class SQLStore(Store):
             for statement in statements:
                 cur.execute(statement)
 
-        self._transact(run, round_trips=len(statements))
+        self._guarded(lambda: self._transact(run, round_trips=len(statements)))
         self._schema_ready = True
 
     def drop_schema(self) -> None:
@@ -132,18 +132,22 @@ class SQLStore(Store):
             cur.execute(self._sql("DROP TABLE IF EXISTS {s}"))
             cur.execute(self._sql("DROP TABLE IF EXISTS {t}"))
 
-        self._transact(run, round_trips=2)
+        self._guarded(lambda: self._transact(run, round_trips=2))
         self._schema_ready = not self._create
 
-    def _op(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
-        """Run a store operation, translating driver errors to :class:`StoreError`."""
-        self._ensure_schema()
+    def _guarded(self, fn: Callable[[], T]) -> T:
+        """``fn()`` with driver errors turned into :class:`StoreError`."""
         try:
-            return self._transact(fn, round_trips=round_trips)
+            return fn()
         except IdempotencyError:
             raise
         except Exception as exc:
             raise StoreError(f"{self.dialect} store {self.table!r} failed: {exc!r}") from exc
+
+    def _op(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
+        """Run a store operation, translating driver errors to :class:`StoreError`."""
+        self._ensure_schema()
+        return self._guarded(lambda: self._transact(fn, round_trips=round_trips))
 
     def _row(self, values: Sequence[Any] | None) -> RecordRow | None:
         if values is None:
