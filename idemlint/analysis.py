@@ -415,5 +415,6 @@ class TaskContext:
 
     def hit(self, rule: str, r: Reached, ev: Event | Span, detail: str = "") -> None:
         span = ev if isinstance(ev, Span) else ev.span
-        stmt = "" if isinstance(ev, Span) else ev.stmt
+        # a task-level finding has no statement: the task's name keeps its fingerprint stable
+        stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
         self.hits.append(Hit(rule, span, detail, r.facts.file, r.via, stmt))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +57,8 @@ class CheckResult:
     """Sorted by path, line, column, rule."""
     files_checked: int
     """Files reported on (the given paths); the project may hold more."""
+    files: list[Path] = field(default_factory=list)
+    """The files reported on (where inline suppressions are looked for)."""
     files_read: int = 0
     """Every file summarised for the project."""
     cache_hits: int = 0
@@ -255,10 +257,11 @@ def check(
                 )
             )
     findings.sort(key=lambda f: (f.path, f.line, f.column, f.rule))
-    reported = sum(1 for f in files if report(f))
+    reported = [f for f in files if report(f)]
     return CheckResult(
         findings,
-        files_checked=reported,
+        files_checked=len(reported),
+        files=reported,
         files_read=len(files),
         cache_hits=cache.hits if cache is not None else 0,
     )
@@ -273,23 +276,18 @@ def check_project(root: Path, *, cwd: Path | None = None) -> list[Finding]:
 
 
 def check_source(source: str, path: str = "example.py") -> list[Finding]:
-    """Findings for one snippet treated as a one-file project (catalog examples, tests)."""
-    module = Path(path).with_suffix("").as_posix().replace("/", ".")
-    summary = summarize_source(source, path, module)
-    root = Path("/__idemlint_snippet__")
-    project = Project([summary], load_knowledge())
-    findings = findings_from_hits(analyze(project), root, root, lambda _p: True)
-    if summary.error is not None:
-        err = summary.error
-        findings.append(
-            Finding(
-                path=path,
-                line=err.line,
-                column=err.column,
-                rule="IDM001",
-                message=_message("IDM001", err.message),
-                end_line=err.line,
-                end_column=err.column + 1,
-            )
-        )
-    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))
+    """Findings for one snippet as a one-file project, through the same pipeline as the CLI
+    (suppressions and the default selection included). Used by the catalog examples."""
+    import tempfile
+
+    from idemlint.config import Config
+    from idemlint.selection import report_filter
+
+    with tempfile.TemporaryDirectory(prefix="idemlint-snippet-") as tmp:
+        root = Path(tmp)
+        file = root / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(source, "utf-8")
+        config = Config.default(root).with_overrides(no_cache=True)
+        result = check([root], config, cwd=root)
+        return report_filter(result.findings, config, result.files, cwd=root)
