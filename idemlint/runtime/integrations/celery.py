@@ -50,7 +50,7 @@ class IdempotentTask(Task):  # type: ignore[misc]
     idempotency_ttl: float | None = 24 * 3600.0
     idempotency_heartbeat: bool | float = False
     idempotency_on_in_progress: str = "retry"
-    """``"retry"`` (``self.retry`` after the holder's lease), ``"raise"``, ``"wait"`` or ``"skip"``."""
+    """"retry" (self.retry after the holder's lease), "raise", "wait" or "skip"."""
     idempotency_retry_countdown: float | None = None
     """A fixed countdown for those retries instead of the holder's remaining lease."""
     idempotency_max_countdown: float = 60.0
