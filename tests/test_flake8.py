@@ -1,0 +1,115 @@
+"""The flake8 plugin, run through real flake8: the same findings as ``idemlint check``."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli_support import REPO, clean_env, copy_project, line_of, run_idemlint
+
+FLAKE8_LINE = re.compile(r"^(.*?):(\d+):(\d+): (IDM\d{3}) (.*)$")
+
+
+def fixture_projects() -> list[Path]:
+    """The miniature project of these tests, plus every fixture project that exists."""
+    found = [REPO / "tests" / "data" / "miniproj"]
+    fixtures = REPO / "fixtures"
+    if fixtures.is_dir():
+        found += sorted(p for p in fixtures.iterdir() if p.is_dir() and any(p.rglob("*.py")))
+    return found
+
+
+def run_flake8(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flake8", "--isolated", "--select", "IDM", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+    )
+
+
+def flake8_places(output: str) -> list[tuple[str, int, int, str]]:
+    places = []
+    for line in output.splitlines():
+        match = FLAKE8_LINE.match(line)
+        assert match, line
+        path = match.group(1).removeprefix("./")
+        places.append((path, int(match.group(2)), int(match.group(3)), match.group(4)))
+    return sorted(places)
+
+
+def idemlint_places(project: Path, *paths: str) -> list[tuple[str, int, int, str]]:
+    done = run_idemlint("check", "--format", "json", *paths, cwd=project)
+    assert done.returncode in (0, 1), done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    return sorted((f["path"], f["line"], f["column"], f["rule"]) for f in findings)
+
+
+@pytest.mark.parametrize("source", fixture_projects(), ids=lambda p: p.name)
+def test_flake8_reports_what_idemlint_check_reports(tmp_path: Path, source: Path) -> None:
+    project = copy_project(tmp_path, source)
+    expected = idemlint_places(project, ".")
+    done = run_flake8(".", cwd=project)
+    assert done.returncode == (1 if expected else 0), done.stderr
+    assert flake8_places(done.stdout) == expected
+    if source.name == "miniproj":
+        rules = {place[3] for place in expected}
+        assert {"IDM301", "IDM401"} <= rules  # a helper in another file, a model's fields
+        assert any(place[0] == "shop/helpers.py" for place in expected)
+
+
+def test_one_file_in_the_editor_sees_the_whole_project(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    done = run_flake8("shop/tasks.py", cwd=project)
+    places = flake8_places(done.stdout)
+    assert places == idemlint_places(project, "shop/tasks.py")
+    assert "IDM401" in {p[3] for p in places}, "needs models.py, which flake8 was not given"
+    assert {p[0] for p in places} == {"shop/tasks.py"}
+    message = next(line for line in done.stdout.splitlines() if " IDM401 " in line)
+    assert "[database-constraints]" in message
+    assert "(task: shop.tasks.sync_profile)" in message
+
+
+def test_noqa_and_idemlint_ignore_work_under_flake8(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    tasks = project / "shop" / "tasks.py"
+    text = tasks.read_text()
+    text = text.replace(
+        '    Profile.objects.get_or_create(email=email, defaults={"name": name})\n',
+        '    Profile.objects.get_or_create(email=email, defaults={"name": name})  # noqa: IDM401\n',
+    )
+    text = text.replace(
+        "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)\n",
+        "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)"
+        "  # idemlint: ignore[IDM301]\n",
+    )
+    tasks.write_text(text)
+    places = flake8_places(run_flake8("shop/tasks.py", cwd=project).stdout)
+    assert places == idemlint_places(project, "shop/tasks.py")
+    lines = {p[1] for p in places}
+    assert line_of(tasks, "noqa: IDM401") not in lines
+    assert line_of(tasks, "ignore[IDM301]") not in lines
+
+
+def test_plugin_import_is_light() -> None:
+    """flake8 imports every plugin on every run, even ``flake8 --select=F``."""
+    code = (
+        "import sys, idemlint.flake8_plugin;"
+        "heavy = [m for m in ('libcst', 'click', 'idemlint.engine') if m in sys.modules];"
+        "print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_flake8_registers_the_plugin() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flake8", "--version"], capture_output=True, text=True, check=True
+    )
+    assert "idemlint" in done.stdout

@@ -1,0 +1,142 @@
+"""The pre-commit hook, run through real pre-commit against a temporary git repository.
+
+pre-commit builds a virtualenv from this repository and pip-installs it, which
+is slow; so the hook repository is snapshotted once at a fixed commit and every
+run reuses the environment built for it (one install, three runs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cli_support import REPO, clean_env, copy_project
+
+GIT_IDENTITY = ["-c", "user.name=idemlint tests", "-c", "user.email=tests@idemlint.invalid"]
+
+CLEAN_TASK = """from celery import shared_task
+
+from shop.models import Payment
+
+
+@shared_task
+def refund_once(idempotency_key, user_id, amount_cents):
+    payment, _created = Payment.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={"user_id": user_id, "amount_cents": -amount_cents},
+    )
+    return payment.pk
+"""
+
+PROFILE_TASK = """from celery import shared_task
+
+from shop.models import Profile
+
+
+@shared_task
+def import_profile(email, name):
+    Profile.objects.get_or_create(email=email, defaults={"name": name})
+"""
+
+
+def git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_hook_definition() -> None:
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert len(hooks) == 1
+    hook = hooks[0]
+    assert hook["id"] == "idemlint"
+    assert hook["entry"] == "idemlint check"
+    assert hook["language"] == "python"
+    assert hook["types_or"] == ["python", "pyi"]
+    assert hook["require_serial"] is True
+    assert hook.get("pass_filenames", True) is True
+
+
+@pytest.fixture(scope="module")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A git snapshot of this work tree (committed and not), and its commit."""
+    snapshot = tmp_path_factory.mktemp("hook-repo") / "idemlint"
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    snapshot.mkdir()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = snapshot / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git("init", "-q", cwd=snapshot)
+    git("add", "-A", cwd=snapshot)
+    git("commit", "-q", "-m", "snapshot", cwd=snapshot)
+    yield snapshot, git("rev-parse", "HEAD", cwd=snapshot)
+
+
+@pytest.fixture(scope="module")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+def try_repo(
+    target: Path, hook_repo: tuple[Path, str], home: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    repo, ref = hook_repo
+    env = clean_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
+    env.pop("VIRTUAL_ENV", None)
+    command = [sys.executable, "-m", "pre_commit", "try-repo", str(repo), "idemlint"]
+    return subprocess.run(
+        [*command, "--ref", ref, *extra],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
+    tmp_path: Path, hook_repo: tuple[Path, str], pre_commit_home: Path
+) -> None:
+    target = copy_project(tmp_path, name="app")
+    git("init", "-q", cwd=target)
+    git("add", "-A", cwd=target)
+    git("commit", "-q", "-m", "app", cwd=target)
+
+    # Every file: the naive tasks fail the hook.
+    done = try_repo(target, hook_repo, pre_commit_home, "--all-files")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "shop/tasks.py" in output
+    assert "IDM301 [check-prior-art]" in output
+    assert "shop/helpers.py" in output
+
+    # Only the staged files are passed: a clean new task passes, although
+    # shop/tasks.py (not staged) still has findings.
+    (target / "shop" / "refunds.py").write_text(CLEAN_TASK)
+    git("add", "shop/refunds.py", cwd=target)
+    done = try_repo(target, hook_repo, pre_commit_home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Passed" in output
+    git("commit", "-q", "-m", "refunds", cwd=target)
+
+    # A staged file whose problem needs another, unstaged file (the model's
+    # fields in shop/models.py): still found, and only that file is reported.
+    (target / "shop" / "profiles.py").write_text(PROFILE_TASK)
+    git("add", "shop/profiles.py", cwd=target)
+    done = try_repo(target, hook_repo, pre_commit_home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "shop/profiles.py:8:5: IDM401 [database-constraints]" in output
+    assert "shop/tasks.py" not in output
+    assert os.listdir(pre_commit_home), "pre-commit used the shared home"
