@@ -36,6 +36,41 @@ def _relative_operand(facts: FunctionFacts, value: Value) -> bool:
     return False
 
 
+def _read_modify_write(facts: FunctionFacts, target: str, value: Value) -> bool:
+    """``x = obj.f; x -= n; obj.f = x``: a balance read, changed and written back."""
+    if value.kind != "name" or not value.path:
+        return False
+    name = value.path
+    read = any(v.path == target for v in facts.locals().get(name, []))
+    changed = any(
+        ev.type == "assign"
+        and ev.targets == [name]
+        and (
+            ev.op in ("+", "-")
+            or (
+                ev.value is not None
+                and ev.value.kind == "binop"
+                and ev.value.op in ("+", "-")
+                and any(a.path == name for a in ev.value.args)
+            )
+        )
+        for ev in facts.func.events
+    )
+    return read and changed
+
+
+def _relative_assign(facts: FunctionFacts, ev: Event, target: str) -> bool:
+    """``obj.f -= n``, ``obj.f = obj.f - n``, or a read-modify-write through a local."""
+    if ev.op in ("+", "-"):
+        return True
+    if ev.op is not None or ev.value is None:
+        return False
+    value = ev.value
+    if value.kind == "binop" and value.op in ("+", "-"):
+        return any(a.path == target for a in value.args)
+    return _read_modify_write(facts, target, value)
+
+
 def _unsafe(r: Reached, ev: Event) -> bool:
     return not (r.guarded or r.facts.guarded(ev))
 
@@ -50,12 +85,7 @@ def check(ctx: TaskContext) -> None:
             root, rest = split_root(target)
             if not rest.startswith(".") or "(" in rest or not _unsafe(r, ev):
                 continue
-            if ev.op in ("+", "-") or (
-                ev.op is None
-                and ev.value.kind == "binop"
-                and ev.value.op in ("+", "-")
-                and any(a.path == target for a in ev.value.args)
-            ):
+            if _relative_assign(facts, ev, target):
                 if _persisted_object(facts, root):
                     ctx.hit("IDM501", r, ev, target)
             elif ev.op is None and _relative_operand(facts, ev.value):
