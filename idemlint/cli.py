@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from idemlint import __version__
 from idemlint.errors import IdemlintError
 from idemlint.output import FORMATS
+
+if TYPE_CHECKING:
+    from idemlint.config import Config
+    from idemlint.findings import Finding
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -257,22 +262,16 @@ def explain_text(rule_id: str) -> str:
     return "\n\n".join(parts)
 
 
+@dataclass(frozen=True)
 class _LintRun:
     """The reported findings of one run, with what the reports need to place them."""
 
-    def __init__(
-        self,
-        config: Any,
-        findings: list[Any],
-        files_checked: int,
-        files: list[str],
-        cwd: Path,
-    ) -> None:
-        self.config = config
-        self.findings = findings
-        self.files_checked = files_checked
-        self.files = files
-        self.cwd = cwd
+    config: Config
+    findings: list[Finding]
+    files_checked: int
+    files: list[str]
+    """Display paths of the checked files."""
+    cwd: Path
 
 
 def _lint(
@@ -315,28 +314,9 @@ def _lint(
     finally:
         if bar is not None:
             bar.close()
-    files = _checked_files(result, paths, config)
-    findings = report_filter(result.findings, config, files, cwd=cwd)
-    shown = sorted(display_path(Path(os.path.normpath(cwd / f)), cwd) for f in files)
+    findings = report_filter(result.findings, config, result.files, cwd=cwd)
+    shown = sorted(display_path(Path(os.path.normpath(cwd / f)), cwd) for f in result.files)
     return _LintRun(config, findings, result.files_checked, shown, cwd)
-
-
-def _checked_files(result: Any, paths: Sequence[Path], config: Any) -> list[Path]:
-    """The files the engine reported on: where inline suppressions are looked for.
-
-    Mirrors the engine's choice: every discovered project file under a given
-    path, plus each given ``.py`` file even when excluded.
-    """
-    files = getattr(result, "files", None)
-    if files is not None:
-        return [Path(f) for f in files]
-    from idemlint.discovery import discover
-
-    targets = [p.absolute() for p in paths] or [config.root]
-    found = discover(config.root, (*config.exclude, *config.extend_exclude))
-    known = set(found)
-    found += [t for t in targets if t.is_file() and t.suffix == ".py" and t not in known]
-    return [f for f in found if any(f == t or t in f.parents for t in targets)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import ast
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from idemlint import __version__
 
@@ -90,8 +90,7 @@ def _engine_findings(paths: list[Path], config: Config) -> list[Finding]:
 
     # One process: flake8 runs plugins in daemonic pool workers, which may not
     # start a pool of their own.
-    result: Any = check(paths, config, jobs=1)
-    return list(result.findings)
+    return check(paths, config, jobs=1).findings
 
 
 def _by_file(findings: list[Finding], cwd: Path) -> dict[Path, list[Finding]]:
