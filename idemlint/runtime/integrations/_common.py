@@ -35,6 +35,7 @@ __all__ = [
     "idempotent_for_task",
     "retry_delay",
     "task_context",
+    "template_roots",
 ]
 
 DEFAULT_TASK_KEY = "{task_name}:{task_id}"
@@ -70,7 +71,8 @@ def task_context(task_id: str | None, name: str) -> Iterator[TaskInfo]:
         _current.reset(token)
 
 
-def _template_roots(template: str) -> set[str]:
+def template_roots(template: str) -> set[str]:
+    """The top-level names a format template uses (``{order.id}`` -> ``order``)."""
     roots = set()
     for _, field, _, _ in string.Formatter().parse(template):
         if field:
@@ -91,10 +93,10 @@ def task_key(fn: Callable[..., Any], key: str | Callable[..., str]) -> str | Cal
         raise ConfigurationError(f"a task key must be a format string or a callable, not {key!r}")
     signature = inspect.signature(fn)
     params = set(signature.parameters)
-    specials = (_template_roots(key) & _TASK_FIELDS) - params
+    specials = (template_roots(key) & _TASK_FIELDS) - params
     if not specials:
         return key
-    unknown = _template_roots(key) - params - _TASK_FIELDS
+    unknown = template_roots(key) - params - _TASK_FIELDS
     if unknown:
         raise ConfigurationError(
             f"key {key!r} names {sorted(unknown)}, which are neither parameters of "
