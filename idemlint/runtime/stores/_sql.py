@@ -290,14 +290,17 @@ class SQLStore(Store):
         sql = self._sql(self._insert_step_sql())
         if self._op(lambda cur: _rowcount(cur, sql, params)):
             return
+        # Nothing inserted: either the fence failed, or the step is already recorded in
+        # this run (our own write whose reply was lost, or an earlier attempt's): the
+        # first recorded result stands, and that is success as long as we still hold.
         check = self._sql(
-            "SELECT epoch FROM {s} WHERE idem_key = %(key)s AND run = %(run)s AND name = %(name)s"
+            f"SELECT 1 FROM {{t}} WHERE {FENCE} AND EXISTS (SELECT 1 FROM {{s}}"
+            " WHERE {s}.idem_key = {t}.idem_key AND {s}.run = {t}.run AND {s}.name = %(name)s)"
         )
 
         def mine(cur: Any) -> bool:
-            cur.execute(check, {"key": lease.key, "run": lease.run, "name": name})
-            found = cur.fetchone()
-            return found is not None and int(found[0]) == lease.epoch
+            cur.execute(check, params)
+            return cur.fetchone() is not None
 
         if self._op(mine):
             return  # our earlier write went through; its reply was lost
