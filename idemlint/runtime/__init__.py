@@ -61,3 +61,36 @@ __all__ = [
 ]
 
 # --- upsert, locks and framework glue (owned by the upsert/locks work) ---
+# Re-exported from modules that import no ORM, driver or task framework until
+# used, so this costs the worker nothing; framework glue stays in
+# idemlint.runtime.integrations.<framework>, which imports its framework.
+from idemlint.runtime.locks import (
+    AsyncRedisLock,
+    LockError,
+    LockTimeout,
+    RedisLock,
+    advisory_key,
+    locked_row,
+    mysql_get_lock,
+    pg_advisory_lock,
+    pg_advisory_xact_lock,
+    pg_try_advisory_xact_lock,
+)
+from idemlint.runtime.upsert import UpsertedRow, UpsertError, UpsertResult, upsert
+
+__all__ += [
+    "AsyncRedisLock",
+    "LockError",
+    "LockTimeout",
+    "RedisLock",
+    "UpsertError",
+    "UpsertResult",
+    "UpsertedRow",
+    "advisory_key",
+    "locked_row",
+    "mysql_get_lock",
+    "pg_advisory_lock",
+    "pg_advisory_xact_lock",
+    "pg_try_advisory_xact_lock",
+    "upsert",
+]
