@@ -218,10 +218,6 @@ def test_django_connection_works_for_advisory_locks(dj_order: tuple[Any, str]) -
 # ----------------------------------------------------------------- SQLAlchemy
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
 @pytest.fixture(params=BACKENDS)
 def sa_order(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     url = {
