@@ -50,6 +50,7 @@ from idemlint.runtime.fingerprint import (
     build_key,
     check_key_template,
     fingerprint_of,
+    simple_positional,
 )
 from idemlint.runtime.observability import (
     CLAIM,
@@ -64,6 +65,7 @@ from idemlint.runtime.observability import (
     MetricsHook,
     RuntimeEvent,
     emit,
+    listening,
     logger,
 )
 from idemlint.runtime.serializers import DEFAULT_SERIALIZER, Serializer, deserialize, serialize
@@ -117,6 +119,7 @@ class _Spec:
     ) -> None:
         self.fn = fn
         self.signature = inspect.signature(fn)
+        self._positional = simple_positional(self.signature)
         if isinstance(key, str):
             check_key_template(key, self.signature)
         elif not callable(key):
@@ -171,7 +174,11 @@ class _Spec:
         return store.max_result_bytes if self._max_result_bytes is None else self._max_result_bytes
 
     def identify(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
-        arguments = bind_arguments(self.signature, args, kwargs)
+        names = self._positional
+        if names is not None and not kwargs and len(args) == len(names):
+            arguments = dict(zip(names, args, strict=True))
+        else:
+            arguments = bind_arguments(self.signature, args, kwargs)
         key = build_key(self.key, arguments, args, kwargs)
         return key, fingerprint_of(self.fingerprint, arguments, args, kwargs, key=key)
 
@@ -192,7 +199,8 @@ class _Spec:
     def replayed(self, done: Completed) -> Outcome[Any]:
         value = deserialize(self.serializer, done.result, key=done.key)
         outcome: Outcome[Any] = Outcome(value, replayed=True, epoch=done.epoch, key=done.key)
-        emit(RuntimeEvent(REPLAY, done.key, done.epoch), self.hooks)
+        if listening(REPLAY, self.hooks):
+            emit(RuntimeEvent(REPLAY, done.key, done.epoch), self.hooks)
         if self.on_replay is not None:
             self.on_replay(outcome)
         return outcome
@@ -223,7 +231,10 @@ class _Spec:
 
     def claimed(self, store: Store, lease: Lease) -> Execution:
         event = TAKEOVER if lease.kind == "takeover" else CLAIM
-        emit(RuntimeEvent(event, lease.key, lease.epoch, extra={"kind": lease.kind}), self.hooks)
+        if listening(event, self.hooks):
+            emit(
+                RuntimeEvent(event, lease.key, lease.epoch, extra={"kind": lease.kind}), self.hooks
+            )
         return Execution(
             store,
             lease,
@@ -293,10 +304,9 @@ class _Spec:
                 self.hooks,
             )
             raise
-        emit(
-            RuntimeEvent(COMPLETE, lease.key, lease.epoch, time.perf_counter() - started),
-            self.hooks,
-        )
+        if listening(COMPLETE, self.hooks):
+            duration = time.perf_counter() - started
+            emit(RuntimeEvent(COMPLETE, lease.key, lease.epoch, duration), self.hooks)
 
 
 class _Bound:

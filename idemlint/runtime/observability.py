@@ -82,9 +82,16 @@ def add_metrics_hook(hook: MetricsHook) -> Callable[[], None]:
     return remove
 
 
+def listening(name: str, local_hooks: tuple[MetricsHook, ...] = ()) -> bool:
+    """Whether anything would receive event ``name`` (hot paths skip building it if not)."""
+    return bool(_hooks or local_hooks) or logger.isEnabledFor(_LEVELS.get(name, logging.INFO))
+
+
 def emit(event: RuntimeEvent, local_hooks: Iterable[MetricsHook] = ()) -> None:
     """Log ``event`` and pass it to the global hooks and the decorator's own."""
     level = _LEVELS.get(event.name, logging.INFO)
+    if not _hooks and not local_hooks and not logger.isEnabledFor(level):
+        return  # the common case in production: nothing listens at this level
     if logger.isEnabledFor(level):
         details = "".join(f" {k}={v}" for k, v in event.extra.items())
         epoch = "" if event.epoch is None else f" epoch={event.epoch}"

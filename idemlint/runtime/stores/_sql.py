@@ -91,6 +91,7 @@ class SQLStore(Store):
             if max_result_bytes <= 0:
                 raise ConfigurationError("max_result_bytes must be positive")
             self.max_result_bytes = int(max_result_bytes)
+        self._statements: dict[str, str] = {}
         self._create = create
         self._schema_ready = not create
         self._schema_lock = threading.Lock()
@@ -109,7 +110,12 @@ class SQLStore(Store):
         return sql
 
     def _sql(self, template: str) -> str:
-        return self._param(template.format(t=self.table, s=self.steps_table, now=self.now_sql))
+        """The statement for ``template``, built once per store (formatting is not free)."""
+        sql = self._statements.get(template)
+        if sql is None:
+            sql = self._param(template.format(t=self.table, s=self.steps_table, now=self.now_sql))
+            self._statements[template] = sql
+        return sql
 
     def _ensure_schema(self) -> None:
         if not self._schema_ready:

@@ -79,7 +79,7 @@ def new_owner_token() -> str:
     return secrets.token_hex(16)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RecordRow:
     """A record as a store returns it, plus the store's clock at read time."""
 

@@ -14,18 +14,21 @@ anything). Times inside the scripts are integer milliseconds.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from idemlint.runtime.errors import IdempotencyError, StoreError
 from idemlint.runtime.stores._url import strip_our_options
 from idemlint.runtime.stores.base import (
+    Claimed,
     ClaimResult,
     Lease,
     RecordRow,
     Store,
     interpret_claim,
-    new_owner_token,
     validate_prefix,
 )
 
@@ -70,36 +73,31 @@ CLAIM = (
 local lease, ttl = tonumber(ARGV[3]), ARGV[4]
 local r = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'run', 'fp', 'lease_exp', 'exp_at')
 local status = r[1]
-local take, kind, epoch, run = false, 'new', 1, 1
-if not status then
-  take = true
-  redis.call('DEL', KEYS[2])
-else
+local kind, epoch, run = 'new', 1, 1
+if status then
   local lease_exp, exp_at = tonumber(r[5]), tonumber(r[6])
   local dead = exp_at ~= nil and exp_at <= now and (status ~= 'in_progress' or lease_exp <= now)
   epoch, run = tonumber(r[2]) + 1, tonumber(r[3])
   if dead then
-    take, kind, run = true, 'new', epoch
-    redis.call('DEL', KEYS[2])
+    run = epoch
   elseif r[4] == ARGV[2] and (status == 'released'
                               or (status == 'in_progress' and lease_exp <= now)) then
-    take = true
     if status == 'released' then kind = 'retry' else kind = 'takeover' end
-  end
-end
-if take then
-  redis.call('HSET', KEYS[1], 'status', 'in_progress', 'epoch', epoch, 'run', run,
-             'owner', ARGV[1], 'fp', ARGV[2], 'lease_exp', now + lease, 'kind', kind, 'ttl', ttl)
-  redis.call('HDEL', KEYS[1], 'result', 'exp_at')
-  if ttl ~= '' then
-    local at = now + lease + tonumber(ttl)
-    redis.call('HSET', KEYS[1], 'exp_at', at)
-    expire_both(at)
   else
-    expire_both(nil)
+    return row(now)  -- not ours to take: report the record as it stands
   end
 end
-return row(now)
+local at = ''
+if ttl ~= '' then at = now + lease + tonumber(ttl) end
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'epoch', epoch, 'run', run,
+           'owner', ARGV[1], 'fp', ARGV[2], 'lease_exp', now + lease, 'kind', kind,
+           'ttl', ttl, 'exp_at', at, 'result', '')
+if kind == 'new' then
+  redis.call('DEL', KEYS[2])  -- a new run starts without steps
+  if at ~= '' then redis.call('PEXPIREAT', KEYS[1], at) else redis.call('PERSIST', KEYS[1]) end
+elseif at ~= '' then expire_both(at) else expire_both(nil) end
+return {'in_progress', tostring(epoch), tostring(run), ARGV[1], ARGV[2],
+        tostring(now + lease), tostring(at), '', kind, tostring(now)}
 """
 )
 
@@ -117,16 +115,10 @@ FINISH = (
 if not mine then return 0 end
 if r[1] == ARGV[3] then return 1 end  -- our earlier call went through; its reply was lost
 if r[1] ~= 'in_progress' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'lease_exp', now)
-if ARGV[3] == 'completed' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
-if r[4] ~= '' then
-  local at = now + tonumber(r[4])
-  redis.call('HSET', KEYS[1], 'exp_at', at)
-  expire_both(at)
-else
-  redis.call('HDEL', KEYS[1], 'exp_at')
-  expire_both(nil)
-end
+local at = ''
+if r[4] ~= '' then at = now + tonumber(r[4]) end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'lease_exp', now, 'result', ARGV[4], 'exp_at', at)
+if at ~= '' then expire_both(at) else expire_both(nil) end
 return 1
 """
 )
@@ -206,7 +198,7 @@ class RedisStore(Store):
         options.setdefault("client_name", "idemlint")
         self.client: redis.Redis = redis.Redis.from_url(url, **options)
         self._scripts = {
-            name: self.client.register_script(source)
+            name: (hashlib.sha1(source.encode()).hexdigest(), source)
             for name, source in (
                 ("claim", CLAIM),
                 ("finish", FINISH),
@@ -230,8 +222,6 @@ class RedisStore(Store):
             self.stats.add(1)
             try:
                 return fn()
-            except IdempotencyError:
-                raise
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if attempt == 2:
                     raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
@@ -240,13 +230,27 @@ class RedisStore(Store):
         raise AssertionError("unreachable")
 
     def _script(self, name: str, key: str, *args: Any) -> Any:
-        script = self._scripts[name]
-        return self._call(lambda: script(keys=self._keys(key), args=list(args)))
+        """EVALSHA a script: one round trip (two if the server lost its script cache)."""
+        sha, source = self._scripts[name]
+        record, steps = f"{self.prefix}:r:{key}", f"{self.prefix}:s:{key}"
+        for attempt in (1, 2):
+            self.stats.add(1)
+            try:
+                return self.client.evalsha(sha, 2, record, steps, *args)
+            except redis.exceptions.NoScriptError:
+                self.client.script_load(source)  # after a restart or SCRIPT FLUSH
+                return self.client.evalsha(sha, 2, record, steps, *args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt == 2:
+                    raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
+            except redis.RedisError as exc:
+                raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
+        raise AssertionError("unreachable")
 
     def create_schema(self) -> None:
         """Load the scripts into the server's script cache (keys need no schema)."""
-        for script in self._scripts.values():
-            self._load(script.script)
+        for _, source in self._scripts.values():
+            self._load(source)
 
     def _load(self, source: Any) -> None:
         self._call(lambda: self.client.script_load(source))
@@ -285,14 +289,25 @@ class RedisStore(Store):
         )
 
     def claim(self, key: str, fingerprint: str, *, lease: float, ttl: float | None) -> ClaimResult:
-        import time
-
-        owner = new_owner_token()
-        ttl_ms = "" if ttl is None else str(int(ttl * 1000))
+        owner = secrets.token_hex(16)
+        mine = owner.encode()
+        args = (owner, fingerprint, int(lease * 1000), "" if ttl is None else str(int(ttl * 1000)))
 
         def attempt() -> ClaimResult:
             sent = time.monotonic()
-            values = self._script("claim", key, owner, fingerprint, int(lease * 1000), ttl_ms)
+            values = self._script("claim", key, *args)
+            if values and values[3] == mine:  # the common case: ours, no need for a RecordRow
+                return Claimed(
+                    Lease(
+                        key=key,
+                        epoch=int(values[1]),
+                        run=int(values[2]),
+                        owner=owner,
+                        lease_seconds=lease,
+                        kind=_s(values[8]),
+                        deadline=sent + lease,
+                    )
+                )
             row = self._row(key, values)
             return interpret_claim(
                 row, key=key, owner=owner, fingerprint=fingerprint, lease_seconds=lease, sent=sent

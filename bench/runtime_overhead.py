@@ -1,0 +1,282 @@
+"""Per-call overhead of ``@idempotent`` on each store, against the bare function
+and against AWS Lambda Powertools' ``idempotent_function`` on the same Redis.
+
+    python bench/runtime_overhead.py [--calls N] [--skip-missing]
+
+For each store it times N first calls (each a new key: claim + run + complete)
+and N replays (stored result returned), and prints p50/p99 per call in
+microseconds, the overhead over the bare function measured in the same run,
+and ratios. It also counts requests to the store per call (the issue's target:
+a first call costs at most two round trips, claim and complete): for the SQL
+stores from the store's own counter, for Redis by counting the responses
+redis-py reads off the socket, which is the same yardstick for Powertools.
+
+Powertools is a benchmark-only dependency:
+``pip install 'aws-lambda-powertools[redis]'``. If its Redis layer cannot be
+imported the script says why and benchmarks the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from idemlint.runtime import idempotent, open_store
+
+PG_URL = os.environ.get("IDEMLINT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("IDEMLINT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("IDEMLINT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def work(order_id: int) -> dict[str, Any]:
+    """The benchmarked job: trivial, so that what is measured is the wrapper."""
+    return {"order": order_id, "total": 4200, "currency": "EUR"}
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(calls: list[Callable[[], Any]]) -> list[float]:
+    """Per-call wall time in microseconds."""
+    out = []
+    for call in calls:
+        start = time.perf_counter_ns()
+        call()
+        out.append((time.perf_counter_ns() - start) / 1000.0)
+    return out
+
+
+class RedisResponses:
+    """Counts responses read by redis-py: one per round trip (no pipelining here)."""
+
+    def __init__(self) -> None:
+        import redis.connection
+
+        self.count = 0
+        self._cls = redis.connection.AbstractConnection
+        self._orig = self._cls.read_response
+        counter = self
+
+        def counting(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.count += 1
+            return counter._orig(conn, *args, **kwargs)
+
+        self._cls.read_response = counting  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        self._cls.read_response = self._orig  # type: ignore[method-assign]
+
+
+def bench_store(
+    name: str,
+    url: str,
+    n: int,
+    bare_p50: float,
+    rows: list[dict[str, Any]],
+    counter: RedisResponses | None,
+) -> None:
+    try:
+        store = open_store(url)
+        store.create_schema()
+    except Exception as exc:
+        print(f"{name}: unavailable ({exc})")
+        return
+    fn = idempotent("order:{order_id}", store=store, ttl=3600)(work)
+    for i in range(200):  # warm the connections and prepared statements
+        fn(-1 - i)
+        fn(-1 - i)
+    base = 10_000_000
+    keys = list(range(base, base + n))
+    rt_before = counter.count if counter else store.stats.round_trips
+    first = timed([lambda k=k: fn(k) for k in keys])
+    rt_mid = counter.count if counter else store.stats.round_trips
+    replay = timed([lambda k=k: fn(k) for k in keys])
+    rt_after = counter.count if counter else store.stats.round_trips
+    assert fn.call_detailed(keys[0]).replayed
+    rows.append(
+        {
+            "impl": f"idemlint {name}",
+            "first": first,
+            "replay": replay,
+            "rt_first": (rt_mid - rt_before) / n,
+            "rt_replay": (rt_after - rt_mid) / n,
+            "bare": bare_p50,
+        }
+    )
+    store.drop_schema()
+    store.close()
+
+
+def head_to_head(
+    n: int, bare_p50: float, rows: list[dict[str, Any]], counter: RedisResponses
+) -> None:
+    """idemlint's Redis store against Powertools' Redis layer, calls interleaved.
+
+    Both run against the same Redis, and each iteration times one call of
+    each, alternating which goes first, so that background load on the
+    machine falls on both alike instead of on whichever ran second.
+    """
+    try:
+        import redis
+        from aws_lambda_powertools.utilities.idempotency import (
+            IdempotencyConfig,
+            idempotent_function,
+        )
+        from aws_lambda_powertools.utilities.idempotency.persistence.redis import (
+            RedisCachePersistenceLayer,
+        )
+    except Exception as exc:
+        print(
+            f"Powertools: its Redis persistence layer cannot be imported ({exc!r}); "
+            "pip install 'aws-lambda-powertools[redis]' to compare"
+        )
+        return
+    import warnings
+
+    warnings.simplefilter("ignore")  # Powertools warns outside Lambda (no remaining-time context)
+    client = redis.Redis.from_url(REDIS_URL)
+    layer = RedisCachePersistenceLayer(client=client)
+    config = IdempotencyConfig(expires_after_seconds=3600)
+    run = uuid.uuid4().hex[:8]
+
+    @idempotent_function(data_keyword_argument="order", persistence_store=layer, config=config)
+    def pt_work(order: dict[str, Any]) -> dict[str, Any]:
+        return work(order["id"])
+
+    store = open_store(f"{REDIS_URL}?prefix=h2h{run}")
+    ours = idempotent("order:{order_id}", store=store, ttl=3600)(work)
+    for i in range(200):
+        for _ in range(2):
+            pt_work(order={"id": -1 - i, "run": run})
+            ours(-1 - i)
+    samples: dict[str, list[float]] = {
+        "ours first": [],
+        "ours replay": [],
+        "pt first": [],
+        "pt replay": [],
+    }
+    trips = dict.fromkeys(samples, 0)
+
+    def one(label: str, call: Callable[[], Any]) -> None:
+        before = counter.count
+        start = time.perf_counter_ns()
+        call()
+        samples[label].append((time.perf_counter_ns() - start) / 1000.0)
+        trips[label] += counter.count - before
+
+    for phase in ("first", "replay"):
+        for k in range(n):
+            pair = [
+                (f"ours {phase}", lambda k=k: ours(k)),
+                (f"pt {phase}", lambda k=k: pt_work(order={"id": k, "run": run})),
+            ]
+            if k % 2:
+                pair.reverse()
+            for label, call in pair:
+                one(label, call)
+    for impl, label in (("idemlint redis (h2h)", "ours"), ("Powertools redis", "pt")):
+        rows.append(
+            {
+                "impl": impl,
+                "first": samples[f"{label} first"],
+                "replay": samples[f"{label} replay"],
+                "rt_first": trips[f"{label} first"] / n,
+                "rt_replay": trips[f"{label} replay"] / n,
+                "bare": bare_p50,
+            }
+        )
+    for name in client.scan_iter(match="*pt_work*", count=1000):
+        client.delete(name)
+    client.close()
+    store.drop_schema()
+    store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    n = args.calls
+    import logging
+
+    logging.getLogger("idemlint.runtime").setLevel(logging.WARNING)
+    bare_samples = timed([lambda k=k: work(k) for k in range(n)])
+    bare_p50 = statistics.median(bare_samples)
+    print(f"python {sys.version.split()[0]}, {n} calls per measurement, {os.cpu_count()} CPUs")
+    print(f"bare function: p50 {bare_p50:.2f} us, p99 {percentile(bare_samples, 0.99):.2f} us")
+    rows: list[dict[str, Any]] = []
+    token = uuid.uuid4().hex[:10]
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="idemlint-bench-")
+    counter: RedisResponses | None = None
+    stores = [
+        ("sqlite-file", f"sqlite:///{folder}/bench.sqlite3"),
+        ("sqlite-memory", "sqlite://"),
+        ("postgresql", f"{PG_URL}?table=bench_{token}"),
+        ("mariadb", f"{MYSQL_URL}?table=bench_{token}"),
+    ]
+    for name, url in stores:
+        bench_store(name, url, n, bare_p50, rows, None)
+    try:
+        counter = RedisResponses()
+    except ImportError as exc:
+        print(f"redis-py missing ({exc}); skipping the Redis stores")
+    else:
+        bench_store("redis", f"{REDIS_URL}?prefix=bench{token}", n, bare_p50, rows, counter)
+        head_to_head(n, bare_p50, rows, counter)
+        counter.close()
+
+    print()
+    header = (
+        f"{'implementation':<22}{'first p50':>10}{'first p99':>10}"
+        f"{'replay p50':>11}{'replay p99':>11}{'overhead 1st':>13}"
+        f"{'x bare':>9}{'RT 1st':>8}{'RT replay':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        p50 = statistics.median(row["first"])
+        print(
+            f"{row['impl']:<22}{p50:>10.1f}{percentile(row['first'], 0.99):>10.1f}"
+            f"{statistics.median(row['replay']):>11.1f}{percentile(row['replay'], 0.99):>11.1f}"
+            f"{p50 - row['bare']:>13.1f}{p50 / row['bare']:>9.0f}"
+            f"{row['rt_first']:>8.2f}{row['rt_replay']:>10.2f}"
+        )
+    print("(times in microseconds per call; overhead = p50 minus the bare function's p50)")
+
+    ours = next((r for r in rows if r["impl"] == "idemlint redis (h2h)"), None)
+    theirs = next((r for r in rows if r["impl"] == "Powertools redis"), None)
+    if ours and theirs:
+        print()
+        for phase in ("first", "replay"):
+            a, b = statistics.median(ours[phase]), statistics.median(theirs[phase])
+            c, d = percentile(ours[phase], 0.99), percentile(theirs[phase], 0.99)
+            print(
+                f"redis {phase:<6} (interleaved): idemlint p50 {a:.1f} / p99 {c:.1f} us vs "
+                f"Powertools p50 {b:.1f} / p99 {d:.1f} us -> p50 ratio {a / b:.2f}"
+            )
+    print()
+    ok = True
+    for row in rows:
+        fine = row["rt_first"] <= 2.0 + 1e-9 and row["rt_replay"] <= 1.0 + 1e-9
+        if row["impl"].startswith("idemlint"):
+            ok &= fine
+            verdict = "ok" if fine else "OVER TARGET"
+            print(
+                f"round trips {row['impl']}: first {row['rt_first']:.2f} (target <= 2), "
+                f"replay {row['rt_replay']:.2f} (target <= 1): {verdict}"
+            )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
