@@ -47,17 +47,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-_ROW = """
-local function row(now)
-  local r = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'run', 'owner', 'fp',
-                       'lease_exp', 'exp_at', 'result', 'kind')
-  if not r[1] then return false end
-  return {r[1], r[2], r[3], r[4], r[5], r[6], r[7] or '', r[8] or '', r[9], tostring(now)}
-end
+_EXPIRE = """
 local function expire_both(at)
+  -- the steps hash follows the record's expiry (a no-op when it does not exist)
   if at then
     redis.call('PEXPIREAT', KEYS[1], at)
-    if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIREAT', KEYS[2], at) end
+    redis.call('PEXPIREAT', KEYS[2], at)
   else
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
@@ -65,8 +60,18 @@ local function expire_both(at)
 end
 """
 
+_ROW = """
+local function row(now)
+  local r = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'run', 'owner', 'fp',
+                       'lease_exp', 'exp_at', 'result', 'kind')
+  if not r[1] then return false end
+  return {r[1], r[2], r[3], r[4], r[5], r[6], r[7] or '', r[8] or '', r[9], tostring(now)}
+end
+"""
+
 CLAIM = (
     _NOW
+    + _EXPIRE
     + _ROW
     + """
 -- ARGV: owner, fingerprint, lease_ms, ttl_ms ('' = keep forever)
@@ -108,7 +113,7 @@ local mine = r[3] == ARGV[1] and tonumber(r[2]) == tonumber(ARGV[2])
 
 FINISH = (
     _NOW
-    + _ROW
+    + _EXPIRE
     + _FENCED
     + """
 -- ARGV: owner, epoch, new status, result ('' for release)
@@ -125,7 +130,7 @@ return 1
 
 HEARTBEAT = (
     _NOW
-    + _ROW
+    + _EXPIRE
     + _FENCED
     + """
 -- ARGV: owner, epoch, lease_ms
@@ -157,7 +162,6 @@ GET = _NOW + _ROW + "return row(now)"
 
 PURGE = (
     _NOW
-    + _ROW
     + """
 local r = redis.call('HMGET', KEYS[1], 'status', 'lease_exp', 'exp_at')
 local exp_at = tonumber(r[3])
