@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from idemlint.knowledge import Effect, Knowledge
+from idemlint.knowledge import Effect, Knowledge, Patterns
 from idemlint.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.summary import Event, FileSummary, Span, Value
 from idemlint.tasks import Task
@@ -88,7 +88,9 @@ class FunctionFacts:
         self._mark_chain_inner()
         self.branches = [e for e in self.func.events if e.type == "branch"]
         self.lock_blocks = {
-            f"b{b.id}" for b in self.branches if b.kind == "with" and self._is_lock_with(b)
+            f"b{b.id}"
+            for b in self.branches
+            if b.kind == "with" and self._with_matches(b, self.k.locks)
         }
         self.guard_branches: dict[int, set[str]] = {}
         """Guarding ``if`` ids -> the objects whose state fields the test reads."""
@@ -101,10 +103,16 @@ class FunctionFacts:
         self.decorated_guard = (
             any(
                 self.k.guard_decorators.match(self._decorator_paths(d.value))
+                or self._guard_base(d.value.kwargs.get("base"))
                 for d in self.func.decorators
             )
             or self._class_guarded()
         )
+        self.runner_blocks = {
+            f"b{b.id}"
+            for b in self.branches
+            if b.kind == "with" and self._with_matches(b, self.k.guard_runners)
+        }
 
     # -- classification ----------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -117,6 +125,12 @@ class FunctionFacts:
         if value.path is None:
             return []
         return [value.path, self.project.resolve(value.path, self.file, None)]
+
+    def _guard_base(self, value: Value | None) -> bool:
+        """``@app.task(base=IdempotentTask)``: the task class makes every run keyed."""
+        if value is None or value.path is None:
+            return False
+        return self.k.guard_bases.match(self._decorator_paths(value))
 
     def _class_guarded(self) -> bool:
         if self.func.class_name is None:
@@ -179,8 +193,6 @@ class FunctionFacts:
         )
 
     def k_match(self, pattern: str, resolved: str) -> bool:
-        from idemlint.knowledge import Patterns
-
         return Patterns([pattern]).match(self.project.candidates(resolved))
 
     def literal_text(self, value: Value) -> str | None:
@@ -212,16 +224,15 @@ class FunctionFacts:
                 if c is not longest:
                     c.chain_inner = True
 
-    def _is_lock_with(self, branch: Event) -> bool:
-        for item in branch.items:
-            for v in item.walk():
-                if (
-                    v.kind == "call"
-                    and v.path is not None
-                    and self.k.locks.match(self.project.candidates(self.resolve(v.path)))
-                ):
-                    return True
-        return False
+    def _with_matches(self, branch: Event, patterns: Patterns) -> bool:
+        """A ``with`` item is a call that ``patterns`` names (a lock, a recovery point)."""
+        return any(
+            v.kind == "call"
+            and v.path is not None
+            and patterns.match(self.project.candidates(self.resolve(v.path)))
+            for item in branch.items
+            for v in item.walk()
+        )
 
     def locals(self) -> dict[str, list[Value]]:
         return self.project.locals_of(self.file, self.func)
@@ -292,7 +303,7 @@ class FunctionFacts:
 
     def guarded(self, ev: Event) -> bool:
         """Whether something before ``ev`` in this function checks that the work was done."""
-        if self.decorated_guard:
+        if self.decorated_guard or any(b in self.runner_blocks for b in ev.blocks):
             return True
         for b in self.branches:
             if b.id not in self.guard_branches:
