@@ -20,13 +20,18 @@ def unstable(facts: FunctionFacts, value: Value, seen: frozenset[str] = frozense
     return False
 
 
-def key_values(facts: FunctionFacts, c: CallFact) -> list[Value]:
-    """Idempotency keys a call passes: key keywords, and idempotency headers."""
-    out = [v for kw, v in c.value.kwargs.items() if kw in facts.k.key_kwargs]
+def named_key_values(facts: FunctionFacts, c: CallFact) -> list[tuple[str, Value]]:
+    """Idempotency keys a call passes, by how they are passed (``idempotency_key=``, a header)."""
+    out = [(f"{kw}=", v) for kw, v in c.value.kwargs.items() if kw in facts.k.key_kwargs]
     headers = c.value.kwargs.get("headers")
     if headers is not None and headers.kind == "dict":
-        out += [v for name, v in headers.kwargs.items() if _is_key_header(facts, name)]
+        out += [(name, v) for name, v in headers.kwargs.items() if _is_key_header(facts, name)]
     return out
+
+
+def key_values(facts: FunctionFacts, c: CallFact) -> list[Value]:
+    """Idempotency keys a call passes: key keywords, and idempotency headers."""
+    return [v for _, v in named_key_values(facts, c)]
 
 
 def _is_key_header(facts: FunctionFacts, name: str) -> bool:
@@ -84,11 +89,11 @@ def check(ctx: TaskContext) -> None:
         for c in facts.calls:
             if c.chain_inner:
                 continue
-            for v in key_values(facts, c):
+            for how, v in named_key_values(facts, c):
                 if v.kind == "name" and v.path in reported:
                     continue
                 if unstable(facts, v):
-                    ctx.hit("IDM201", r, c.event, f"{c.value.path}()")
+                    ctx.hit("IDM201", r, c.event, f"{how} of {c.value.path}()")
                     break
             else:
                 if c.effect is not None:
