@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,13 +251,16 @@ def explain_text(rule_id: str) -> str:
         lines = body.strip("\n").splitlines()
         return title + "\n" + "\n".join(("    " + line) if line else "" for line in lines)
 
+    def prose(title: str, body: str) -> str:
+        return block(title, textwrap.fill(" ".join(body.split()), width=84))
+
     parts = [
         f"{rule.id} {rule.name} [{rule.checklist}]",
-        block("What it reports:", " ".join(summary.split())),
-        block("Why it breaks on retry:", rule.why),
+        prose("What it reports:", summary),
+        prose("Why it breaks on retry:", rule.why),
         *(block("Bad:", bad) for bad in rule.bad),
         *(block("Good:", good) for good in rule.good),
-        block("Fix:", rule.fix),
+        prose("Fix:", rule.fix),
         f"Docs: {rule.help_uri}",
     ]
     return "\n\n".join(parts)
