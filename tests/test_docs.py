@@ -122,6 +122,9 @@ def test_cli_reference_and_recipes(site: Path) -> None:
     ci = page_text(site, "ci")
     assert "github/codeql-action/upload-sarif" in ci
     assert "codequality" in ci
+    started = page_text(site, "getting-started")
+    assert "$ idemlint check fixtures/shop" in started
+    assert re.search(r"tasks_naive\.py:\d+:\d+: IDM301 \[check-prior-art\]", started)
     precommit = page_text(site, "pre-commit")
     assert "try-repo" in precommit
     assert "require_serial" in precommit

@@ -6,6 +6,8 @@
   ``<!-- idemlint:knowledge-keys -->``), from :mod:`idemlint.config` and
   :mod:`idemlint.knowledge`;
 - the command reference (``<!-- idemlint:cli-help -->``), from the click commands;
+- the real output of ``idemlint check PATH`` (``<!-- idemlint:check-output PATH -->``),
+  run at build time, so the example output in the docs is always today's;
 - the nav entries of the rule pages and of the runtime and testing sections
   that exist on disk (other people write those; the site builds without them).
 
@@ -165,6 +167,25 @@ def _cli_help() -> str:
     return "\n\n".join(parts)
 
 
+def _check_output(path: str, config: MkDocsConfig) -> str:
+    import subprocess
+    import sys
+
+    repo = Path(config.config_file_path).parent
+    if not (repo / path).exists():
+        raise ValueError(f"check-output: {path} does not exist")
+    done = subprocess.run(
+        [sys.executable, "-m", "idemlint", "check", "--no-cache", "--color", "never", path],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise ValueError(f"idemlint check {path} failed: {done.stderr.strip()}")
+    return f"```console\n$ idemlint check {path}\n{done.stdout.rstrip()}\n```"
+
+
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     catalog = list(load_catalog().values())
 
@@ -184,6 +205,8 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
             return _knowledge_keys()
         if what == "cli-help":
             return _cli_help()
+        if what == "check-output":
+            return _check_output(arg, config)
         raise ValueError(f"{page.file.src_uri}: unknown idemlint marker {what!r}")
 
     return _MARKER.sub(replace, markdown)
