@@ -92,6 +92,14 @@ def test_configuration_page_documents_every_key(site: Path) -> None:
         assert key in text, key
 
 
+def test_every_knowledge_key_is_explained() -> None:
+    from idemlint.knowledge import EXTENSION_KEYS
+
+    page = (DOCS / "configuration.md").read_text()
+    for key in EXTENSION_KEYS:
+        assert f"- `{key}`:" in page, f"docs/configuration.md does not explain {key}"
+
+
 def test_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
     page = (DOCS / "configuration.md").read_text()
     block = re.search(r"## A complete example\s+```toml\n(.*?)```", page, re.S)
