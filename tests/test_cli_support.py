@@ -62,3 +62,12 @@ def line_of(file: Path, needle: str) -> int:
         if needle in text:
             return number
     raise AssertionError(f"{needle!r} not in {file}")
+
+
+def fixture_projects() -> list[Path]:
+    """The miniature project of these tests, plus every fixture project that exists."""
+    found = [REPO / "tests" / "data" / "miniproj"]
+    fixtures = REPO / "fixtures"
+    if fixtures.is_dir():
+        found += sorted(p for p in fixtures.iterdir() if p.is_dir() and any(p.rglob("*.py")))
+    return found

@@ -9,18 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_support import REPO, clean_env, copy_project, line_of, run_idemlint
+from test_cli_support import clean_env, copy_project, fixture_projects, line_of, run_idemlint
 
 FLAKE8_LINE = re.compile(r"^(.*?):(\d+):(\d+): (IDM\d{3}) (.*)$")
-
-
-def fixture_projects() -> list[Path]:
-    """The miniature project of these tests, plus every fixture project that exists."""
-    found = [REPO / "tests" / "data" / "miniproj"]
-    fixtures = REPO / "fixtures"
-    if fixtures.is_dir():
-        found += sorted(p for p in fixtures.iterdir() if p.is_dir() and any(p.rglob("*.py")))
-    return found
 
 
 def run_flake8(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

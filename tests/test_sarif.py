@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from test_cli_support import REPO, copy_project, line_of, run_idemlint
+from test_cli_support import REPO, copy_project, fixture_projects, line_of, run_idemlint
 
 from idemlint.baseline import FINGERPRINT_KEY
 from idemlint.catalog import load_catalog
@@ -51,6 +51,16 @@ def test_report_validates_against_the_official_schema(
     _, document = sarif_run
     assert document["runs"][0]["results"], "the fixture has findings"
     validate(document, schema)
+
+
+@pytest.mark.parametrize("source", fixture_projects(), ids=lambda p: p.name)
+def test_every_fixture_project_validates(
+    tmp_path: Path, schema: dict[str, Any], source: Path
+) -> None:
+    project = copy_project(tmp_path, source)
+    done = run_idemlint("check", "--format", "sarif", cwd=project)
+    assert done.returncode in (0, 1), done.stderr
+    validate(json.loads(done.stdout), schema)
 
 
 def test_the_schema_check_can_fail(schema: dict[str, Any], sarif_run: tuple[Path, Any]) -> None:
