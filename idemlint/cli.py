@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 def _codes(value: str | None) -> list[str] | None:
@@ -328,12 +331,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="idemlint", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("idemlint: aborted", err=True)
-        sys.exit(EXIT_USAGE)
+        click.echo("idemlint: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         click.echo(f"idemlint: error: {exc.format_message()}", err=True)
         sys.exit(EXIT_USAGE)
     except IdemlintError as exc:
         click.echo(f"idemlint: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        # The reader went away (``idemlint check | head``): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FINDINGS)
+    except Exception:
+        # A bug in idemlint must not look like "findings" (1) or a usage error (2).
+        traceback.print_exc()
+        click.echo("idemlint: internal error; please report it with the traceback above", err=True)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else EXIT_CLEAN)

@@ -212,3 +212,22 @@ def test_progress_bar_waits_then_draws_then_erases() -> None:
 )
 def test_ci_detection(env: dict[str, str], expected: bool) -> None:
     assert in_ci(env) is expected
+
+
+def test_a_bug_is_exit_3_not_findings(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import idemlint.engine
+    from idemlint.cli import main
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(idemlint.engine, "check", broken)
+    monkeypatch.chdir(project)
+    with pytest.raises(SystemExit) as info:
+        main(["check"])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "RuntimeError: engine bug" in err
+    assert err.strip().endswith("please report it with the traceback above")
