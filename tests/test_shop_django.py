@@ -40,7 +40,9 @@ def _passed_tests(junit_xml: Path) -> tuple[set[str], list[str]]:
     problems: list[str] = []
     for case in ET.parse(junit_xml).getroot().iter("testcase"):
         name = case.attrib["name"].split("[", 1)[0]
-        outcome = next((child for child in case if child.tag in {"failure", "error", "skipped"}), None)
+        outcome = next(
+            (child for child in case if child.tag in {"failure", "error", "skipped"}), None
+        )
         if outcome is None:
             passed.add(name)
         else:
