@@ -173,6 +173,8 @@ class _Run:
                     f"{name} raised on its clean run: {type(error).__name__}: {error}"
                 ) from error
             self.restorer.check(sorted({e.target for e in clean.durable if e.target}))
+            if isinstance(self.restorer, DjangoRollback):
+                self.restorer.narrow(clean.databases_used)
             self.tables = written_tables(clean.points)
             clean_state = self.state()
         clean_counts = effect_counts(_external(clean.durable))
@@ -384,27 +386,42 @@ def _state_rule(change: StateChange, durable: list[Effect]) -> str:
 def _mark_windows(scenarios: list[Scenario]) -> None:
     """Downgrade the at-least-once window of an external effect to a warning.
 
-    Scenario "crash after effect k" is a window when k is an external effect,
-    its only problem is that k ran once more, and the crash one effect later
-    (or running twice, when k is the last) does not repeat it: the task did
-    record k right after doing it, and no code can close the gap between a
-    non-transactional effect and its record.
+    After an external effect k (a mail, an HTTP write, an enqueue) that cannot
+    share a transaction with its record, a crash before the record is durable
+    makes the retry do k again: no code can close that gap, only shrink it.
+    Scenarios k, k+1, ... whose only problem is "k ran once more" form that
+    window when the first scenario after them (or running twice, at the end)
+    no longer repeats k: the task did record k. A task that never records k
+    repeats it in every later scenario and in the twice check, and fails.
     """
     crashes = {s.crash_index: s for s in scenarios if s.crash_index is not None}
     twice = scenarios[0]
+
+    def repeats_once(scenario: Scenario, identity: str) -> bool:
+        return len(scenario.problems) == 1 and _repeated_once(scenario.problems[0], identity)
+
     for index, scenario in crashes.items():
         effect = scenario.crash_effect
-        if effect is None or effect.kind not in EXTERNAL_KINDS or len(scenario.problems) != 1:
+        if effect is None or effect.kind not in EXTERNAL_KINDS:
             continue
-        problem = scenario.problems[0]
-        if problem.identity != effect.identity or problem.expected is None:
+        end = index
+        while end in crashes and repeats_once(crashes[end], effect.identity):
+            end += 1
+        if end == index:
             continue
-        if problem.ran != problem.expected + 1:
+        after = crashes.get(end, twice)
+        if any(p.identity == effect.identity for p in after.problems):
             continue
-        later = crashes.get(index + 1, twice)
-        if any(p.identity == effect.identity for p in later.problems):
-            continue
-        scenario.window = True
+        for inside in range(index, end):
+            crashes[inside].window = True
+
+
+def _repeated_once(problem: Problem, identity: str) -> bool:
+    return (
+        problem.identity == identity
+        and problem.expected is not None
+        and problem.ran == problem.expected + 1
+    )
 
 
 def assert_retry_safe(

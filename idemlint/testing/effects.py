@@ -111,6 +111,8 @@ class Recording:
         self.runtime_keys: set[tuple[Any, str]] = set()
         """(store, key) pairs that an ``idemlint.runtime`` execution claimed new."""
         self.targets: dict[str, Any] = {}
+        self.databases_used: set[str] = set()
+        """Django aliases the attempt queried at all (reads included)."""
         """Database targets written to, by name, for state snapshots (see state.py)."""
         self._frames: dict[int, list[list[Effect]]] = {}
         self._lock = threading.RLock()

@@ -81,6 +81,8 @@ def _celery_task(task: Any) -> bool:
 def adapt(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Attempt:
     """The :class:`Attempt` for ``task`` of whichever framework defined it."""
     task_id = f"idemlint-{uuid.uuid4().hex[:12]}"
+    if "celery.local" in sys.modules and isinstance(task, sys.modules["celery.local"].Proxy):
+        task = task._get_current_object()  # @shared_task gives a proxy of the app's task
     if _celery_task(task):
         name = str(task.name)
 

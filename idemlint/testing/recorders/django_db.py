@@ -45,6 +45,7 @@ def _execute_wrapper(
     rec = active()
     if rec is None:
         return result
+    rec.databases_used.add(context["connection"].alias)
     write = classify(sql)
     if write is None:
         return result
@@ -86,10 +87,26 @@ class DjangoHooks:
         hooks = self
 
         def patched_enter(self: Any) -> None:
-            enter(self)
             rec = active()
+            connection = transaction.get_connection(self.using)
+            # The task's outermost block is a real transaction in production; inside the
+            # check's rollback transaction it must still be undoable on its own, so a
+            # savepoint=False block at that level gets a savepoint.
+            force = (
+                rec is not None
+                and not self.savepoint
+                and connection.in_atomic_block
+                and not rec.in_transaction(connection)
+            )
+            if force:
+                self.savepoint = True
+            try:
+                enter(self)
+            finally:
+                if force:
+                    self.savepoint = False
             if rec is not None:
-                rec.begin(transaction.get_connection(self.using))
+                rec.begin(connection)
 
         def patched_exit(self: Any, exc_type: Any, exc: Any, tb: Any) -> None:
             rec = active()

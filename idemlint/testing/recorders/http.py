@@ -10,6 +10,7 @@ header is kept as the effect's dedupe token: a receiver that honours it
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json as jsonlib
 from collections.abc import Callable, Mapping
@@ -69,7 +70,10 @@ def responder(config: HttpConfig) -> Responder:
 
     A mapping's keys are ``"METHOD url-prefix"`` or a bare url prefix; the
     longest matching prefix wins; values are an :class:`HttpResponse`, a
-    status code, or a dict sent back as JSON. Unmatched requests get 200 ``{}``.
+    status code, or a dict sent back as JSON. Unmatched requests get 200 with
+    ``{"id": ...}``, an id derived from the request (the same request gets the
+    same id, as from an API that deduplicates), since most APIs that create
+    something answer with its id.
     """
     if config is None:
         config = {}
@@ -87,7 +91,10 @@ def responder(config: HttpConfig) -> Responder:
         for method, prefix, response in routes:
             if (method is None or method == request.method) and request.url.startswith(prefix):
                 return response
-        return HttpResponse(json={})
+        digest = hashlib.sha256(
+            f"{request.method} {request.url}".encode() + b"\0" + request.body
+        ).hexdigest()
+        return HttpResponse(json={"id": f"idemlint_{digest[:16]}"})
 
     return answer
 
