@@ -216,3 +216,21 @@ def test_fixture_sources_compile(name: str) -> None:
                 compile(source, str(path), "exec")
         else:
             compile(source, str(path), "exec")
+
+
+def test_crossfile_findings_name_the_task_and_the_call_chain() -> None:
+    """An effect three or four calls away is reported in the helper, with ``task`` and ``via``."""
+    root = FIXTURES / "crossfile"
+    reported = _reported(root, _lint(root))
+    mail = reported[("orders/mailer.py", 7, "IDM302")]
+    assert mail.task == "orders.tasks.fulfil_order"
+    assert mail.via == (
+        "orders.services.fulfil",
+        "orders.notifications.CustomerNotifier.order_fulfilled",
+        "orders.mailer.deliver",
+    )
+    stock = reported[("orders/warehouse.py", 16, "IDM502")]
+    assert stock.via[-1] == "orders.warehouse._reserve_line" and len(stock.via) == 4
+    refund = reported[("orders/payments.py", 11, "IDM304")]
+    assert refund.task == "orders.billing.refund_order"
+    assert refund.via[-1] == "orders.payments._post_refund"
