@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from idemlint.knowledge import Knowledge
-from idemlint.project import FunctionRef, Project
+from idemlint.project import FunctionRef, Project, last_segment
 from idemlint.summary import Event, FileSummary, FunctionSummary, Span, Value
 
 
@@ -54,6 +54,10 @@ class TaskFinder:
         self.project = project
         self.k: Knowledge = project.knowledge
         self.tasks: dict[str, Task] = {}
+        # a registration's callee ends in one of these names: skip resolving any other call
+        self.registration_tails = tuple(
+            {last_segment(r.call).split("*", 1)[0] for r in self.k.task_registrations}
+        )
 
     def find(self) -> dict[str, Task]:
         for ref in self.project.functions.values():
@@ -139,7 +143,12 @@ class TaskFinder:
         self, file: FileSummary, func: FunctionSummary | None, events: list[Event]
     ) -> None:
         for ev in events:
-            if ev.type == "call" and ev.value is not None and ev.value.path is not None:
+            if (
+                ev.type == "call"
+                and ev.value is not None
+                and ev.value.path is not None
+                and last_segment(ev.value.path).startswith(self.registration_tails)
+            ):
                 self._registration(file, func, ev.value)
 
     def _registration(self, file: FileSummary, func: FunctionSummary | None, call: Value) -> None:
