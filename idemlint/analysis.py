@@ -24,6 +24,8 @@ MAX_CALL_DEPTH = 4
 """How many calls deep the walk follows helpers from a task (the issue asks for at least 3)."""
 
 EQUALITY_SUFFIXES = ("__exact", "__iexact")
+MODEL_ARG_CALLS = frozenset({"get", "query", "select", "scalars", "get_one"})
+"""SQLAlchemy calls whose first argument is the model they return rows of."""
 NON_FIELD_KWARGS = frozenset({"defaults", "create_defaults", "using"})
 
 
@@ -329,7 +331,27 @@ class FunctionFacts:
                 path = v.path or ""
                 if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
                     return True
+                # `session.get(Model, pk, with_for_update=True)`
+                if v.kind == "call" and any(
+                    is_truthy(v.kwargs.get(m)) for m in self.k.row_lock_methods
+                ):
+                    return True
         return False
+
+    def bound_model(self, name: str) -> ModelInfo | None:
+        """The model of the object bound to ``name``: ``Order.objects.get(...)``,
+        ``session.get(Order, pk)``, ``session.query(Order).one()``, ``Order(...)``."""
+        model = self.project.model_of(self.resolve(name))
+        if model is not None:
+            return model
+        for value in self.locals().get(name, []):
+            for v in value.walk():
+                if v.kind == "call" and v.args and last_segment(v.path or "") in MODEL_ARG_CALLS:
+                    resolved = self.resolve_value(v.args[0])
+                    found = self.project.model_of(resolved) if resolved else None
+                    if found is not None:
+                        return found
+        return None
 
     def chain_filters(self, value: Value) -> set[str] | None:
         """Equality fields a query chain filters on; ``None`` if it filters on something opaque."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from idemlint import __version__
@@ -23,9 +24,23 @@ FORMAT = 1
 """Bump when the summary's shape changes."""
 
 
+@lru_cache(maxsize=1)
+def summarizer_fingerprint() -> str:
+    """A hash of the code that makes summaries, so that a changed summariser (a development
+    checkout, a patched install) never reads summaries an older one wrote."""
+    h = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in ("summarize.py", "summary.py", "positions.py", "cache.py"):
+        try:
+            h.update((package / name).read_bytes())
+        except OSError:
+            h.update(name.encode())
+    return h.hexdigest()
+
+
 def cache_key(content: bytes, module: str, path: str) -> str:
     h = hashlib.sha256()
-    h.update(f"{__version__}\0{FORMAT}\0{module}\0{path}\0".encode())
+    h.update(f"{__version__}\0{FORMAT}\0{summarizer_fingerprint()}\0{module}\0{path}\0".encode())
     h.update(content)
     return h.hexdigest()
 

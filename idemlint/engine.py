@@ -268,11 +268,14 @@ def check(
 
 
 def check_project(root: Path, *, cwd: Path | None = None) -> list[Finding]:
-    """Findings for a whole project folder, with its own ``[tool.idemlint]`` config."""
+    """Findings for a whole project folder, with its own ``[tool.idemlint]`` config, through
+    the same pipeline as the CLI (suppressions and selection applied)."""
     from idemlint.config import load_config
+    from idemlint.selection import report_filter
 
     config = load_config([root])
-    return check([root], config, cwd=cwd).findings
+    result = check([root], config, cwd=cwd)
+    return report_filter(result.findings, config, result.files, cwd=cwd)
 
 
 def check_source(source: str, path: str = "example.py") -> list[Finding]:

@@ -44,7 +44,12 @@ class ModelInfo:
     unique_sets: list[frozenset[str]] = field(default_factory=list)
 
     def is_unique(self, lookup_fields: Iterable[str]) -> bool:
-        given = {self._norm(f) for f in lookup_fields}
+        given: set[str] = set()
+        for name in lookup_fields:
+            name = self._norm(name)
+            given.add(name)
+            # a foreign key matches by its column too: `customer_id=` is `customer=`
+            given.add(name[:-3] if name.endswith("_id") else f"{name}_id")
         return any(s <= given for s in self.unique_sets)
 
     @staticmethod

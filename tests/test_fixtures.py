@@ -202,7 +202,12 @@ def test_clean_tasks_stay_clean(project: tuple[Path, dict[Place, Finding]]) -> N
             f"{task.name} is marked clean but the engine does not see it as a task"
         )
         inside = range(task.first_line, task.last_line + 1)
-        marked = sorted(line for rel, line, _ in expected if rel == task.path and line in inside)
+        # IDM0xx notices (an unused suppression, say) are about the file, not the task
+        marked = sorted(
+            line
+            for rel, line, code in expected
+            if rel == task.path and line in inside and not code.startswith("IDM0")
+        )
         assert not marked, f"{task.name} is marked clean but holds # expect markers: {marked}"
         attributed = [f for f in reported.values() if _is_or_runs(f.task, task.name)]
         assert not attributed, f"{task.name} is marked clean but reaches:\n" + "\n".join(

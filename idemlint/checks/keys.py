@@ -93,7 +93,7 @@ def check(ctx: TaskContext) -> None:
                 if v.kind == "name" and v.path in reported:
                     continue
                 if unstable(facts, v):
-                    ctx.hit("IDM201", r, c.event, f"{how} of {c.value.path}()")
+                    ctx.hit("IDM201", r, c.event, how)
                     break
             else:
                 if c.effect is not None:

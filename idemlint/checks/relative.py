@@ -11,7 +11,7 @@ UPDATE_METHODS = ("update", "values", "update_or_create")
 
 def _persisted_object(facts: FunctionFacts, root: str) -> bool:
     """``root`` is an ORM object: its type resolves to a model, or the function saves it."""
-    if facts.project.model_of(facts.resolve(root)) is not None:
+    if facts.bound_model(root) is not None:
         return True
     return any(c.value.path == f"{root}.save" for c in facts.calls)
 
