@@ -8,7 +8,7 @@ task framework: hooks are installed only for the libraries the task's own
 code has imported.
 """
 
-from idemlint.testing.check import RetryCheck, TaskFailed, assert_retry_safe
+from idemlint.testing.check import AtLeastOnceWindow, RetryCheck, TaskFailed, assert_retry_safe
 from idemlint.testing.effects import Effect, SimulatedCrash
 from idemlint.testing.recorders.http import HttpRequest, HttpResponse
 from idemlint.testing.report import Problem, RetryReport, RetrySafetyError, Scenario
@@ -16,6 +16,7 @@ from idemlint.testing.reset import CannotReset, table_snapshot
 from idemlint.testing.state import NonDeterministicTask
 
 __all__ = [
+    "AtLeastOnceWindow",
     "CannotReset",
     "Effect",
     "HttpRequest",

@@ -10,7 +10,9 @@ completion, with the same task id, as a broker's redelivery would.
 from __future__ import annotations
 
 import contextvars
+import gc
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,6 +50,10 @@ from idemlint.testing.state import (
 
 TURNED_AWAY = ("AlreadyInProgress", "Retry")
 """Exceptions by which a duplicate run declines to run concurrently: fine for a duplicate."""
+
+
+class AtLeastOnceWindow(UserWarning):
+    """A crash right after a mail, HTTP write or enqueue repeats it before it is recorded."""
 
 
 class TaskFailed(Exception):
@@ -97,6 +103,8 @@ class RetryCheck:
         report = self.run(*args, **kwargs)
         if not report.safe:
             raise RetrySafetyError(report)
+        for scenario in report.windows:
+            warnings.warn(AtLeastOnceWindow(f"{report.task}: {scenario.render()}"), stacklevel=2)
         return report
 
     # -- the run ------------------------------------------------------------
@@ -147,6 +155,8 @@ class _Run:
         finally:
             self.restorer.runtime_keys |= rec.runtime_keys
             self.targets.update(rec.targets)
+        if rec.crashed is not None:
+            _release_frames(error)
         return rec, error
 
     def state(self) -> Any:
@@ -360,6 +370,21 @@ class _Run:
             scenario.problems.append(Problem(change.message, _state_rule(change, durable)))
 
 
+def _release_frames(error: BaseException | None) -> None:
+    """Let go of a crashed attempt's frames, as a dead worker's would be.
+
+    The traceback keeps the task's cursors and connections alive; a SQLite
+    connection closed with a live statement stays open as a zombie holding
+    its write lock, and the next scenario's reset would wait for it.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+    gc.collect()
+
+
 def _external(effects: list[Effect]) -> list[Effect]:
     return [e for e in effects if e.kind in EXTERNAL_KINDS]
 
@@ -444,4 +469,4 @@ def assert_retry_safe(
     return RetryCheck(task, state=state, reset=reset).assert_safe(*args, **kwargs)
 
 
-__all__ = ["RetryCheck", "TaskFailed", "assert_retry_safe"]
+__all__ = ["AtLeastOnceWindow", "RetryCheck", "TaskFailed", "assert_retry_safe"]

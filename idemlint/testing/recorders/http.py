@@ -5,7 +5,8 @@ adapter) and ``httpx`` at its default sync and async transports. Writes
 (POST, PUT, PATCH, DELETE) are effect points; reads are answered too, so a
 test never touches the network, but are not effects. An ``Idempotency-Key``
 header is kept as the effect's dedupe token: a receiver that honours it
-(Stripe and most payment APIs) applies a repeat once.
+(Stripe and most payment APIs) applies a repeat once. An identical PUT or
+DELETE also counts once, as HTTP defines those methods idempotent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from idemlint.testing.effects import HTTP, Effect, active, mask
 from idemlint.testing.recorders._patch import Patches
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IDEMPOTENT_METHODS = frozenset({"PUT", "DELETE"})
+"""Writes HTTP defines as idempotent: an identical repeat counts once."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ def _record(request: HttpRequest) -> None:
         return
     label = f"{request.method} {request.url}"
     key = next((v for k, v in request.headers.items() if k.lower() == "idempotency-key"), None)
+    if key is None and request.method in IDEMPOTENT_METHODS:
+        # the same PUT or DELETE again changes nothing more (RFC 9110, 9.2.2)
+        key = "same request " + hashlib.sha256(request.body).hexdigest()[:16]
     rec.point(Effect(HTTP, label, mask(label.split("?", 1)[0]), verb=request.method, dedupe=key))
 
 
