@@ -45,7 +45,9 @@ def idemlint_places(project: Path, *paths: str) -> list[tuple[str, int, int, str
 @pytest.mark.parametrize("source", fixture_projects(), ids=lambda p: p.name)
 def test_flake8_reports_what_idemlint_check_reports(tmp_path: Path, source: Path) -> None:
     project = copy_project(tmp_path, source)
-    expected = idemlint_places(project, ".")
+    # flake8 runs no plugin on a file that does not parse: it reports that itself, as E999,
+    # where idemlint check says IDM001
+    expected = [p for p in idemlint_places(project, ".") if p[3] != "IDM001"]
     done = run_flake8(".", cwd=project)
     assert done.returncode == (1 if expected else 0), done.stderr
     assert flake8_places(done.stdout) == expected
