@@ -60,15 +60,25 @@ def _read_modify_write(facts: FunctionFacts, target: str, value: Value) -> bool:
 
 
 def _relative_assign(facts: FunctionFacts, ev: Event, target: str) -> bool:
-    """``obj.f -= n``, ``obj.f = obj.f - n``, or a read-modify-write through a local."""
+    """``obj.f -= n``, ``obj.f = obj.f - n``, or a read-modify-write through a local.
+
+    Appending text or items (``attempt.response += "..."``) is not a counter."""
+    if ev.value is None or _not_a_number(ev.value):
+        return False
     if ev.op in ("+", "-"):
         return True
-    if ev.op is not None or ev.value is None:
+    if ev.op is not None:
         return False
     value = ev.value
     if value.kind == "binop" and value.op in ("+", "-"):
-        return any(a.path == target for a in value.args)
+        return any(a.path == target for a in value.args) and not any(
+            _not_a_number(a) for a in value.args
+        )
     return _read_modify_write(facts, target, value)
+
+
+def _not_a_number(value: Value) -> bool:
+    return value.kind in ("str", "fstring", "seq", "dict")
 
 
 def _unsafe(r: Reached, ev: Event) -> bool:
