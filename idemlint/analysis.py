@@ -271,12 +271,19 @@ class FunctionFacts:
         return objs if is_guard else None
 
     def _bound_to_check(self, name: str) -> bool:
-        """A local assigned from a lookup, an upsert or a compare-and-set."""
+        """A local assigned from a lookup, an upsert or a compare-and-set, also when the
+        call is wrapped (``ids = list(qs.values_list("pk", flat=True)[:100])``)."""
+        statements = [
+            ev.span
+            for ev in self.func.events
+            if ev.type == "assign" and ev.op is None and name in ev.targets
+        ]
+        for c in self.calls:
+            if (c.lookup or c.upsert or c.cas) and any(
+                s.line <= c.event.span.line <= s.end_line for s in statements
+            ):
+                return True
         for value in self.locals().get(name, []):
-            for c in self.calls:
-                same = c.value is value or (name in c.event.targets and c.value.path == value.path)
-                if same and (c.lookup or c.upsert or c.cas):
-                    return True
             if value.kind == "attr" and value.path and value.path.endswith("()[]"):
                 cands = self.project.candidates(self.resolve(value.path[:-4]))
                 if self.k.upserts.match(cands):
