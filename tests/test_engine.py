@@ -349,3 +349,27 @@ def test_git_ignored_and_virtualenv_files_are_skipped(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     paths = {f.path.split("/")[0] for f in check_project(root, cwd=root)}
     assert paths == {"app"}
+
+
+def test_batch_task_continuing_itself_is_not_an_unguarded_enqueue() -> None:
+    source = textwrap.dedent(
+        """
+        from celery import shared_task
+        from django.db import models
+
+        class User(models.Model):
+            number = models.IntegerField(null=True)
+
+        @shared_task
+        def backfill(after=0):
+            ids = list(User.objects.filter(pk__gt=after, number=None).values_list("pk", flat=True)[:100])
+            User.objects.filter(pk__in=ids).update(number=0)
+            backfill.delay(ids[-1])
+            notify.delay()
+
+        @shared_task
+        def notify():
+            pass
+        """
+    )
+    assert [(f.line, f.rule) for f in check_source(source, "app/tasks.py")] == [(14, "IDM305")]
