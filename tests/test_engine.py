@@ -362,7 +362,8 @@ def test_batch_task_continuing_itself_is_not_an_unguarded_enqueue() -> None:
 
         @shared_task
         def backfill(after=0):
-            ids = list(User.objects.filter(pk__gt=after, number=None).values_list("pk", flat=True)[:100])
+            todo = User.objects.filter(pk__gt=after, number=None)
+            ids = list(todo.values_list("pk", flat=True)[:100])
             User.objects.filter(pk__in=ids).update(number=0)
             backfill.delay(ids[-1])
             notify.delay()
