@@ -19,6 +19,7 @@ imported the script says why and benchmarks the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from idemlint.runtime import idempotent, open_store
+from idemlint.runtime import AlreadyInProgress, Store, idempotent, open_store
 
 PG_URL = os.environ.get("IDEMLINT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("IDEMLINT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -75,6 +76,49 @@ class RedisResponses:
         self._cls.read_response = self._orig  # type: ignore[method-assign]
 
 
+class Flaky(Exception):
+    """The failure of the first attempt in :func:`slow_path_trips`."""
+
+
+def slow_path_trips(store: Store, count: Callable[[], int], n: int = 50) -> tuple[float, float]:
+    """Requests per call on the paths that are neither a first call nor a replay.
+
+    ``retry``: the call after an attempt that raised (the claim is released,
+    the retry claims it again and completes). ``busy``: a call that finds
+    another holder's live lease and raises ``AlreadyInProgress``. Returns the
+    mean requests per call of each, counted like the main measurement.
+    """
+    failed: set[int] = set()
+
+    def flaky(order_id: int) -> dict[str, Any]:
+        if order_id not in failed:
+            failed.add(order_id)
+            raise Flaky()
+        return work(order_id)
+
+    run = uuid.uuid4().hex[:8]
+    retried = idempotent(f"retry:{run}:{{order_id}}", store=store, ttl=3600)(flaky)
+    # no fingerprint ("-"), so the holder below claims with the same arguments
+    busy = idempotent(f"busy:{run}:{{order_id}}", store=store, ttl=3600, fingerprint=False)(work)
+    retry_trips = busy_trips = 0
+    for k in range(n):
+        with contextlib.suppress(Flaky):
+            retried(k)
+        before = count()
+        assert retried.call_detailed(k).replayed is False
+        retry_trips += count() - before
+        store.claim(f"busy:{run}:{k}", "-", lease=60, ttl=3600)  # another holder
+        before = count()
+        refused = False
+        try:
+            busy(k)
+        except AlreadyInProgress:
+            refused = True
+        busy_trips += count() - before
+        assert refused, "the busy key was not reported in progress"
+    return retry_trips / n, busy_trips / n
+
+
 def bench_store(
     name: str,
     url: str,
@@ -101,6 +145,9 @@ def bench_store(
     replay = timed([lambda k=k: fn(k) for k in keys])
     rt_after = counter.count if counter else store.stats.round_trips
     assert fn.call_detailed(keys[0]).replayed
+    rt_retry, rt_busy = slow_path_trips(
+        store, (lambda: counter.count) if counter else (lambda: store.stats.round_trips)
+    )
     rows.append(
         {
             "impl": f"idemlint {name}",
@@ -108,6 +155,8 @@ def bench_store(
             "replay": replay,
             "rt_first": (rt_mid - rt_before) / n,
             "rt_replay": (rt_after - rt_mid) / n,
+            "rt_retry": rt_retry,
+            "rt_busy": rt_busy,
             "bare": bare_p50,
         }
     )
@@ -274,6 +323,13 @@ def main() -> int:
             print(
                 f"round trips {row['impl']}: first {row['rt_first']:.2f} (target <= 2), "
                 f"replay {row['rt_replay']:.2f} (target <= 1): {verdict}"
+            )
+    print()
+    for row in rows:
+        if "rt_retry" in row:
+            print(
+                f"round trips {row['impl']}: retry after a failure {row['rt_retry']:.2f}, "
+                f"call while another holds the key {row['rt_busy']:.2f}"
             )
     return 0 if ok else 1
 
