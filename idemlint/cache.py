@@ -38,9 +38,13 @@ def summarizer_fingerprint() -> str:
     return h.hexdigest()
 
 
-def cache_key(content: bytes, module: str, path: str) -> str:
+def cache_key(content: bytes, module: str, path: str, kind: str = "summary") -> str:
+    """``kind`` separates full summaries from the empty ones of files the pre-check
+    found unneeded (``"unneeded"``), so that one never stands in for the other."""
     h = hashlib.sha256()
-    h.update(f"{__version__}\0{FORMAT}\0{summarizer_fingerprint()}\0{module}\0{path}\0".encode())
+    h.update(
+        f"{__version__}\0{FORMAT}\0{summarizer_fingerprint()}\0{kind}\0{module}\0{path}\0".encode()
+    )
     h.update(content)
     return h.hexdigest()
 

@@ -9,9 +9,9 @@ Selection and inline suppressions are applied by the callers, not here.
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,9 +22,9 @@ from idemlint.catalog import CatalogError, get_rule
 from idemlint.checks import STATEMENT_CHECKS, TASK_CHECKS
 from idemlint.discovery import discover, module_name
 from idemlint.findings import Finding
-from idemlint.knowledge import load_knowledge
+from idemlint.knowledge import Knowledge, load_knowledge
+from idemlint.prefilter import select
 from idemlint.project import Project
-from idemlint.summarize import summarize_source
 from idemlint.summary import FileSummary
 from idemlint.tasks import find_tasks
 
@@ -76,7 +76,20 @@ def _summarize_path(path: Path, rel: str, module: str, is_package: bool) -> File
         from idemlint.summary import ParseError
 
         return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
+    # imported here: libcst costs ~0.25 s to import, and a warm run (every summary
+    # from the cache, as in an editor) never needs it
+    from idemlint.summarize import summarize_source
+
     return summarize_source(source, rel, module, is_package)
+
+
+def _parses(text: str) -> bool:
+    """Whether ``text`` is valid Python, at ``ast``'s cost (about a sixth of libcst's)."""
+    try:
+        compile(text, "<idemlint>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def summarize_files(
@@ -86,29 +99,64 @@ def summarize_files(
     cache: SummaryCache | None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    knowledge: Knowledge | None = None,
 ) -> list[FileSummary]:
-    """Summaries of ``files``, from the cache where the content is unchanged."""
+    """Summaries of ``files``, from the cache where the content is unchanged.
+
+    With ``knowledge``, the text pre-check (:mod:`idemlint.prefilter`) picks the files
+    that can matter; the others get an empty summary without a libcst parse, once
+    ``ast`` has confirmed they parse (a file that does not is summarised in full, so
+    its parse error is reported exactly as before). Empty summaries are cached too,
+    under their own key.
+    """
     out: dict[int, FileSummary] = {}
     cold: list[tuple[int, tuple[str, str, str, bool], str]] = []
-    for i, path in enumerate(files):
-        rel = _rel(path, root)
+    entries: list[tuple[str, str, bool, bytes]] = []
+    for path in files:
         module, is_package = module_name(path, root)
         try:
             content = path.read_bytes()
         except OSError:
             content = b""
+        entries.append((_rel(path, root), module, is_package, content))
+    needed: set[int] | None = None
+    texts: list[str | None] = [None] * len(entries)
+    if knowledge is not None:
+        for i, (_, _, _, content) in enumerate(entries):
+            try:
+                texts[i] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                texts[i] = None
+        needed = select(
+            [(t or "", e[1], e[2]) for t, e in zip(texts, entries, strict=True)], knowledge
+        )
+    for i, (rel, module, is_package, content) in enumerate(entries):
+        text = texts[i]
+        if needed is not None and i not in needed and text is not None:
+            light = cache_key(content, module, rel, kind="unneeded")
+            cached = cache.get(light) if cache is not None else None
+            if cached is not None:
+                out[i] = cached
+                continue
+            if _parses(text):
+                out[i] = FileSummary(rel, module)
+                if cache is not None:
+                    cache.put(light, out[i])
+                continue
         key = cache_key(content, module, rel)
         cached = cache.get(key) if cache is not None else None
         if cached is not None:
             out[i] = cached
         else:
-            cold.append((i, (str(path), rel, module, is_package), key))
+            cold.append((i, (str(files[i]), rel, module, is_package), key))
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     done = len(out)
     total = len(files)
     if progress:
         progress(done, total)
     if len(cold) >= PARALLEL_THRESHOLD and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor  # ~0.1 s; only a cold run needs it
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(_summarize_file, [c[1] for c in cold], chunksize=16)
             for (i, _, key), summary in zip(cold, results, strict=True):
@@ -220,8 +268,12 @@ def check(
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cwd: Path | None = None,
+    prefilter: bool = True,
 ) -> CheckResult:
-    """Check ``paths`` (files or folders) within the project at ``config.root``."""
+    """Check ``paths`` (files or folders) within the project at ``config.root``.
+
+    ``prefilter=False`` summarises every file in full, skipping the text pre-check
+    (the same findings, slower; the tests compare the two)."""
     root = config.root.absolute()
     cwd = (cwd or Path.cwd()).absolute()
     targets = [p.absolute() for p in (paths or [root])]
@@ -235,7 +287,14 @@ def check(
         config.knowledge, frameworks=config.task_frameworks, source=config.source
     )
     cache = SummaryCache(root / config.cache_dir) if config.cache_dir is not None else None
-    summaries = summarize_files(files, root, cache=cache, jobs=jobs, progress=progress)
+    summaries = summarize_files(
+        files,
+        root,
+        cache=cache,
+        jobs=jobs,
+        progress=progress,
+        knowledge=knowledge if prefilter else None,
+    )
     project = Project(summaries, knowledge)
 
     def report(path: Path) -> bool:
