@@ -83,10 +83,15 @@ class FunctionFacts:
         self.ref = ref
         self.file = ref.file
         self.func = ref.func
-        self.calls: list[CallFact] = []
-        for ev in self.func.events:
-            if ev.type == "call" and ev.value is not None and ev.value.path is not None:
-                self.calls.append(self._classify(ev, ev.value))
+        call_events = [
+            ev
+            for ev in self.func.events
+            if ev.type == "call" and ev.value is not None and ev.value.path is not None
+        ]
+        outermost = self._chain_outermost(call_events)
+        self.calls: list[CallFact] = [
+            self._classify(ev, ev.value, outermost[id(ev)]) for ev in call_events if ev.value
+        ]
         self._mark_chain_inner()
         self.branches = [e for e in self.func.events if e.type == "branch"]
         self.lock_blocks = {
@@ -96,6 +101,8 @@ class FunctionFacts:
         }
         self.guard_branches: dict[int, set[str]] = {}
         """Guarding ``if`` ids -> the objects whose state fields the test reads."""
+        self.checked_fields: dict[int, set[str]] = {}
+        """Guarding ``if`` ids -> the state fields the test reads (``"order.status"``)."""
         for b in self.branches:
             if b.kind == "if":
                 objs = self._guard_objects(b)
@@ -114,6 +121,13 @@ class FunctionFacts:
             f"b{b.id}"
             for b in self.branches
             if b.kind == "with" and self._with_matches(b, self.k.guard_runners)
+        }
+        # `for row in Model.objects.select_for_update(skip_locked=True)`: each row is
+        # claimed by the lock for the transaction, so the loop body is a claim's work
+        self.runner_blocks |= {
+            f"b{b.id}"
+            for b in self.branches
+            if b.kind == "for" and b.value is not None and self.holds_row_lock(b.value)
         }
 
     # -- classification ----------------------------------------------------
@@ -140,13 +154,29 @@ class FunctionFacts:
         qual = f"{self.file.module}.{self.func.class_name}"
         return self.k.guard_bases.match(self.project.class_bases(qual))
 
-    def _classify(self, ev: Event, value: Value) -> CallFact:
+    @staticmethod
+    def _chain_outermost(events: list[Event]) -> dict[int, Event]:
+        """Each call's outermost call in the same chain (calls of a chain start together)."""
+        by_start: dict[tuple[int, int], list[Event]] = {}
+        for ev in events:
+            by_start.setdefault((ev.span.line, ev.span.column), []).append(ev)
+        out: dict[int, Event] = {}
+        for group in by_start.values():
+            longest = max(group, key=lambda e: (e.span.end_line, e.span.end_column))
+            for ev in group:
+                out[id(ev)] = longest
+        return out
+
+    def _classify(self, ev: Event, value: Value, outer: Event) -> CallFact:
         resolved = self.resolve(value.path or "")
         cands = self.project.candidates(resolved)
         fact = CallFact(ev, value, resolved, cands)
         fact.model = self.project.model_of(resolved)
+        chain = resolved
+        if outer is not ev and outer.value is not None and outer.value.path:
+            chain = self.resolve(outer.value.path)
         for effect in self.k.effect_for(cands):
-            if self._effect_applies(effect, fact):
+            if self._effect_applies(effect, fact, chain):
                 fact.effect = effect
                 break
         fact.upsert = self.k.upserts.match(cands)
@@ -167,13 +197,12 @@ class FunctionFacts:
             fact.target = self.project.function_for_call(resolved)
         return fact
 
-    def _effect_applies(self, effect: Effect, fact: CallFact) -> bool:
+    def _effect_applies(self, effect: Effect, fact: CallFact, chain: str) -> bool:
         value = fact.value
         if any(is_truthy(value.kwargs.get(kw)) for kw in effect.unless_kwargs):
             return False
         if effect.unless_chain and any(
-            f".{m}(" in fact.resolved or fact.resolved.endswith(f".{m}")
-            for m in effect.unless_chain
+            f".{m}(" in chain or chain.endswith(f".{m}") for m in effect.unless_chain
         ):
             return False
         if effect.arg_type is not None:
@@ -214,17 +243,24 @@ class FunctionFacts:
 
     def _mark_chain_inner(self) -> None:
         """Calls that are the receiver of a later call in the same chain (``q.filter()`` in
-        ``q.filter().first()``): the chain is judged by its outermost call."""
+        ``q.filter().first()``): the chain is judged by its outermost call, except that a side
+        effect inside a chain (``requests.post(...).raise_for_status()``) stays one unless an
+        outer call of the chain is itself the effect (``Model(...).save()``)."""
         by_start: dict[tuple[int, int], list[CallFact]] = {}
         for c in self.calls:
             by_start.setdefault((c.event.span.line, c.event.span.column), []).append(c)
         for group in by_start.values():
             if len(group) < 2:
                 continue
-            longest = max(group, key=lambda c: (c.event.span.end_line, c.event.span.end_column))
-            for c in group:
-                if c is not longest:
+            group.sort(key=lambda c: (c.event.span.end_line, c.event.span.end_column))
+            outer_effect = False
+            for c in reversed(group):  # outermost first
+                if c is not group[-1]:
                     c.chain_inner = True
+                if c.effect is not None:
+                    if outer_effect:
+                        c.effect = None
+                    outer_effect = True
 
     def _with_matches(self, branch: Event, patterns: Patterns) -> bool:
         """A ``with`` item is a call that ``patterns`` names (a lock, a recovery point)."""
@@ -263,6 +299,7 @@ class FunctionFacts:
             if rest.startswith(".") and self.is_state_field(last_segment(v.path)):
                 is_guard = True
                 objs.add(root)
+                self.checked_fields.setdefault(branch.id, set()).add(v.path)
             elif not rest and (self.is_state_field(root) or root == "created"):
                 is_guard = True
             elif self._bound_to_check(root):
@@ -333,16 +370,19 @@ class FunctionFacts:
 
     def row_locked(self, name: str) -> bool:
         """The object bound to ``name`` was fetched with a row lock."""
-        for value in self.locals().get(name, []):
-            for v in value.walk():
-                path = v.path or ""
-                if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
-                    return True
-                # `session.get(Model, pk, with_for_update=True)`
-                if v.kind == "call" and any(
-                    is_truthy(v.kwargs.get(m)) for m in self.k.row_lock_methods
-                ):
-                    return True
+        return any(self.holds_row_lock(value) for value in self.locals().get(name, []))
+
+    def holds_row_lock(self, value: Value) -> bool:
+        """``value`` reads rows with a lock: ``...select_for_update()...``,
+        ``session.get(Model, pk, with_for_update=True)``."""
+        for v in value.walk():
+            path = v.path or ""
+            if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
+                return True
+            if v.kind == "call" and any(
+                is_truthy(v.kwargs.get(m)) for m in self.k.row_lock_methods
+            ):
+                return True
         return False
 
     def bound_model(self, name: str) -> ModelInfo | None:
@@ -450,7 +490,7 @@ class TaskContext:
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:
         for r in self.reached:
             for c in r.facts.calls:
-                if c.effect is not None and not c.chain_inner:
+                if c.effect is not None:
                     yield r, c
 
     def hit(self, rule: str, r: Reached, ev: Event | Span, detail: str = "") -> None:

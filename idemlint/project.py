@@ -21,6 +21,7 @@ from idemlint.summary import ClassSummary, FileSummary, FunctionSummary, Value
 _SEG = re.compile(r"[.(\[]")
 _BOUNDARY = re.compile(r"(?=[.(\[])")
 MAX_DEPTH = 12
+PARTIALS = frozenset({"functools.partial"})
 
 
 def split_root(path: str) -> tuple[str, str]:
@@ -148,6 +149,9 @@ class Project:
             return path
         root, rest = split_root(path)
         if func is not None:
+            nested = f"{file.module}.{func.qualname}.{root}"
+            if nested in self.functions:
+                return nested + rest
             local = self.locals_of(file, func).get(root)
             if local is not None and root not in seen:
                 for value in reversed(local):
@@ -218,7 +222,10 @@ class Project:
         if value.path is None:
             return None
         if value.kind == "call":
-            return self._resolve(value.path, file, func, depth, seen) + "()"
+            callee = self._resolve(value.path, file, func, depth, seen)
+            if callee in PARTIALS and value.args:  # partial(X, ...) stands for X
+                return self.resolve_value(value.args[0], file, func, depth + 1, seen)
+            return callee + "()"
         if value.kind in ("name", "attr", "other"):
             return self._resolve(value.path, file, func, depth, seen)
         return None
@@ -298,9 +305,11 @@ class Project:
         return out
 
     def model_of(self, resolved: str) -> ModelInfo | None:
-        """The model a resolved path starts at (``pkg.models.Order.objects.filter``)."""
+        """The model a resolved path is about: ``pkg.models.Order.objects.filter`` and
+        ``pkg.models.Order().save`` are Order; ``pkg.models.Order().customer.orders.filter``
+        goes through a relation to a model this path does not name, so it is None."""
         cp = self.class_prefix(resolved)
-        if cp is None:
+        if cp is None or _through_relation(cp[1]):
             return None
         return self.model_info(cp[0])
 
@@ -404,6 +413,14 @@ class Project:
         if not name.isidentifier():
             return None
         return self.method(cls, name)
+
+
+_RELATION = re.compile(r"\(\)\.\w+\.")
+"""An attribute of an instance (``().customer.``), then more: a relation traversal."""
+
+
+def _through_relation(rest: str) -> bool:
+    return _RELATION.search(rest) is not None
 
 
 def _is_static(func: FunctionSummary) -> bool:

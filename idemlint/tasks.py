@@ -93,8 +93,11 @@ class TaskFinder:
             if value.path is None:
                 continue
             resolved = self.project.resolve(value.path, ref.file, None)
+            names = [resolved, value.path]
+            if resolved in self.project.classes:  # class MyJob(rq.decorators.job)
+                names += self.project.class_bases(resolved)
             for td in self.k.task_decorators:
-                if not td.matcher.match([resolved, value.path]):
+                if not td.matcher.match(names):
                     continue
                 kwargs = value.kwargs if value.kind == "call" else {}
                 retries, reason = False, ""

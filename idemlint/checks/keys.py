@@ -87,7 +87,7 @@ def check(ctx: TaskContext) -> None:
                 ctx.hit("IDM201", r, ev, name)
                 reported.add(name)
         for c in facts.calls:
-            if c.chain_inner:
+            if c.chain_inner and c.effect is None:
                 continue
             for how, v in named_key_values(facts, c):
                 if v.kind == "name" and v.path in reported:

@@ -81,6 +81,19 @@ def _not_a_number(value: Value) -> bool:
     return value.kind in ("str", "fstring", "seq", "dict")
 
 
+def _reset_before(facts: FunctionFacts, ev: Event, target: str) -> bool:
+    """``meter.amount = 0`` earlier in the function: the total is recomputed, not adjusted."""
+    return any(
+        other.type == "assign"
+        and other.op is None
+        and other.targets == [target]
+        and other.span.line < ev.span.line
+        and other.value is not None
+        and not (other.value.kind == "binop" and any(a.path == target for a in other.value.args))
+        for other in facts.func.events
+    )
+
+
 def _unsafe(r: Reached, ev: Event) -> bool:
     return not (r.guarded or r.facts.guarded(ev))
 
@@ -95,7 +108,7 @@ def check(ctx: TaskContext) -> None:
             root, rest = split_root(target)
             if not rest.startswith(".") or "(" in rest or not _unsafe(r, ev):
                 continue
-            if _relative_assign(facts, ev, target):
+            if _relative_assign(facts, ev, target) and not _reset_before(facts, ev, target):
                 if _persisted_object(facts, root):
                     ctx.hit("IDM501", r, ev, target)
             elif ev.op is None and _relative_operand(facts, ev.value):

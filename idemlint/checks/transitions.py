@@ -6,6 +6,7 @@ from __future__ import annotations
 from idemlint.analysis import FunctionFacts, TaskContext, blocks_contain
 from idemlint.checks.constraints import lookup_target
 from idemlint.checks.keys import key_values
+from idemlint.knowledge import Patterns
 from idemlint.project import last_segment, split_root
 from idemlint.summary import Event
 
@@ -18,6 +19,22 @@ def _in_region(branch: Event, ev: Event) -> bool:
         branch.body_exits
         and ev.span.line > branch.end_line
         and blocks_contain(branch.blocks, ev.blocks)
+    )
+
+
+_STATUS = Patterns(["status", "state", "*_status", "*_state"])
+
+
+def _is_status(target: str) -> bool:
+    return _STATUS.match([last_segment(target)])
+
+
+def _work_in_region(facts: FunctionFacts, branch: Event) -> bool:
+    """Something besides the transition runs when the check passes: a side effect, a counter,
+    or a project function. A bare set-if-unset of a field is harmless when it runs twice."""
+    return any(
+        (c.effect is not None or c.counter or c.target is not None) and _in_region(branch, c.event)
+        for c in facts.calls
     )
 
 
@@ -38,9 +55,11 @@ def check_transitions(ctx: TaskContext) -> None:
             objs = facts.guard_branches.get(branch.id)
             if not objs or facts.in_lock(branch):
                 continue
+            checked = facts.checked_fields.get(branch.id, set())
             for obj in sorted(objs):
                 if facts.row_locked(obj) or _non_unique_source(facts, obj):
                     continue
+                fields = {f for f in checked if split_root(f)[0] == obj}
                 transition = next(
                     (
                         ev
@@ -50,11 +69,18 @@ def check_transitions(ctx: TaskContext) -> None:
                         and len(ev.targets) == 1
                         and split_root(ev.targets[0])[0] == obj
                         and facts.is_state_field(last_segment(ev.targets[0]))
+                        # the transition moves the field the check read, when it read one
+                        and (not fields or ev.targets[0] in fields)
                         and _in_region(branch, ev)
                     ),
                     None,
                 )
                 if transition is None:
+                    continue
+                # moving a status can clobber a concurrent transition (pending -> settled
+                # overwritten by pending -> cancelled); setting a flag or timestamp that was
+                # unset only matters when work depends on it
+                if not _is_status(transition.targets[0]) and not _work_in_region(facts, branch):
                     continue
                 if any(
                     branch.span.line < claim.span.line < transition.span.line
