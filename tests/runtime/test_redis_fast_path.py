@@ -295,3 +295,18 @@ def test_record_state_machine_with_a_ttl(
         machine.TestCase().runTest()
     finally:
         ttl_store.close()
+
+
+@pytest.mark.parametrize("ttl", [60.0, None], ids=["set-nx", "script"])
+def test_fingerprints_are_length_delimited_not_parsed(store: RedisStore, ttl: float | None) -> None:
+    odd = "a|b|1|é"  # separators and non-ASCII: the record's fields must not shift
+    held = store.claim("k", odd, lease=30.0, ttl=ttl)
+    assert isinstance(held, Claimed)
+    store.complete(held.lease, b"x|y", ttl=ttl)
+    done = store.claim("k", odd, lease=30.0, ttl=ttl)
+    assert isinstance(done, Completed) and done.result == b"x|y"
+    with pytest.raises(KeyReuseError) as info:
+        store.claim("k", "a|b|1|e", lease=30.0, ttl=ttl)
+    assert info.value.stored_fingerprint == odd
+    row = store.get("k")
+    assert row is not None and row.fingerprint == odd and row.result == b"x|y"
