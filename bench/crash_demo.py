@@ -59,6 +59,8 @@ class Outcome:
     double_decrements: int = 0
     duplicate_shipments: int = 0
     lost_jobs: int = 0
+    resent: int = 0
+    """Jobs the broker lost (nothing queued or in flight, job not done), sent again."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -244,6 +246,18 @@ def schedule(seed: int, kills: int, main_every: int) -> list[tuple[float, str]]:
     return plan
 
 
+def unfinished(dsn: str, orders: dict[int, str]) -> list[int]:
+    """Orders without their email or their shipment."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(dsn)
+    with engine.connect() as conn:
+        emailed = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT order_id FROM outbox"))}
+        shipped = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT order_id FROM shipments"))}
+    engine.dispose()
+    return [o for o in orders if o not in emailed or o not in shipped]
+
+
 def count(dsn: str, orders: dict[int, str]) -> tuple[int, int, int, int]:
     import sqlalchemy as sa
 
@@ -266,6 +280,34 @@ def count(dsn: str, orders: dict[int, str]) -> tuple[int, int, int, int]:
     truth = {s: sum(1 for o, sku in orders.items() if sku == s) for s in SKUS}
     extra = sum(max(0, (START_STOCK - stock[s]) - truth[s]) for s in SKUS)
     return done, dup_emails, extra, dup_ships
+
+
+def diagnose(dsn: str, orders: dict[int, str], variant: str) -> str:
+    """Where each unfinished job stands: its rows and, for the idempotent run, its key."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(dsn)
+    parts = []
+    with engine.connect() as conn:
+        for order_id in orders:
+            emails = conn.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE order_id = :o"), {"o": order_id}
+            ).scalar_one()
+            ships = conn.execute(
+                sa.text("SELECT count(*) FROM shipments WHERE order_id = :o"), {"o": order_id}
+            ).scalar_one()
+            if emails and ships:
+                continue
+            key = ""
+            if variant == "idempotent":
+                row = conn.execute(
+                    sa.text("SELECT status, epoch FROM idem_keys WHERE idem_key = :k"),
+                    {"k": f"confirm:{order_id}"},
+                ).first()
+                key = f", key {tuple(row) if row else 'never claimed'}"
+            parts.append(f"order {order_id}: {emails} emails, {ships} shipments{key}")
+    engine.dispose()
+    return "; ".join(parts)
 
 
 def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcome:
@@ -303,6 +345,7 @@ def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcom
         log = log_dir / f"worker-{variant}.log"
         log.write_bytes(b"")
         worker = Worker(env, args.concurrency, log)
+        waiting = unacked = 0
         try:
             worker.start()
             deadline = time.monotonic() + args.budget
@@ -315,11 +358,26 @@ def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcom
                     task.apply_async((order_id, sku), connection=conn, queue=queue)
             kill_rng = random.Random(args.seed + 1)
             plan = schedule(args.seed, args.kills, args.main_every)
+            finished_at, last_done, empty_since = started, 0, None
             while time.monotonic() < deadline:
                 done = count(dsn, orders)[0]
+                if done > last_done:
+                    finished_at, last_done = time.monotonic(), done
                 waiting, unacked = broker_keys(client, prefix, queue)
                 if done == len(orders) and waiting == 0 and unacked == 0:
                     break
+                if waiting == 0 and unacked == 0 and worker.ready():
+                    # nothing queued, nothing in flight, jobs unfinished: the broker lost them
+                    empty_since = empty_since or time.monotonic()
+                    if time.monotonic() - empty_since >= args.sweep_after:
+                        lost = unfinished(dsn, orders)
+                        with demo.app.connection_for_write() as conn:
+                            for order_id in lost:
+                                task.apply_async((order_id, orders[order_id]), connection=conn)
+                        outcome.resent += len(lost)
+                        empty_since = None
+                else:
+                    empty_since = None
                 worker.ensure_running()
                 if plan and done < len(orders):
                     wait, target = plan.pop(0)
@@ -333,7 +391,7 @@ def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcom
                         plan.insert(0, (0.05, target))  # no pool yet: try again shortly
                 else:
                     time.sleep(0.1)
-            outcome.seconds = time.monotonic() - started
+            outcome.seconds = finished_at - started
             if worker.restarts:
                 outcome.notes.append(f"the worker died on its own {worker.restarts} times")
         finally:
@@ -345,6 +403,10 @@ def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcom
         outcome.lost_jobs = len(orders) - done
         if outcome.lost_jobs:
             outcome.notes.append(f"{outcome.lost_jobs} jobs unfinished after {args.budget:.0f}s")
+            outcome.notes.append(
+                f"broker at the end: {waiting} waiting, {unacked} unacked; "
+                + diagnose(dsn, orders, variant)
+            )
     return outcome
 
 
@@ -357,6 +419,7 @@ ROWS = (
     ("double decrements", lambda o: str(o.double_decrements)),
     ("duplicate shipments", lambda o: str(o.duplicate_shipments)),
     ("lost jobs", lambda o: str(o.lost_jobs)),
+    ("resent (lost by the broker)", lambda o: str(o.resent)),
     ("jobs/second", lambda o: f"{o.jobs_per_second:.1f}"),
 )
 
@@ -418,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between effects")
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per variant")
+    parser.add_argument(
+        "--sweep-after",
+        type=float,
+        default=2.0,
+        help="resend unfinished jobs once the broker has been empty this long",
+    )
     parser.add_argument("--variants", default="naive,idempotent")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
@@ -433,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants.split(","):
         print(f"running {variant}: {args.n} jobs, {args.kills} kills scheduled ...", flush=True)
         outcomes.append(run_variant(variant, args, args.out))
-    print(table(outcomes))
+    text = table(outcomes)
+    print(text)
+    (args.out / "crash_demo.txt").write_text(text + "\n")
     for o in outcomes:
         for note in o.notes:
             print(f"note ({o.variant}): {note}")
