@@ -11,7 +11,6 @@ fails to load (corrupt, truncated, older format) is ignored and rewritten.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from functools import lru_cache
@@ -19,9 +18,10 @@ from pathlib import Path
 
 from idemlint import __version__
 from idemlint.summary import FileSummary
+from idemlint.summary_codec import decode, encode
 
-FORMAT = 1
-"""Bump when the summary's shape changes."""
+FORMAT = 2
+"""Bump when the summary's shape or its encoding (:mod:`idemlint.summary_codec`) changes."""
 
 
 @lru_cache(maxsize=1)
@@ -30,7 +30,7 @@ def summarizer_fingerprint() -> str:
     checkout, a patched install) never reads summaries an older one wrote."""
     h = hashlib.sha256()
     package = Path(__file__).parent
-    for name in ("summarize.py", "summary.py", "positions.py", "cache.py"):
+    for name in ("summarize.py", "summary.py", "positions.py", "cache.py", "summary_codec.py"):
         try:
             h.update((package / name).read_bytes())
         except OSError:
@@ -55,21 +55,32 @@ class SummaryCache:
         self.hits = 0
         self.misses = 0
 
-    def _file(self, key: str) -> Path:
-        return self.folder / "summaries" / key[:2] / f"{key}.json"
+    def _file(self, key: str, area: str = "summaries") -> Path:
+        return self.folder / area / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> FileSummary | None:
         try:
-            data = json.loads(self._file(key).read_text("utf-8"))
-            summary = FileSummary.from_dict(data)
+            summary = decode(self._file(key).read_text("utf-8"))
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             self.misses += 1
             return None
         self.hits += 1
         return summary
 
+    def get_text(self, key: str, area: str = "summaries") -> str | None:
+        """A raw entry; ``area="scans"`` holds the pre-check's per-file scans."""
+        try:
+            return self._file(key, area).read_text("utf-8")
+        except (OSError, ValueError):
+            return None
+
     def put(self, key: str, summary: FileSummary) -> None:
-        target = self._file(key)
+        self.put_text(key, encode(summary))
+
+    def put_text(self, key: str, text: str, area: str = "summaries") -> None:
+        """Store a summary already in :func:`~idemlint.summary_codec.encode`'s form
+        (or, with ``area="scans"``, a pre-check scan)."""
+        target = self._file(key, area)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             gitignore = self.folder / ".gitignore"
@@ -77,7 +88,7 @@ class SummaryCache:
                 gitignore.write_text("*\n", "utf-8")
             fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(summary.to_dict(), fh, separators=(",", ":"))
+                fh.write(text)
             os.replace(tmp, target)
         except OSError:
             return  # a read-only or full disk only costs speed

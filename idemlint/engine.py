@@ -26,6 +26,7 @@ from idemlint.knowledge import Knowledge, load_knowledge
 from idemlint.prefilter import select
 from idemlint.project import Project
 from idemlint.summary import FileSummary
+from idemlint.summary_codec import decode, encode
 from idemlint.tasks import find_tasks
 
 PARALLEL_THRESHOLD = 64
@@ -67,6 +68,10 @@ class CheckResult:
 def _summarize_file(args: tuple[str, str, str, bool]) -> FileSummary:
     path, rel, module, is_package = args
     return _summarize_path(Path(path), rel, module, is_package)
+
+
+def _summarize_file_encoded(args: tuple[str, str, str, bool]) -> str:
+    return encode(_summarize_file(args))
 
 
 def _summarize_path(path: Path, rel: str, module: str, is_package: bool) -> FileSummary:
@@ -127,8 +132,23 @@ def summarize_files(
                 texts[i] = content.decode("utf-8")
             except UnicodeDecodeError:
                 texts[i] = None
+
+        def scan_key(i: int, tag: str) -> str:
+            rel, module, _, content = entries[i]
+            return cache_key(content, module, rel, kind=f"scan {tag}")
+
+        def stored(i: int, tag: str) -> str | None:
+            return cache.get_text(scan_key(i, tag), "scans") if cache is not None else None
+
+        def store(i: int, tag: str, text: str) -> None:
+            if cache is not None:
+                cache.put_text(scan_key(i, tag), text, "scans")
+
         needed = select(
-            [(t or "", e[1], e[2]) for t, e in zip(texts, entries, strict=True)], knowledge
+            [(t or "", e[1], e[2]) for t, e in zip(texts, entries, strict=True)],
+            knowledge,
+            stored=stored,
+            store=store,
         )
     for i, (rel, module, is_package, content) in enumerate(entries):
         text = texts[i]
@@ -158,11 +178,13 @@ def summarize_files(
         from concurrent.futures import ProcessPoolExecutor  # ~0.1 s; only a cold run needs it
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_summarize_file, [c[1] for c in cold], chunksize=16)
-            for (i, _, key), summary in zip(cold, results, strict=True):
-                out[i] = summary
+            # workers send summaries in the cache's compact text form: unpickling
+            # hundreds of thousands of small objects costs more than decoding it
+            results = pool.map(_summarize_file_encoded, [c[1] for c in cold], chunksize=8)
+            for (i, _, key), text in zip(cold, results, strict=True):
+                out[i] = decode(text)
                 if cache is not None:
-                    cache.put(key, summary)
+                    cache.put_text(key, text)
                 done += 1
                 if progress:
                     progress(done, total)

@@ -42,8 +42,9 @@ aliases and string registrations, and ``bench/lint_speed.py`` on real trees.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from idemlint.knowledge import Knowledge
@@ -82,6 +83,35 @@ class FileScan:
     bindings: dict[str, set[str]] = field(default_factory=dict)
     """Local name -> dotted paths it may stand for (imports, ``x = a.b`` assignments)."""
     text_has_trigger: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [
+                sorted(self.chains),
+                {k: sorted(v) for k, v in self.bindings.items()},
+                self.text_has_trigger,
+            ],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, module: str, is_package: bool) -> FileScan:
+        chains, bindings, has_trigger = json.loads(text)
+        return cls(
+            module=module,
+            is_package=is_package,
+            tokens=_tokens_of(chains),
+            chains=frozenset(chains),
+            bindings={k: set(v) for k, v in bindings.items()},
+            text_has_trigger=bool(has_trigger),
+        )
+
+
+def _tokens_of(chains: Iterable[str]) -> frozenset[str]:
+    tokens: set[str] = set()
+    for chain in chains:
+        tokens.update(chain.split("."))
+    return frozenset(tokens)
 
 
 def _relative_base(module: str, is_package: bool, level: int) -> str:
@@ -150,16 +180,13 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
             bind(m.group(1), _SPACES.sub("", found.group(1)))
     raw = set(_CHAIN.findall(text))
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
-    tokens: set[str] = set()
-    for chain in chains:
-        tokens.update(chain.split("."))
     has_trigger = trigger is not None and (
         trigger.search(text) is not None or trigger.search(module) is not None
     )
     return FileScan(
         module=module,
         is_package=is_package,
-        tokens=frozenset(tokens),
+        tokens=_tokens_of(chains),
         chains=frozenset(chains),
         bindings=bindings,
         text_has_trigger=has_trigger,
@@ -409,18 +436,40 @@ def needed_files(scans: Sequence[FileScan]) -> set[int]:
     return needed
 
 
-def select(texts: Sequence[tuple[str, str, bool]], knowledge: Knowledge) -> set[int] | None:
+def select(
+    texts: Sequence[tuple[str, str, bool]],
+    knowledge: Knowledge,
+    *,
+    stored: Callable[[int, str], str | None] | None = None,
+    store: Callable[[int, str, str], None] | None = None,
+) -> set[int] | None:
     """Indexes of the ``(text, module, is_package)`` entries that need a full summary.
 
     ``None`` when the knowledge has a task rule without a literal root: then every
-    file is needed and the scan is not worth doing.
+    file is needed and the scan is not worth doing. ``stored(i, tag)`` and
+    ``store(i, tag, text)`` let the caller keep each file's scan (in
+    :meth:`FileScan.to_json` form) between runs; ``tag`` names the trigger the
+    scan was made with.
     """
     trigger = trigger_pattern(knowledge)
     if trigger is None:
         return None
     if not any(trigger.search(t) or trigger.search(m) for t, m, _ in texts):
         return set()  # no file can hold a task, so no finding can come from any file
-    scans = [scan(text, module, is_package, trigger) for text, module, is_package in texts]
+    tag = trigger.pattern
+    scans = []
+    for i, (text, module, is_package) in enumerate(texts):
+        found = stored(i, tag) if stored is not None else None
+        if found is not None:
+            try:
+                scans.append(FileScan.from_json(found, module, is_package))
+                continue
+            except (ValueError, TypeError, AttributeError):
+                pass  # a damaged entry: scan again
+        result = scan(text, module, is_package, trigger)
+        if store is not None:
+            store(i, tag, result.to_json())
+        scans.append(result)
     try:
         return needed_files(scans)
     except _TooComplex:

@@ -276,3 +276,19 @@ def test_user_decorator_project_identical(tmp_path: Path) -> None:
     with_precheck = _findings(root, prefilter_on=True)
     assert with_precheck, "the user's decorator makes push a task"
     assert with_precheck == _findings(root, prefilter_on=False)
+
+
+def test_cached_scans_give_the_same_findings_and_damaged_ones_are_redone(
+    tmp_path: Path,
+) -> None:
+    root = _write(tmp_path, TRICKY)
+    config = load_config([root])
+    first = [dataclasses.asdict(f) for f in check([root], config, cwd=root).findings]
+    scans = sorted((root / ".idemlint_cache" / "scans").rglob("*.json"))
+    assert len(scans) == len(discover(root))
+    for entry in scans[:5]:
+        entry.write_text('[["trunc', "utf-8")
+    again = check([root], config, cwd=root)
+    assert [dataclasses.asdict(f) for f in again.findings] == first
+    assert again.cache_hits == len(discover(root))
+    assert first == _findings(root, prefilter_on=False)
