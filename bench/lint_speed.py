@@ -1,0 +1,398 @@
+"""How fast is ``idemlint check`` next to the linters a team already runs?
+
+    python bench/lint_speed.py            # Django sdist (1 round) + pretix (3 rounds)
+    python bench/lint_speed.py --quick    # pretix only, 1 round, no fixit (~2 minutes)
+
+What it needs, fetched on first use into ``bench/.data/`` (git-ignored) and reused:
+
+* the sources: Django's sdist (``pip download --no-binary :all: django==5.2.8``: the
+  framework, its test suite and docs scripts) and pretix (``pip download pretix==2026.8.0``,
+  a Django + Celery application with tasks in every service module). Each tree gets
+  an empty ``git init`` so it is its own project root for every tool.
+* a second virtualenv, ``bench/.data/peers``, with the same flake8 as this one plus
+  bandit and fixit. The peers must run *without* idemlint installed: flake8 runs every
+  installed plugin on every file whatever ``--select`` says, so ``flake8 --select=F``
+  in this environment would also run idemlint's plugin.
+
+Every timed command goes through ``bench/_measure.py`` (wall, CPU of the command and
+its children, peak RSS of its largest process). Rounds are interleaved: each round
+runs every command once, starting one command later than the previous round, and
+the table shows medians. Ratios are to ``flake8 --select=F`` on the same tree, in
+the same run. "idemlint warm" is a run with the cache of the cold run just before
+it and one task module edited (a module-level assignment appended: a real change of
+its summary). One extra cold run without the text pre-check checks that the
+pre-check changes no finding.
+
+Editor latency is measured on one task module of pretix: ``flake8 --select IDM FILE``
+in this environment (warm cache; the file unchanged, then edited) against plain
+``flake8 FILE`` from the peers environment, 5 interleaved rounds, medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+DATA = BENCH / ".data"
+PEERS = DATA / "peers"
+PY = sys.executable
+PEER_PINS = ("bandit==1.9.4", "fixit==2.2.1")
+
+
+@dataclass(frozen=True)
+class Tree:
+    name: str
+    requirement: str
+    sdist: bool
+    editor_file: str | None
+    """A task module: the file edited for the warm run and checked for editor latency."""
+    touch_file: str
+    rounds: int = 3
+    fixit: bool = True
+    compare: bool = True
+    """Run once more without the text pre-check and compare the findings."""
+
+
+TREES = {
+    # the framework (no tasks): one round keeps the whole run within 10 minutes
+    "django": Tree(
+        "django",
+        "django==5.2.8",
+        True,
+        None,
+        "django/core/mail/message.py",
+        rounds=1,
+        fixit=False,
+        compare=False,
+    ),
+    "pretix": Tree(
+        "pretix",
+        "pretix==2026.8.0",
+        False,
+        "pretix/base/services/mail.py",
+        "pretix/base/services/mail.py",
+    ),
+}
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    rss_mb: float
+    timed_out: bool = False
+
+
+@dataclass
+class Row:
+    label: str
+    samples: list[Sample] = field(default_factory=list)
+    note: str = ""
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def peak_rss(self) -> float:
+        return max(s.rss_mb for s in self.samples)
+
+
+# ---------------------------------------------------------------- preparation
+def _pip(*args: str, python: str = PY) -> None:
+    subprocess.run([python, "-m", "pip", "-q", *args], check=True)
+
+
+def prepare_tree(tree: Tree) -> Path:
+    """Download (once) and unpack (once) the tree; return its root."""
+    root = DATA / "trees" / tree.name
+    if (root / ".git").exists():
+        return root
+    src = DATA / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    name, version = tree.requirement.split("==")
+    found = sorted(src.glob(f"{name}-{version}*"))
+    if not found:
+        extra = ["--no-binary", ":all:"] if tree.sdist else ["--only-binary", ":all:"]
+        print(f"downloading {tree.requirement} ...", file=sys.stderr)
+        _pip("download", "--no-deps", *extra, tree.requirement, "-d", str(src))
+        found = sorted(src.glob(f"{name}-{version}*"))
+    archive = found[0]
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(tmp, filter="data")
+        (inner,) = list(tmp.iterdir())  # sdists hold one folder, name-version/
+        for child in inner.iterdir():
+            child.rename(tmp / child.name)
+        inner.rmdir()
+    # its own (empty) repository: the project root for every tool, and git
+    # discovery that does not see this repository's ignore of bench/.data/
+    subprocess.run(["git", "init", "-q", str(tmp)], check=True)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def prepare_peers() -> Path:
+    """A venv with flake8 (same version as here), bandit and fixit, and no idemlint."""
+    bin_dir = PEERS / "bin"
+    if not (bin_dir / "flake8").exists():
+        print("creating the peers virtualenv ...", file=sys.stderr)
+        subprocess.run([PY, "-m", "venv", str(PEERS)], check=True)
+        pins = [
+            f"{dist}=={metadata.version(dist)}" for dist in ("flake8", "pyflakes", "pycodestyle")
+        ]
+        _pip("install", *pins, *PEER_PINS, python=str(bin_dir / "python"))
+    return bin_dir
+
+
+# ---------------------------------------------------------------- measuring
+def _edit() -> bytes:
+    """A real code change (a new module-level assignment), so the edited file's summary
+    differs and the run cannot reuse anything computed from the old one."""
+    return f"\n_lint_speed_edit = {time.time_ns()}\n".encode()
+
+
+def _places(report: Path) -> list[tuple[str, int, int, str, str]]:
+    data = json.loads(report.read_text("utf-8"))
+    return sorted(
+        (f["path"], f["line"], f["column"], f["rule"], f["task"] or "") for f in data["findings"]
+    )
+
+
+def measure(cmd: list[str], cwd: Path, timeout: float | None = None) -> Sample:
+    limit = ["--timeout", str(timeout)] if timeout else []
+    out = subprocess.run(
+        [PY, str(BENCH / "_measure.py"), "--cwd", str(cwd), *limit, "--", *cmd],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    data = json.loads(out.stdout)
+    if data["timed_out"]:
+        return Sample(data["wall"], data["cpu"], data["rss_mb"], timed_out=True)
+    if data["returncode"] not in (0, 1):  # linters exit 1 when they find something
+        raise SystemExit(f"{' '.join(cmd)} failed ({data['returncode']}):\n{data['stderr']}")
+    return Sample(data["wall"], data["cpu"], data["rss_mb"])
+
+
+@dataclass
+class Step:
+    label: str
+    run: Callable[[], Sample]
+
+
+def idemlint_pair(root: Path, tree: Tree, report: Path) -> tuple[Step, Step]:
+    """Cold (no cache) and warm (cache, one file edited) runs, always in that order."""
+    cmd = [PY, "-m", "idemlint", "check", ".", "--format", "json", "--output", str(report)]
+    touched = root / tree.touch_file
+
+    def cold() -> Sample:
+        shutil.rmtree(root / ".idemlint_cache", ignore_errors=True)
+        return measure(cmd, root)
+
+    def warm() -> Sample:
+        original = touched.read_bytes()
+        try:
+            touched.write_bytes(original + _edit())
+            return measure(cmd, root)
+        finally:
+            touched.write_bytes(original)
+
+    return Step("idemlint check, cold", cold), Step("idemlint check, warm (1 file edited)", warm)
+
+
+FIXIT_TIMEOUT = 150.0
+"""fixit is run once, and stopped here: it takes minutes where the others take seconds."""
+
+
+def bench_tree(
+    tree: Tree, root: Path, peers: Path, rounds: int, with_fixit: bool, compare: bool
+) -> list[Row]:
+    report = DATA / f"{tree.name}.findings.json"
+    cold, warm = idemlint_pair(root, tree, report)
+    parse_all = str(BENCH / "_parse_all.py")
+    flake8, bandit = str(peers / "flake8"), str(peers / "bandit")
+    bandit_out = str(DATA / "bandit.json")
+    groups: list[list[Step]] = [
+        [Step("ast.parse, every file", lambda: measure([PY, parse_all, "ast", "."], root))],
+        [Step("libcst parse, every file", lambda: measure([PY, parse_all, "libcst", "."], root))],
+        [cold, warm],
+        [Step("flake8 --select=F", lambda: measure([flake8, "--select=F", "."], root))],
+        [Step("flake8 (default)", lambda: measure([flake8, "."], root))],
+        [
+            Step(
+                "bandit -r",
+                lambda: measure([bandit, "-r", ".", "-q", "-f", "json", "-o", bandit_out], root),
+            )
+        ],
+    ]
+    rows: dict[str, Row] = {s.label: Row(s.label) for g in groups for s in g}
+    for r in range(rounds):
+        order = groups[r % len(groups) :] + groups[: r % len(groups)]
+        for group in order:
+            for step in group:
+                sample = step.run()
+                rows[step.label].samples.append(sample)
+                print(
+                    f"  [{tree.name} round {r + 1}/{rounds}] {step.label}: "
+                    f"{sample.wall:.2f}s wall, {sample.cpu:.2f}s cpu",
+                    file=sys.stderr,
+                )
+    report_places = _places(report)
+    rows[cold.label].note = f"{len(report_places)} findings"
+    out = list(rows.values())
+    if compare:  # once: the same cold run without the text pre-check, findings compared
+        plain_report = DATA / f"{tree.name}.findings.no-precheck.json"
+        plain = Row("idemlint check, cold, no pre-check (1 run)")
+        plain.samples.append(measure([PY, str(BENCH / "_check.py"), ".", str(plain_report)], root))
+        without = _places(plain_report)
+        same = "same findings" if report_places == without else "FINDINGS DIFFER"
+        plain.note = f"{len(without)} findings: {same} as with the pre-check"
+        out.insert(out.index(rows[warm.label]) + 1, plain)
+    if with_fixit:  # once, with a time limit
+        fixit = Row("fixit lint (1 run)")
+        sample = measure([str(peers / "fixit"), "lint", "."], root, timeout=FIXIT_TIMEOUT)
+        fixit.samples.append(sample)
+        if sample.timed_out:
+            fixit.note = f"stopped after {FIXIT_TIMEOUT:.0f} s: at least this"
+        out.append(fixit)
+    return out
+
+
+def editor_latency(tree: Tree, root: Path, peers: Path, rounds: int) -> list[Row]:
+    assert tree.editor_file is not None
+    target = root / tree.editor_file
+    # a warm cache for the project as it is
+    measure([PY, "-m", "idemlint", "check", ".", "--format", "json", "--output", "/dev/null"], root)
+    plain = Row(f"flake8 {tree.editor_file} (no plugin)")
+    same = Row("flake8 --select IDM FILE, warm, file unchanged")
+    edited = Row("flake8 --select IDM FILE, warm, file edited")
+    original = target.read_bytes()
+
+    def run_edited() -> Sample:
+        try:
+            target.write_bytes(original + _edit())
+            return measure([PY, "-m", "flake8", "--select", "IDM", tree.editor_file], root)
+        finally:
+            target.write_bytes(original)
+
+    steps: list[tuple[Row, Callable[[], Sample]]] = [
+        (plain, lambda: measure([str(peers / "flake8"), tree.editor_file], root)),
+        (same, lambda: measure([PY, "-m", "flake8", "--select", "IDM", tree.editor_file], root)),
+        (edited, run_edited),
+    ]
+    for r in range(rounds):
+        for row, run in steps[r % 3 :] + steps[: r % 3]:
+            row.samples.append(run())
+    return [plain, same, edited]
+
+
+# ---------------------------------------------------------------- report
+def table(title: str, rows: list[Row], baseline: Row | None) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        "| command | wall s | CPU s | peak RSS MB | wall / F | CPU / F | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        wall, cpu = row.median("wall"), row.median("cpu")
+        if baseline is not None:
+            rw = f"{wall / baseline.median('wall'):.2f}x"
+            rc = f"{cpu / baseline.median('cpu'):.2f}x"
+        else:
+            rw = rc = ""
+        lines.append(
+            f"| {row.label} | {wall:.2f} | {cpu:.2f} | {row.peak_rss():.0f} | {rw} | {rc} "
+            f"| {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: list[Row]) -> str:
+    by = {r.label: r for r in rows}
+    cold = by["idemlint check, cold"]
+    warm = by["idemlint check, warm (1 file edited)"]
+    flake = by["flake8 --select=F"]
+    cst = by["libcst parse, every file"]
+
+    def ratio(a: Row, b: Row, attr: str) -> float:
+        return a.median(attr) / b.median(attr)
+
+    return "\n".join(
+        [
+            f"- cold / flake8 --select=F: {ratio(cold, flake, 'wall'):.2f}x wall, "
+            f"{ratio(cold, flake, 'cpu'):.2f}x CPU (target <= 0.5x)",
+            f"- cold / bare libcst parse: {ratio(cold, cst, 'wall'):.2f}x wall, "
+            f"{ratio(cold, cst, 'cpu'):.2f}x CPU (target <= 2x)",
+            f"- warm / cold: {ratio(warm, cold, 'wall'):.3f}x wall (target <= 0.05x)",
+            f"- peak RSS, cold: {cold.peak_rss():.0f} MB (target <= 300 MB)",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="pretix only, 1 round, no fixit")
+    parser.add_argument("--trees", default=None, help="comma-separated: django,pretix")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds for every tree")
+    parser.add_argument("--no-fixit", action="store_true")
+    args = parser.parse_args()
+    names = (args.trees or ("pretix" if args.quick else "django,pretix")).split(",")
+    with_fixit = not (args.quick or args.no_fixit)
+    started = time.perf_counter()
+    peers = prepare_peers()
+    out: list[str] = []
+    for name in names:
+        tree = TREES[name]
+        root = prepare_tree(tree)
+        from idemlint.discovery import discover
+
+        n_files = len(discover(root))
+        rounds = args.rounds or (1 if args.quick else tree.rounds)
+        rows = bench_tree(
+            tree, root, peers, rounds, with_fixit and tree.fixit, compare=tree.compare
+        )
+        baseline = next(r for r in rows if r.label == "flake8 --select=F")
+        out.append(table(f"{tree.requirement}: {n_files} files, {rounds} rounds", rows, baseline))
+        out.append("")
+        out.append(targets(rows))
+        out.append("")
+        if tree.editor_file is not None:
+            editor = editor_latency(tree, root, peers, 3 if args.quick else 5)
+            out.append(table(f"editor latency, {tree.requirement}", editor, None))
+            added = editor[1].median("wall") - editor[0].median("wall")
+            added_edit = editor[2].median("wall") - editor[0].median("wall")
+            out.append("")
+            out.append(
+                f"- added over plain flake8: {added * 1000:.0f} ms (file unchanged), "
+                f"{added_edit * 1000:.0f} ms (file edited) (target <= 150 ms)"
+            )
+            out.append("")
+    out.append(
+        f"total benchmark time {time.perf_counter() - started:.0f} s; "
+        f"{sys.platform}, Python {sys.version.split()[0]}"
+    )
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
