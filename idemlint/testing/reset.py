@@ -96,7 +96,12 @@ class DjangoRollback(Restorer):
         super().__init__()
         from django.db import connections  # type: ignore[import-untyped]
 
-        self.aliases = list(aliases) if aliases is not None else list(connections)
+        if aliases is None:
+            dummy = "django.db.backends.dummy"
+            aliases = [
+                a for a in connections if connections.settings[a].get("ENGINE", dummy) != dummy
+            ]
+        self.aliases = list(aliases)
         self.rolls_back = frozenset(f"django:{a}" for a in self.aliases)
         self.description = (
             "a transaction rolled back after each scenario on Django database "
@@ -109,7 +114,7 @@ class DjangoRollback(Restorer):
 
     @contextmanager
     def scope(self) -> Iterator[None]:
-        from django.db import DatabaseError, transaction
+        from django.db import transaction
 
         self.forget_runtime_keys()
         with ExitStack() as stack:
@@ -118,8 +123,8 @@ class DjangoRollback(Restorer):
                 block._from_testcase = True  # lets the task open durable=True blocks inside
                 try:
                     stack.enter_context(block)
-                except DatabaseError:
-                    continue  # unreachable database: a task using it fails its clean run
+                except Exception:  # unreachable or unconfigured (dummy) database:
+                    continue  # a task that uses it fails its clean run with the real error
                 stack.callback(transaction.set_rollback, True, using=alias)
             yield
 
