@@ -292,7 +292,17 @@ class FunctionFacts:
                 c.lookup or c.upsert or c.cas or (c.target is not None and branch.body_exits)
             ):
                 is_guard = True
+        assigned = {t for ev in self.func.events if ev.type == "assign" for t in ev.targets}
         for v in branch.value.walk():
+            # `if review.decision is not None:` then `review.decision = ...`: whatever its
+            # name, a field tested for being unset and then set is a state
+            if v.kind == "compare" and v.op in ("is", "is not"):
+                sides = [a for a in v.args if a.kind == "attr" and a.path in assigned]
+                if sides and any(a.kind == "none" for a in v.args):
+                    path = sides[0].path or ""
+                    is_guard = True
+                    objs.add(split_root(path)[0])
+                    self.checked_fields.setdefault(branch.id, set()).add(path)
             if v.kind not in ("name", "attr") or v.path is None:
                 continue
             root, rest = split_root(v.path)

@@ -61,6 +61,7 @@ def _walk_files(root: Path) -> list[Path]:
             d
             for d in dirnames
             if d not in ALWAYS_SKIPPED
+            and not d.startswith(".")
             and not d.endswith(".egg-info")
             and not (Path(dirpath) / d / "pyvenv.cfg").exists()
         ]
@@ -70,7 +71,8 @@ def _walk_files(root: Path) -> list[Path]:
 
 def _skipped(rel_parts: Sequence[str], root: Path) -> bool:
     for i, part in enumerate(rel_parts[:-1]):
-        if part in ALWAYS_SKIPPED or part.endswith(".egg-info"):
+        # hidden folders hold tool data (.semgrep rule tests, .github), not the application
+        if part in ALWAYS_SKIPPED or part.endswith(".egg-info") or part.startswith("."):
             return True
         if (root.joinpath(*rel_parts[: i + 1]) / "pyvenv.cfg").exists():
             return True

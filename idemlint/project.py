@@ -261,7 +261,14 @@ class Project:
             resolved = self.resolve_value(base, file, None)
             if resolved is None:
                 continue
-            kind = self.knowledge.model_bases.get(resolved)
+            kind = next(
+                (
+                    self.knowledge.model_bases[s]
+                    for s in self.library_spellings(resolved)
+                    if s in self.knowledge.model_bases
+                ),
+                None,
+            )
             if kind:
                 kinds.add(kind)
             elif resolved in self.classes:
@@ -287,9 +294,20 @@ class Project:
                     todo.append(resolved)
         return out
 
+    def library_spellings(self, resolved: str) -> list[str]:
+        """``resolved``, and the same path through each library base class of the project
+        class it starts at: with ``class Queue(rq.Queue)``, ``app.Queue().enqueue`` is also
+        ``rq.Queue().enqueue``, so the knowledge about the library applies to the subclass."""
+        out = [resolved]
+        cp = self.class_prefix(resolved)
+        if cp is not None:
+            cls, rest = cp
+            out += [f"{b}{rest}" for b in self.class_bases(cls) if b not in self.classes]
+        return out
+
     def candidates(self, resolved: str) -> list[str]:
         """``resolved`` plus its spellings under the kinds of the project symbols it starts at."""
-        out = [resolved]
+        out = self.library_spellings(resolved)
         cp = self.class_prefix(resolved)
         if cp is not None:
             cls, rest = cp

@@ -96,6 +96,8 @@ class TaskFinder:
             names = [resolved, value.path]
             if resolved in self.project.classes:  # class MyJob(rq.decorators.job)
                 names += self.project.class_bases(resolved)
+            elif resolved in self.project.functions:  # def actor(**kw): ... dramatiq.actor(fn)
+                names += self._wrapped_decorators(resolved)
             for td in self.k.task_decorators:
                 if not td.matcher.match(names):
                     continue
@@ -111,6 +113,18 @@ class TaskFinder:
                     retries, reason = True, f"{td.framework} retries by default"
                 self._add(ref, td.framework, dec.span, retries, reason)
                 return
+
+    def _wrapped_decorators(self, decorator: str) -> list[str]:
+        """Calls a project decorator (or the functions nested in it) makes, resolved: a
+        wrapper such as ``def actor(fn=None, **kw): return dramatiq.actor(fn, **kw)``."""
+        out: list[str] = []
+        for name, ref in self.project.functions.items():
+            if name != decorator and not name.startswith(f"{decorator}."):
+                continue
+            for ev in ref.func.events:
+                if ev.type == "call" and ev.value is not None and ev.value.path:
+                    out.append(self.project.resolve(ev.value.path, ref.file, ref.func))
+        return out
 
     def _task_class(self, qual: str, file: FileSummary, span: Span) -> None:
         bases = self.project.class_bases(qual)
@@ -156,8 +170,9 @@ class TaskFinder:
 
     def _registration(self, file: FileSummary, func: FunctionSummary | None, call: Value) -> None:
         resolved = self.project.resolve(call.path or "", file, func)
+        spellings = self.project.library_spellings(resolved)
         for reg in self.k.task_registrations:
-            if not reg.matcher.match([resolved]):
+            if not reg.matcher.match(spellings):
                 continue
             target = call.kwargs.get(reg.kwarg) if reg.kwarg else None
             if target is None and len(call.args) > reg.arg:

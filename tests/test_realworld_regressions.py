@@ -289,3 +289,77 @@ CASES = [
 @pytest.mark.parametrize(("source", "expected"), CASES)
 def test_realworld_case(source: str, expected: list[tuple[int, str]]) -> None:
     assert [(f.line, f.rule) for f in check_source(source, "app/tasks.py")] == expected
+
+
+SUBCLASSED_LIBRARIES = """\
+import rq
+from flask_sqlalchemy import SQLAlchemy
+from redis import Redis
+
+
+class AppSQLAlchemy(SQLAlchemy):
+    pass
+
+
+db = AppSQLAlchemy()
+
+
+class User(db.Model):
+    email = db.Column(db.String)
+
+
+class AppQueue(rq.Queue):
+    pass
+
+
+def create_user(email):
+    db.session.add(User(email=email))
+    db.session.commit()
+
+
+AppQueue(connection=Redis()).enqueue(create_user, "a@example.com")
+"""
+
+WRAPPED_ACTOR = """\
+import dramatiq
+from sendgrid import SendGridAPIClient
+
+
+def actor(fn=None, **options):
+    def decorator(f):
+        return dramatiq.actor(f, max_retries=options.pop("max_retries", 20), **options)
+
+    return decorator(fn) if fn else decorator
+
+
+@actor
+def welcome(email):
+    SendGridAPIClient("key").send({"to": email})
+"""
+
+SIGNATURE_ONLY = """\
+from celery import shared_task
+
+
+@shared_task
+def report(x):
+    pass
+
+
+@shared_task
+def schedule(x):
+    sig = report.si(x).on_error(report.si(0))
+    return sig
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(SUBCLASSED_LIBRARIES, [(22, "IDM301")], id="library-subclasses"),
+        pytest.param(WRAPPED_ACTOR, [(12, "IDM101"), (14, "IDM302")], id="wrapped-actor-sendgrid"),
+        pytest.param(SIGNATURE_ONLY, [], id="signature-is-not-an-enqueue"),
+    ],
+)
+def test_realworld_followups(source: str, expected: list[tuple[int, str]]) -> None:
+    assert [(f.line, f.rule) for f in check_source(source, "app/tasks.py")] == expected

@@ -31,7 +31,10 @@ FRAMEWORKS = ("celery", "rq", "dramatiq", "huey", "arq", "taskiq", "django-q", "
 
 EXTENSION_KEYS: dict[str, str] = {
     "side-effects": 'list of tables: {call = "pkg.mod.func", kind = "<kind>"}',
-    "task-decorators": 'list of tables: {name = "pkg.mod.decorator", retries = true|false}',
+    "task-decorators": (
+        'list of tables: {name = "pkg.mod.decorator", retries = true|false, '
+        "retry-kwargs = [...], no-retry-kwargs = [...]}"
+    ),
     "locks": "list of call globs",
     "guards": "list of decorator or call globs",
     "lookups": "list of call globs",
@@ -220,16 +223,23 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
         elif key == "task-decorators":
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise ConfigError(f"expected a {shape}", file=file, key=where)
-            unknown = set(item) - {"name", "framework", "retries"}
+            fields = ("name", "framework", "retries", "retry-kwargs", "no-retry-kwargs")
+            unknown = set(item) - set(fields)
             if unknown:
                 raise ConfigError(
                     f"unknown field {sorted(unknown)[0]!r}",
                     file=file,
                     key=where,
-                    accepted=("name", "framework", "retries"),
+                    accepted=fields,
                 )
             if "retries" in item and not isinstance(item["retries"], bool):
                 raise ConfigError("retries must be true or false", file=file, key=where)
+            for name in ("retry-kwargs", "no-retry-kwargs"):
+                value_ = item.get(name, [])
+                if not isinstance(value_, list) or not all(isinstance(v, str) for v in value_):
+                    raise ConfigError(
+                        f"{name} must be a list of keyword names", file=file, key=where
+                    )
         elif key == "idempotent-apis":
             if not (
                 isinstance(item, dict)
