@@ -65,6 +65,9 @@ _ASSIGN_VALUE = re.compile(
     r"(?<![=!<>+\-*/%&|^@:])=(?!=)[\s(\\]*([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*)"
 )
 _ASSIGN_TARGET = re.compile(r"([^\W\d]\w*)[ \t]*(?::[^=\n]*)?$")
+# `class X(Base, mod.Mixin, metaclass=M):` - a class stands for its bases (a task class
+# made from a project base class is found through them)
+_CLASS = re.compile(r"\bclass[ \t]+([^\W\d]\w*)[ \t]*\((.*?)\)[ \t]*:", re.DOTALL)
 _AS_NAME = re.compile(r"[ \t]as[ \t]+([^\W\d]\w*)")
 _CHAIN_BEFORE = re.compile(r"([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*)[ \t]*$")
 MAX_DEPTH = 12
@@ -178,6 +181,9 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
         found = _CHAIN_BEFORE.search(line)
         if found is not None:
             bind(m.group(1), _SPACES.sub("", found.group(1)))
+    for m in _CLASS.finditer(text):
+        for base in _CHAIN.findall(m.group(2)):
+            bind(m.group(1), _SPACES.sub("", base))
     raw = set(_CHAIN.findall(text))
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
     has_trigger = trigger is not None and (
@@ -355,27 +361,30 @@ class _Graph:
                 out.update(f"{v}.{rest}" if rest else v for v in values)
         return out
 
-    def _modules_in(self, path: str, out: set[str]) -> None:
-        """Add each project module that prefixes ``path`` and holds an identifier
-        equal to the segment after it."""
+    def through_exports(self, path: str) -> set[str]:
+        return self._through_exports(path, self.exports)
+
+    def lookups_in(self, path: str) -> list[tuple[str, str]]:
+        """(module, name) for each project module that prefixes ``path`` and holds an
+        identifier equal to the segment after it: the lookups resolving ``path`` may do."""
         parts = path.split(".")
         if parts[0] not in self.tops:
-            return
+            return []
+        out = []
         for i in range(1, len(parts)):
             mod = ".".join(parts[:i])
             tokens = self.module_tokens.get(mod)
             if tokens is not None and parts[i] in tokens:
-                out.add(mod)
+                out.append((mod, parts[i]))
+        return out
 
-    def edges(self, i: int) -> set[str]:
-        """Modules the resolution of file ``i``'s names may look into."""
+    def lookups(self, i: int) -> set[tuple[str, str]]:
+        """The (module, name) lookups the resolution of file ``i``'s names may do."""
         scan = self.scans[i]
         local = self.local[scan.module]
-        out: set[str] = set()
         # the file's own `module.name` paths: its own module, and the ancestors
         # whose text holds the next segment of the module's name
-        self._modules_in(scan.module, out)
-        out.add(scan.module)
+        out: set[tuple[str, str]] = set(self.lookups_in(scan.module))
         seen: set[str] = set()
         for chain in scan.chains:
             root, _, rest = chain.partition(".")
@@ -384,41 +393,71 @@ class _Graph:
                 and root not in self.tops
                 and f"{scan.module}.{root}" not in self.prefixes
             ):
-                continue  # stands for nothing but `module.root`: its own module
+                out.add((scan.module, root))  # stands for `module.root`: its own module
+                continue
             suffix = f".{rest}" if rest else ""
             for r in self.roots(scan.module, root):
                 path = self._cut(r + suffix)
                 if path is None or path in seen:
                     continue
                 seen.add(path)
-                for p in self._through_exports(path, self.exports):
-                    self._modules_in(p, out)
+                for p in self.through_exports(path):
+                    out.update(self.lookups_in(p))
         for values in scan.bindings.values():
             for value in values:
-                self._modules_in(value, out)
+                out.update(self.lookups_in(value))
         return out
 
 
-def needed_files(scans: Sequence[FileScan]) -> set[int]:
+def _trigger_names(
+    graph: _Graph, trigger: re.Pattern[str]
+) -> tuple[set[tuple[str, str]], set[str]]:
+    """The (module, name) pairs whose resolution may start with a task-rule root, and the
+    modules whose own name does (every name of theirs may)."""
+    modules = {m for m in graph.by_module if trigger.match(m)}
+    hot: set[tuple[str, str]] = set()
+    users: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    todo: list[tuple[str, str]] = []
+    for mod, bindings in graph.module_bindings.items():
+        local = graph.local[mod]
+        for name, values in bindings.items():
+            key = (mod, name)
+            if mod in modules or any(trigger.match(v) for v in values):
+                hot.add(key)
+                todo.append(key)
+                continue
+            for value in values:
+                users.setdefault((mod, value.partition(".")[0]), set()).add(key)
+            for path in local.get(name, ()):
+                for p in graph.through_exports(path):
+                    for dep in graph.lookups_in(p):
+                        users.setdefault(dep, set()).add(key)
+    while todo:
+        for user in users.get(todo.pop(), ()):
+            if user not in hot:
+                hot.add(user)
+                todo.append(user)
+    return hot, modules
+
+
+def needed_files(scans: Sequence[FileScan], trigger: re.Pattern[str]) -> set[int]:
     """Indexes of the files that need a full summary (see the module docstring)."""
     if not any(s.text_has_trigger for s in scans):
         return set()  # no file can hold a task: no finding can come from any file
     graph = _Graph(scans)
-    edges = [graph.edges(i) for i in range(len(scans))]
-    reverse: dict[str, set[int]] = {}
-    for i, mods in enumerate(edges):
-        for mod in mods:
-            reverse.setdefault(mod, set()).add(i)
-    # candidates: seeds and every file with a path of edges to a seed
-    candidates: set[int] = set()
-    todo = [i for i, s in enumerate(scans) if s.text_has_trigger]
-    while todo:
-        i = todo.pop()
-        if i in candidates:
+    hot, hot_modules = _trigger_names(graph, trigger)
+    # candidates: seeds, and files with a name that may stand for a task rule's root
+    candidates = set()
+    for i, sc in enumerate(scans):
+        if sc.text_has_trigger or sc.module in hot_modules:
+            candidates.add(i)
             continue
-        candidates.add(i)
-        todo.extend(reverse.get(scans[i].module, ()))
-    # needed: the candidates and everything reachable from them
+        for lookup in graph.lookups(i):
+            if lookup in hot or lookup[0] in hot_modules:
+                candidates.add(i)
+                break
+    # needed: the candidates and everything their resolution can reach
+    edges: dict[int, set[str]] = {}
     needed: set[int] = set()
     todo = list(candidates)
     while todo:
@@ -426,6 +465,8 @@ def needed_files(scans: Sequence[FileScan]) -> set[int]:
         if i in needed:
             continue
         needed.add(i)
+        if i not in edges:
+            edges[i] = {mod for mod, _ in graph.lookups(i)}
         for mod in edges[i]:
             todo.extend(graph.by_module.get(mod, ()))
     # a module name shared by several files: all of them or none (the project
@@ -471,6 +512,6 @@ def select(
             store(i, tag, result.to_json())
         scans.append(result)
     try:
-        return needed_files(scans)
+        return needed_files(scans, trigger)
     except _TooComplex:
         return None

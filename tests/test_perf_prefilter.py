@@ -130,6 +130,40 @@ TRICKY = {
         def charge(amount):
             stripe.Charge.create(amount=amount, currency="eur")
     """,
+    # task classes built on a project base class, two modules away from Celery
+    "proj/basetask.py": """
+        from celery import Task
+
+        class BaseTask(Task):
+            autoretry_for = (Exception,)
+    """,
+    "proj/classtasks.py": """
+        import requests
+        from proj.basetask import BaseTask
+
+        class Charge(BaseTask):
+            def run(self, amount):
+                requests.post("https://pay.example.com/charge", json={"amount": amount})
+    """,
+    "proj/moretasks.py": """
+        import requests
+        from proj.classtasks import Charge
+
+        class Refund(
+            Charge,
+        ):
+            def run(self, amount):
+                requests.put("https://pay.example.com/refund", json={"amount": amount})
+    """,
+    # imports a task but defines none, and no task reaches it: skipped
+    "proj/unrelated/caller.py": """
+        import requests
+        from proj.jobs import send_invoice
+
+        def trigger(invoice_id):
+            requests.post("https://example.com/hook")
+            send_invoice.delay(invoice_id, "a@example.com")
+    """,
     # files no task can reach: skipped by the pre-check
     "proj/unrelated/__init__.py": "",
     "proj/unrelated/report.py": """
@@ -161,6 +195,8 @@ def test_tricky_project_identical_and_really_skips(tmp_path: Path) -> None:
         "proj/jobs.py",
         "proj/work.py",
         "proj/qtarget.py",
+        "proj/classtasks.py",
+        "proj/moretasks.py",
         "proj/unrelated/broken.py",
     ):
         assert any(p == path for p, _ in rules), (path, sorted(rules))
@@ -175,6 +211,7 @@ def test_tricky_project_identical_and_really_skips(tmp_path: Path) -> None:
     kept = {files[i].relative_to(root).as_posix() for i in needed}
     assert "proj/unrelated/report.py" not in kept
     assert "scripts/tool.py" not in kept
+    assert "proj/unrelated/caller.py" not in kept
     assert {"proj/jobs.py", "proj/helpers/mail/deep.py", "proj/qtarget.py"} <= kept
     assert {"proj/base.py", "proj/celery_app.py", "proj/work.py"} <= kept
 
