@@ -1,0 +1,43 @@
+"""A warm run (every summary from the cache, as in an editor) never imports libcst.
+
+``import libcst`` costs about a quarter of a second, more than the rest of a warm
+one-file run of a small project; the engine imports it only to summarise a file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CODE = (
+    "import sys; from pathlib import Path; from idemlint.config import load_config;"
+    "from idemlint.engine import check; root = Path(sys.argv[1]);"
+    "result = check([root], load_config([root]), cwd=root);"
+    "print(len(result.findings), 'libcst' in sys.modules)"
+)
+
+
+def _run(root: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", CODE, str(root)], capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_warm_run_does_not_import_libcst(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", "utf-8")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("", "utf-8")
+    (tmp_path / "app" / "tasks.py").write_text(
+        "import requests\nfrom celery import shared_task\n\n"
+        "@shared_task(acks_late=True)\ndef ping(x):\n    requests.post('https://e.x', json=x)\n",
+        "utf-8",
+    )
+    (tmp_path / "app" / "util.py").write_text("def helper():\n    return 1\n", "utf-8")
+    cold = _run(tmp_path)
+    assert cold.split()[1] == "True", cold  # the cold run parses with libcst
+    warm = _run(tmp_path)
+    findings, libcst_loaded = warm.split()
+    assert findings == cold.split()[0] and int(findings) > 0
+    assert libcst_loaded == "False", warm
