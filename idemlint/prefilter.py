@@ -27,13 +27,20 @@ How the scan stays sound (it may keep too much, never too little):
   of ``M``'s text. So the scan builds, per file, every dotted path resolution could
   form there: each identifier chain with its root replaced by what the root may be
   bound to (imports, relative imports, ``name = dotted.path`` assignments anywhere
-  in the file, the file's own module), followed across modules the same way
-  (re-exports of re-exports). An **edge** F -> M exists when such a path runs
-  through module ``M`` and the segment after ``M`` is an identifier of ``M``.
-* A file may hold a task only if it is a seed or has a path of edges to one
-  (everything its resolution can reach is behind its edges). Those are the
-  *candidates*; the files that matter are the candidates and everything reachable
-  from them over edges.
+  in the file, ``class X(Base)`` bases, the file's own module), followed across
+  modules the same way (re-exports of re-exports). Such a path *looks up* name
+  ``n`` in module ``M`` when it runs through ``M`` and the segment after ``M`` is
+  ``n``, an identifier of ``M``; an **edge** F -> M exists when a path of F does.
+* A name ``n`` of module ``M`` is **hot** when one of its bindings starts with a
+  task-rule root, or looks up a hot name (a fixpoint over all modules: an app
+  object re-exported twice, a task base class two modules away). A file may hold
+  a task only if it is a seed or one of its paths looks up a hot name. Those are
+  the *candidates*; the files that matter are the candidates and everything
+  reachable from them over edges. A file that merely imports a task function
+  (a view calling ``.delay()``) is not a candidate: resolving its names never
+  yields a task rule's root.
+* Dropped files get an empty summary; one that ``ast`` cannot parse is summarised
+  in full after all, so its parse error is reported exactly as without the scan.
 
 ``tests/test_perf_prefilter.py`` checks that the findings are the same with and
 without the pre-check on the fixtures, on generated projects with re-exports,

@@ -41,3 +41,27 @@ def test_warm_run_does_not_import_libcst(tmp_path: Path) -> None:
     findings, libcst_loaded = warm.split()
     assert findings == cold.split()[0] and int(findings) > 0
     assert libcst_loaded == "False", warm
+
+
+def test_summaries_hold_no_syntax_trees(tmp_path: Path) -> None:
+    # memory stays flat with the tree's size only if no CST outlives its summary
+    import gc
+
+    import libcst
+
+    import idemlint.summarize  # noqa: F401  (libcst's module-level default nodes)
+    from idemlint.engine import summarize_files
+
+    def live_nodes() -> int:
+        gc.collect()
+        return sum(isinstance(o, libcst.CSTNode) for o in gc.get_objects())
+
+    before = live_nodes()
+    files = []
+    for i in range(5):
+        path = tmp_path / f"m{i}.py"
+        path.write_text(f"import requests\n\ndef f{i}(x):\n    requests.post('u', json=x)\n")
+        files.append(path)
+    summaries = summarize_files(files, tmp_path, cache=None, jobs=1)
+    assert all(s.functions for s in summaries)
+    assert live_nodes() == before
