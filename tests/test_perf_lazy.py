@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CODE = (
     "import sys; from pathlib import Path; from idemlint.config import load_config;"
     "from idemlint.engine import check; root = Path(sys.argv[1]);"
@@ -65,3 +67,43 @@ def test_summaries_hold_no_syntax_trees(tmp_path: Path) -> None:
     summaries = summarize_files(files, tmp_path, cache=None, jobs=1)
     assert all(s.functions for s in summaries)
     assert live_nodes() == before
+
+
+def test_warm_run_after_an_edit_summarises_only_the_edited_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idemlint import engine
+    from idemlint.config import load_config
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", "utf-8")
+    pkg = tmp_path / "app"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("", "utf-8")
+    (pkg / "tasks.py").write_text(
+        "from celery import shared_task\nfrom app.helpers import push\n\n"
+        "@shared_task(acks_late=True)\ndef ping(x):\n    push(x)\n",
+        "utf-8",
+    )
+    (pkg / "helpers.py").write_text(
+        "import requests\n\ndef push(x):\n    requests.post('https://e.x', json=x)\n", "utf-8"
+    )
+    for i in range(10):
+        (pkg / f"other{i}.py").write_text(f"def f{i}():\n    return {i}\n", "utf-8")
+    config = load_config([tmp_path])
+    first = engine.check([tmp_path], config, cwd=tmp_path, jobs=1).findings
+    assert first
+
+    summarised: list[str] = []
+    original = engine._summarize_path
+
+    def counting(path: Path, rel: str, module: str, is_package: bool) -> object:
+        summarised.append(rel)
+        return original(path, rel, module, is_package)
+
+    monkeypatch.setattr(engine, "_summarize_path", counting)
+    helpers = pkg / "helpers.py"
+    helpers.write_text(helpers.read_text("utf-8") + "\nTIMEOUT = 5\n", "utf-8")
+    # the editor path: one file reported, the rest of the project from the cache
+    again = engine.check([helpers], config, cwd=tmp_path, jobs=1)
+    assert summarised == ["app/helpers.py"]
+    assert [f.rule for f in again.findings] == [f.rule for f in first if "helpers" in f.path]
