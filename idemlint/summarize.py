@@ -688,29 +688,17 @@ class _Summarizer:
             )
         elif isinstance(small, cst.Expr):
             self.expr_calls(small.value, stmt, blocks, out, [])
-        elif isinstance(small, cst.Return):
-            if small.value is not None:
-                self.expr_calls(small.value, stmt, blocks, out, [])
+        elif isinstance(small, (cst.Return, cst.Raise)):
+            value = small.value if isinstance(small, cst.Return) else small.exc
+            if value is not None:
+                self.expr_calls(value, stmt, blocks, out, [])
             out.append(
                 Event(
                     "exit",
                     self.span(small),
                     blocks,
-                    value_of(small.value) if small.value is not None else None,
-                    op="return",
-                    stmt=text,
-                )
-            )
-        elif isinstance(small, cst.Raise):
-            if small.exc is not None:
-                self.expr_calls(small.exc, stmt, blocks, out, [])
-            out.append(
-                Event(
-                    "exit",
-                    self.span(small),
-                    blocks,
-                    value_of(small.exc) if small.exc is not None else None,
-                    op="raise",
+                    value_of(value) if value is not None else None,
+                    op="return" if isinstance(small, cst.Return) else "raise",
                     stmt=text,
                 )
             )

@@ -126,6 +126,39 @@ def idempotent_for_task(
     return idempotent(task_key(fn, key), **options)(fn)
 
 
+ON_IN_PROGRESS = ("retry", "raise", "wait", "skip")
+"""What the glue does when another worker holds the key; ``retry`` is the framework's own
+delayed retry, the others are ``@idempotent``'s."""
+
+
+def check_on_in_progress(value: str) -> None:
+    if value not in ON_IN_PROGRESS:
+        raise ConfigurationError(
+            f"on_in_progress must be 'retry', 'raise', 'wait' or 'skip', not {value!r}"
+        )
+
+
+def glue_options(
+    *,
+    store: Any,
+    lease: float,
+    ttl: float | None,
+    heartbeat: bool | float,
+    on_in_progress: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``@idempotent`` options a framework wrapper passes on. With ``retry`` the wrapper
+    turns ``AlreadyInProgress`` into the framework's retry, so ``@idempotent`` must raise it."""
+    return {
+        "store": store,
+        "lease": lease,
+        "ttl": ttl,
+        "heartbeat": heartbeat,
+        "on_in_progress": "raise" if on_in_progress == "retry" else on_in_progress,
+        **(extra or {}),
+    }
+
+
 def retry_delay(
     exc: AlreadyInProgress, *, fixed: float | None, maximum: float, minimum: float = 0.05
 ) -> float:

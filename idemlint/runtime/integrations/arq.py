@@ -31,6 +31,8 @@ from arq.worker import Retry
 from idemlint.runtime.errors import AlreadyInProgress, ConfigurationError
 from idemlint.runtime.integrations._common import (
     DEFAULT_TASK_KEY,
+    check_on_in_progress,
+    glue_options,
     idempotent_for_task,
     retry_delay,
     task_context,
@@ -54,10 +56,7 @@ def idempotent_job(
     **options: Any,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Decorate ``async def job(ctx, ...)``; ``options`` go to ``@idempotent``."""
-    if on_in_progress not in ("retry", "raise", "wait", "skip"):
-        raise ConfigurationError(
-            f"on_in_progress must be 'retry', 'raise', 'wait' or 'skip', not {on_in_progress!r}"
-        )
+    check_on_in_progress(on_in_progress)
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         if not inspect.iscoroutinefunction(fn):
@@ -77,14 +76,14 @@ def idempotent_job(
         wrapped = idempotent_for_task(
             body,
             key,
-            {
-                "store": store,
-                "lease": lease,
-                "ttl": ttl,
-                "heartbeat": heartbeat,
-                "on_in_progress": "raise" if on_in_progress == "retry" else on_in_progress,
-                **options,
-            },
+            glue_options(
+                store=store,
+                lease=lease,
+                ttl=ttl,
+                heartbeat=heartbeat,
+                on_in_progress=on_in_progress,
+                extra=options,
+            ),
         )
 
         @functools.wraps(fn)

@@ -27,9 +27,11 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from idemlint.runtime.errors import AlreadyInProgress, ConfigurationError
+from idemlint.runtime.errors import AlreadyInProgress
 from idemlint.runtime.integrations._common import (
     DEFAULT_TASK_KEY,
+    check_on_in_progress,
+    glue_options,
     idempotent_for_task,
     retry_delay,
     task_context,
@@ -54,23 +56,20 @@ def idempotent_actor(
     **actor_options: Any,
 ) -> Any:
     """``@dramatiq.actor`` plus ``@idempotent``; usable bare or with options."""
-    if on_in_progress not in ("retry", "raise", "wait", "skip"):
-        raise ConfigurationError(
-            f"on_in_progress must be 'retry', 'raise', 'wait' or 'skip', not {on_in_progress!r}"
-        )
+    check_on_in_progress(on_in_progress)
 
     def decorate(fn: Callable[..., Any]) -> Any:
         wrapped = idempotent_for_task(
             fn,
             key,
-            {
-                "store": store,
-                "lease": lease,
-                "ttl": ttl,
-                "heartbeat": heartbeat,
-                "on_in_progress": "raise" if on_in_progress == "retry" else on_in_progress,
-                **(idempotency_options or {}),
-            },
+            glue_options(
+                store=store,
+                lease=lease,
+                ttl=ttl,
+                heartbeat=heartbeat,
+                on_in_progress=on_in_progress,
+                extra=idempotency_options,
+            ),
         )
         actor_name = actor_options.get("actor_name") or fn.__name__
         broker = actor_options.get("broker") or dramatiq.get_broker()

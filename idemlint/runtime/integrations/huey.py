@@ -25,6 +25,8 @@ from huey.exceptions import RetryTask  # type: ignore[import-untyped]
 from idemlint.runtime.errors import AlreadyInProgress, ConfigurationError
 from idemlint.runtime.integrations._common import (
     DEFAULT_TASK_KEY,
+    check_on_in_progress,
+    glue_options,
     idempotent_for_task,
     retry_delay,
     task_context,
@@ -48,10 +50,7 @@ def idempotent_task(
     **task_options: Any,
 ) -> Callable[[Callable[..., Any]], Any]:
     """``@huey.task(**task_options)`` plus ``@idempotent``."""
-    if on_in_progress not in ("retry", "raise", "wait", "skip"):
-        raise ConfigurationError(
-            f"on_in_progress must be 'retry', 'raise', 'wait' or 'skip', not {on_in_progress!r}"
-        )
+    check_on_in_progress(on_in_progress)
     if task_options.pop("context", False):
         raise ConfigurationError("idempotent_task passes Huey's context itself; drop context=")
 
@@ -59,14 +58,14 @@ def idempotent_task(
         wrapped = idempotent_for_task(
             fn,
             key,
-            {
-                "store": store,
-                "lease": lease,
-                "ttl": ttl,
-                "heartbeat": heartbeat,
-                "on_in_progress": "raise" if on_in_progress == "retry" else on_in_progress,
-                **(idempotency_options or {}),
-            },
+            glue_options(
+                store=store,
+                lease=lease,
+                ttl=ttl,
+                heartbeat=heartbeat,
+                on_in_progress=on_in_progress,
+                extra=idempotency_options,
+            ),
         )
 
         @functools.wraps(fn)
