@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -176,13 +177,22 @@ def _places(report: Path) -> list[tuple[str, int, int, str, str]]:
     )
 
 
-def measure(cmd: list[str], cwd: Path, timeout: float | None = None) -> Sample:
+# idemlint's own commands import this checkout, whatever `pip install -e` last pointed
+# the environment at (only those: the peers must not see idemlint at all)
+_PATH = [str(BENCH.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+OURS = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATH)}
+
+
+def measure(
+    cmd: list[str], cwd: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> Sample:
     limit = ["--timeout", str(timeout)] if timeout else []
     out = subprocess.run(
         [PY, str(BENCH / "_measure.py"), "--cwd", str(cwd), *limit, "--", *cmd],
         capture_output=True,
         check=True,
         text=True,
+        env=env,
     )
     data = json.loads(out.stdout)
     if data["timed_out"]:
@@ -205,20 +215,20 @@ def idemlint_pair(root: Path, tree: Tree, report: Path) -> tuple[Step, Step]:
 
     def cold() -> Sample:
         shutil.rmtree(root / ".idemlint_cache", ignore_errors=True)
-        return measure(cmd, root)
+        return measure(cmd, root, env=OURS)
 
     def warm() -> Sample:
         original = touched.read_bytes()
         try:
             touched.write_bytes(original + _edit())
-            return measure(cmd, root)
+            return measure(cmd, root, env=OURS)
         finally:
             touched.write_bytes(original)
 
     return Step("idemlint check, cold", cold), Step("idemlint check, warm (1 file edited)", warm)
 
 
-FIXIT_TIMEOUT = 150.0
+FIXIT_TIMEOUT = 120.0
 """fixit is run once, and stopped here: it takes minutes where the others take seconds."""
 
 
@@ -230,9 +240,13 @@ def bench_tree(
     parse_all = str(BENCH / "_parse_all.py")
     flake8, bandit = str(peers / "flake8"), str(peers / "bandit")
     bandit_out = str(DATA / "bandit.json")
+
+    def ours(cmd: list[str]) -> Sample:
+        return measure(cmd, root, env=OURS)
+
     groups: list[list[Step]] = [
-        [Step("ast.parse, every file", lambda: measure([PY, parse_all, "ast", "."], root))],
-        [Step("libcst parse, every file", lambda: measure([PY, parse_all, "libcst", "."], root))],
+        [Step("ast.parse, every file", lambda: ours([PY, parse_all, "ast", "."]))],
+        [Step("libcst parse, every file", lambda: ours([PY, parse_all, "libcst", "."]))],
         [cold, warm],
         [Step("flake8 --select=F", lambda: measure([flake8, "--select=F", "."], root))],
         [Step("flake8 (default)", lambda: measure([flake8, "."], root))],
@@ -261,7 +275,7 @@ def bench_tree(
     if compare:  # once: the same cold run without the text pre-check, findings compared
         plain_report = DATA / f"{tree.name}.findings.no-precheck.json"
         plain = Row("idemlint check, cold, no pre-check (1 run)")
-        plain.samples.append(measure([PY, str(BENCH / "_check.py"), ".", str(plain_report)], root))
+        plain.samples.append(ours([PY, str(BENCH / "_check.py"), ".", str(plain_report)]))
         without = _places(plain_report)
         same = "same findings" if report_places == without else "FINDINGS DIFFER"
         plain.note = f"{len(without)} findings: {same} as with the pre-check"
@@ -280,22 +294,27 @@ def editor_latency(tree: Tree, root: Path, peers: Path, rounds: int) -> list[Row
     assert tree.editor_file is not None
     target = root / tree.editor_file
     # a warm cache for the project as it is
-    measure([PY, "-m", "idemlint", "check", ".", "--format", "json", "--output", "/dev/null"], root)
+    measure(
+        [PY, "-m", "idemlint", "check", ".", "--format", "json", "--output", "/dev/null"],
+        root,
+        env=OURS,
+    )
     plain = Row(f"flake8 {tree.editor_file} (no plugin)")
     same = Row("flake8 --select IDM FILE, warm, file unchanged")
     edited = Row("flake8 --select IDM FILE, warm, file edited")
     original = target.read_bytes()
+    ide = [PY, "-m", "flake8", "--select", "IDM", tree.editor_file]
 
     def run_edited() -> Sample:
         try:
             target.write_bytes(original + _edit())
-            return measure([PY, "-m", "flake8", "--select", "IDM", tree.editor_file], root)
+            return measure(ide, root, env=OURS)
         finally:
             target.write_bytes(original)
 
     steps: list[tuple[Row, Callable[[], Sample]]] = [
         (plain, lambda: measure([str(peers / "flake8"), tree.editor_file], root)),
-        (same, lambda: measure([PY, "-m", "flake8", "--select", "IDM", tree.editor_file], root)),
+        (same, lambda: measure(ide, root, env=OURS)),
         (edited, run_edited),
     ]
     for r in range(rounds):

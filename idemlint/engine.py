@@ -29,8 +29,10 @@ from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
 from idemlint.tasks import find_tasks
 
-PARALLEL_THRESHOLD = 64
-"""Cold files below this count are summarised in-process: a pool's start-up costs more."""
+PARALLEL_THRESHOLD = 16
+"""Cold files below this count are summarised in-process: a pool's start-up costs more.
+Measured on pretix's files, 2 cores: 8 files 0.56 s in-process vs 0.63 s with a pool of 2,
+16 files 0.82 s vs 0.51 s, 64 files 1.56 s vs 0.97 s."""
 
 
 class EngineConfig(Protocol):
@@ -176,6 +178,8 @@ def summarize_files(
         progress(done, total)
     if len(cold) >= PARALLEL_THRESHOLD and workers > 1:
         from concurrent.futures import ProcessPoolExecutor  # ~0.1 s; only a cold run needs it
+
+        import idemlint.summarize  # noqa: F401  (imported once here, not in every worker)
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
             # workers send summaries in the cache's compact text form: unpickling

@@ -285,6 +285,9 @@ class _Graph:
             parts = mod.split(".")
             self.prefixes.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         self.depth = max(m.count(".") + 1 for m in self.by_module) if self.by_module else 1
+        self._through_memo: dict[str, set[str]] = {}
+        self._lookups_memo: dict[str, list[tuple[str, str]]] = {}
+        self._file_lookups: dict[int, set[tuple[str, str]]] = {}
         self.local = {mod: self._local(mod) for mod in self.by_module}
         self.exports = self._exports()
 
@@ -369,24 +372,36 @@ class _Graph:
         return out
 
     def through_exports(self, path: str) -> set[str]:
-        return self._through_exports(path, self.exports)
+        found = self._through_memo.get(path)
+        if found is None:
+            found = self._through_memo[path] = self._through_exports(path, self.exports)
+        return found
 
     def lookups_in(self, path: str) -> list[tuple[str, str]]:
         """(module, name) for each project module that prefixes ``path`` and holds an
         identifier equal to the segment after it: the lookups resolving ``path`` may do."""
+        found = self._lookups_memo.get(path)
+        if found is not None:
+            return found
         parts = path.split(".")
-        if parts[0] not in self.tops:
-            return []
         out = []
-        for i in range(1, len(parts)):
-            mod = ".".join(parts[:i])
-            tokens = self.module_tokens.get(mod)
-            if tokens is not None and parts[i] in tokens:
-                out.append((mod, parts[i]))
+        if parts[0] in self.tops:
+            for i in range(1, len(parts)):
+                mod = ".".join(parts[:i])
+                tokens = self.module_tokens.get(mod)
+                if tokens is not None and parts[i] in tokens:
+                    out.append((mod, parts[i]))
+        self._lookups_memo[path] = out
         return out
 
     def lookups(self, i: int) -> set[tuple[str, str]]:
         """The (module, name) lookups the resolution of file ``i``'s names may do."""
+        found = self._file_lookups.get(i)
+        if found is None:
+            found = self._file_lookups[i] = self._lookups(i)
+        return found
+
+    def _lookups(self, i: int) -> set[tuple[str, str]]:
         scan = self.scans[i]
         local = self.local[scan.module]
         # the file's own `module.name` paths: its own module, and the ancestors
