@@ -418,7 +418,13 @@ class _Graph:
                 out.add((scan.module, root))  # stands for `module.root`: its own module
                 continue
             suffix = f".{rest}" if rest else ""
+            own = f"{scan.module}.{root}"
             for r in self.roots(scan.module, root):
+                if r == own and own not in self.prefixes:
+                    # the file's own `module.root`: nothing but its own module (and its
+                    # ancestors, added above) can follow; resolution never walks it
+                    out.add((scan.module, root))
+                    continue
                 path = self._cut(r + suffix)
                 if path is None or path in seen:
                     continue
@@ -450,7 +456,10 @@ def _trigger_names(
                 continue
             for value in values:
                 users.setdefault((mod, value.partition(".")[0]), set()).add(key)
+            own = f"{mod}.{name}"
             for path in local.get(name, ()):
+                if path == own and own not in graph.prefixes:
+                    continue  # the name itself: depends on nothing else
                 for p in graph.through_exports(path):
                     for dep in graph.lookups_in(p):
                         users.setdefault(dep, set()).add(key)
