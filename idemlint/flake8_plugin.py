@@ -47,15 +47,26 @@ class Plugin:
 
     name = "idemlint"
     version = __version__
+    enabled = True
+    """False when the run selects codes and none of them can be IDM (``flake8 --select=F``):
+    flake8 calls every installed plugin on every file, so skip the project analysis."""
 
     def __init__(self, tree: ast.AST, filename: str) -> None:
         # ``tree`` must be accepted: flake8 picks the plugin kind from the
         # parameter names. The engine parses with libcst, not this tree.
         self.filename = filename
 
+    @classmethod
+    def parse_options(cls, options: object) -> None:
+        select = [*(getattr(options, "select", None) or ())]
+        select += [*(getattr(options, "extend_select", None) or ())]
+        cls.enabled = not select or any(
+            code.startswith("IDM") or "IDM".startswith(code) for code in select
+        )
+
     def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
         path = Path(self.filename)
-        if not path.is_file():
+        if not self.enabled or not path.is_file():
             return  # stdin without a display name: no project to read it in
         for finding in findings_for(path):
             text = f"{finding.rule} [{finding.checklist}] {finding.message}"
