@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from idemlint.knowledge import Effect, Knowledge, Patterns
+from idemlint.knowledge import Effect, Knowledge, Patterns, glob
 from idemlint.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.summary import Event, FileSummary, Span, Value
 from idemlint.tasks import Task
@@ -224,7 +224,7 @@ class FunctionFacts:
         )
 
     def k_match(self, pattern: str, resolved: str) -> bool:
-        return Patterns([pattern]).match(self.project.candidates(resolved))
+        return glob(pattern).match(self.project.candidates(resolved))
 
     def literal_text(self, value: Value) -> str | None:
         """The literal text of a string, an f-string, ``text("...")``, or a local bound to one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from idemlint.analysis import CallFact, FunctionFacts, TaskContext
+from idemlint.knowledge import glob
 from idemlint.summary import Value
 
 
@@ -48,10 +49,8 @@ def _api_header(facts: FunctionFacts, c: CallFact) -> str | None:
     url = facts.literal_text(url_value) if url_value is not None else None
     if not url:
         return None
-    from idemlint.knowledge import Patterns
-
     for api in facts.k.idempotent_apis:
-        if Patterns([api.url]).match([url]):
+        if glob(api.url).match([url]):
             return api.header
     return None
 

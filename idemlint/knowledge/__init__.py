@@ -68,6 +68,13 @@ class Patterns:
         return bool(self.globs)
 
 
+@lru_cache(maxsize=1024)
+def glob(pattern: str) -> Patterns:
+    """One glob, compiled once: for patterns matched per call (an effect's arg-type, an API's
+    URL) rather than per knowledge table."""
+    return Patterns([pattern])
+
+
 @dataclass(frozen=True)
 class Effect:
     call: str
