@@ -17,7 +17,7 @@ from functools import cached_property
 
 from idemlint.knowledge import Effect, Knowledge, Patterns, glob
 from idemlint.project import FunctionRef, ModelInfo, Project, last_segment, split_root
-from idemlint.summary import Event, FileSummary, Span, Value
+from idemlint.summary import Event, Span, Value
 from idemlint.tasks import Task
 
 MAX_CALL_DEPTH = 4
@@ -56,7 +56,8 @@ class Hit:
     rule: str
     span: Span
     detail: str
-    file: FileSummary
+    path: str
+    """The file, relative to the project root."""
     via: tuple[str, ...]
     stmt: str
 
@@ -459,14 +460,23 @@ class TaskContext:
 
     project: Project
     task: Task
-    facts_cache: dict[str, FunctionFacts]
+    facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]]
+    """Shared by the tasks of one run, with the files each entry was computed from."""
     hits: list[Hit] = field(default_factory=list)
 
     def facts(self, ref: FunctionRef) -> FunctionFacts:
-        facts = self.facts_cache.get(ref.qualified)
-        if facts is None:
+        tracker = self.project.tracker
+        hit = self.facts_cache.get(ref.qualified)
+        if hit is not None:
+            tracker.merge(hit[1])
+            return hit[0]
+        tracker.open()
+        try:
+            tracker.touch(ref.file.path)
             facts = FunctionFacts(self.project, ref)
-            self.facts_cache[ref.qualified] = facts
+        finally:
+            deps = tracker.close()
+        self.facts_cache[ref.qualified] = (facts, deps)
         return facts
 
     @cached_property
@@ -507,4 +517,4 @@ class TaskContext:
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
-        self.hits.append(Hit(rule, span, detail, r.facts.file, r.via, stmt))
+        self.hits.append(Hit(rule, span, detail, r.facts.file.path, r.via, stmt))

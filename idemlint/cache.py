@@ -1,7 +1,7 @@
 """On-disk cache of file summaries, keyed by content hash and idemlint version.
 
 A summary depends only on the file's bytes, its module name and the summariser,
-so the key is ``sha256(version, module, content)``: an edited file, a moved file or a
+so the key is ``sha256(version, summariser, module, path, sha256(content))``: an edited file, a moved file or a
 new idemlint each miss the cache. The knowledge config is applied after
 summarising, so changing it never needs a re-parse. Writes go to a temporary file
 renamed into place, so concurrent runs never see a half-written entry; an entry that
@@ -41,12 +41,21 @@ def summarizer_fingerprint() -> str:
 def cache_key(content: bytes, module: str, path: str, kind: str = "summary") -> str:
     """``kind`` separates full summaries from the empty ones of files the pre-check
     found unneeded (``"unneeded"``), so that one never stands in for the other."""
+    return key_for_digest(hashlib.sha256(content).hexdigest(), module, path, kind)
+
+
+def key_for_digest(digest: str, module: str, path: str, kind: str = "summary") -> str:
+    """:func:`cache_key` from the sha256 of the content (the project snapshot keeps it)."""
     h = hashlib.sha256()
-    h.update(
-        f"{__version__}\0{FORMAT}\0{summarizer_fingerprint()}\0{kind}\0{module}\0{path}\0".encode()
-    )
-    h.update(content)
+    h.update(f"{identity()}\0{kind}\0{module}\0{path}\0".encode())
+    h.update(digest.encode())
     return h.hexdigest()
+
+
+def identity() -> str:
+    """What every cache entry and project snapshot is made by: idemlint's version, the
+    cache format and the summariser's code."""
+    return f"{__version__}\0{FORMAT}\0{summarizer_fingerprint()}"
 
 
 class SummaryCache:

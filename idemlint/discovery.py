@@ -12,6 +12,7 @@ import fnmatch
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 ALWAYS_SKIPPED = frozenset(
@@ -74,9 +75,15 @@ def _skipped(rel_parts: Sequence[str], root: Path) -> bool:
         # hidden folders hold tool data (.semgrep rule tests, .github), not the application
         if part in ALWAYS_SKIPPED or part.endswith(".egg-info") or part.startswith("."):
             return True
-        if (root.joinpath(*rel_parts[: i + 1]) / "pyvenv.cfg").exists():
+        if _is_virtualenv(os.path.join(root, *rel_parts[: i + 1])):
             return True
     return False
+
+
+@lru_cache(maxsize=4096)
+def _is_virtualenv(folder: str) -> bool:
+    """Asked once per folder and run (files share folders)."""
+    return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
 
 
 def _excluded(rel: str, globs: Iterable[str]) -> bool:
@@ -92,6 +99,8 @@ def _excluded(rel: str, globs: Iterable[str]) -> bool:
 def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
     """Every Python file of the project under ``root``, sorted."""
     root = root.absolute()
+    _package_of.cache_clear()  # folders are read afresh on every run
+    _is_virtualenv.cache_clear()
     files = _git_files(root)
     if files is None:
         files = _walk_files(root)
@@ -115,16 +124,30 @@ def module_name(path: Path, root: Path) -> tuple[str, bool]:
     root = root.absolute()
     is_package = path.name == "__init__.py"
     folder = path.parent
-    if not (folder / "__init__.py").exists() and folder != root:
+    package = _package_of(str(folder), str(root))
+    if package is None:
         # namespace folders: name the module from the project root
         try:
             return ".".join(path.relative_to(root).with_suffix("").parts), False
         except ValueError:
             return path.stem, False
-    parts = [] if is_package else [path.stem]
+    if is_package:
+        return package, True
+    return f"{package}.{path.stem}" if package else path.stem, False
+
+
+@lru_cache(maxsize=4096)
+def _package_of(folder_name: str, root_name: str) -> str | None:
+    """The dotted package name of a folder (``None`` when it is not a package and not
+    the root). Asked once per folder: a project's files share few folders, and the
+    editor path checks the whole project on every save."""
+    folder, root = Path(folder_name), Path(root_name)
+    if not (folder / "__init__.py").exists() and folder != root:
+        return None
+    parts: list[str] = []
     while (folder / "__init__.py").exists() and folder != folder.parent:
         parts.append(folder.name)
         if folder == root:
             break
         folder = folder.parent
-    return ".".join(reversed(parts)), is_package
+    return ".".join(reversed(parts))

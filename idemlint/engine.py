@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from idemlint import snapshot
 from idemlint.analysis import FunctionFacts, Hit, TaskContext
-from idemlint.cache import SummaryCache, cache_key
+from idemlint.cache import SummaryCache, cache_key, key_for_digest
 from idemlint.catalog import CatalogError, get_rule
-from idemlint.checks import STATEMENT_CHECKS, TASK_CHECKS
 from idemlint.discovery import discover, module_name
 from idemlint.findings import Finding
+from idemlint.incremental import NO_TASK_ROOT, Run, Stamped, run_task, stamp
 from idemlint.knowledge import Knowledge, load_knowledge
-from idemlint.prefilter import select
+from idemlint.prefilter import FileScan, TooComplex, needed_files, scan, select, trigger_pattern
 from idemlint.project import Project
 from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
@@ -65,6 +66,9 @@ class CheckResult:
     files_read: int = 0
     """Every file summarised for the project."""
     cache_hits: int = 0
+    """Files whose summary was not made again (from the cache or the last run's snapshot)."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """What the run reused and redid (see :class:`idemlint.incremental.Run`)."""
 
 
 def _summarize_file(args: tuple[str, str, str, bool]) -> FileSummary:
@@ -171,9 +175,21 @@ def summarize_files(
             out[i] = cached
         else:
             cold.append((i, (str(files[i]), rel, module, is_package), key))
+    out.update(_summarise_cold(cold, cache, jobs, progress, len(out), len(files)))
+    return [out[i] for i in range(len(files))]
+
+
+def _summarise_cold(
+    cold: list[tuple[int, tuple[str, str, str, bool], str]],
+    cache: SummaryCache | None,
+    jobs: int | None,
+    progress: Callable[[int, int], None] | None,
+    done: int,
+    total: int,
+) -> dict[int, FileSummary]:
+    """Make the summaries the cache did not have, and store them."""
+    out: dict[int, FileSummary] = {}
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    done = len(out)
-    total = len(files)
     if progress:
         progress(done, total)
     if len(cold) >= PARALLEL_THRESHOLD and workers > 1:
@@ -201,7 +217,7 @@ def summarize_files(
             done += 1
             if progress:
                 progress(done, total)
-    return [out[i] for i in range(len(files))]
+    return out
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -223,26 +239,13 @@ def _under(path: Path, roots: Iterable[Path]) -> bool:
 
 
 def analyze(project: Project) -> list[tuple[str, Hit]]:
-    """Every (task name, hit) of the project."""
+    """Every (task name, hit) of the project, all computed afresh."""
     tasks = find_tasks(project)
-    facts_cache: dict[str, FunctionFacts] = {}
+    facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]] = {}
     out: list[tuple[str, Hit]] = []
     for name in sorted(tasks):
         ctx = TaskContext(project, tasks[name], facts_cache)
-        for label, run in (*STATEMENT_CHECKS, *TASK_CHECKS):
-            try:
-                run(ctx)
-            except Exception as exc:  # a rule bug must not stop the run
-                ctx.hits.append(
-                    Hit(
-                        "IDM002",
-                        ctx.task.span,
-                        f"{label}: {type(exc).__name__}: {exc}",
-                        ctx.task.ref.file,
-                        (),
-                        "",
-                    )
-                )
+        run_task(ctx)
         out.extend((name, h) for h in ctx.hits)
     return out
 
@@ -260,10 +263,10 @@ def findings_from_hits(
     """Apply "one problem, one finding" and turn hits into findings."""
     by_place: dict[tuple[str, int, str], Finding] = {}
     for task, hit in hits:
-        path = root / hit.file.path
+        path = root / hit.path
         if not report(path):
             continue
-        place = (hit.file.path, hit.span.line, hit.rule)
+        place = (hit.path, hit.span.line, hit.rule)
         if place in by_place:
             continue  # reached from several tasks: report it once, for the first task
         by_place[place] = Finding(
@@ -295,11 +298,14 @@ def check(
     progress: Callable[[int, int], None] | None = None,
     cwd: Path | None = None,
     prefilter: bool = True,
+    incremental: bool = True,
 ) -> CheckResult:
     """Check ``paths`` (files or folders) within the project at ``config.root``.
 
-    ``prefilter=False`` summarises every file in full, skipping the text pre-check
-    (the same findings, slower; the tests compare the two)."""
+    ``prefilter=False`` summarises every file in full, skipping the text pre-check;
+    ``incremental=False`` ignores the last run's snapshot (:mod:`idemlint.snapshot`)
+    and computes every result again. Both give the same findings, slower (the tests
+    compare them)."""
     root = config.root.absolute()
     cwd = (cwd or Path.cwd()).absolute()
     targets = [p.absolute() for p in (paths or [root])]
@@ -313,26 +319,85 @@ def check(
         config.knowledge, frameworks=config.task_frameworks, source=config.source
     )
     cache = SummaryCache(root / config.cache_dir) if config.cache_dir is not None else None
-    summaries = summarize_files(
-        files,
-        root,
-        cache=cache,
-        jobs=jobs,
-        progress=progress,
-        knowledge=knowledge if prefilter else None,
+    key = snapshot.run_key(
+        {
+            "root": str(root),
+            "knowledge": config.knowledge,
+            "frameworks": sorted(config.task_frameworks or ()),
+            "all-frameworks": config.task_frameworks is None,
+            "prefilter": prefilter,
+        }
     )
-    project = Project(summaries, knowledge)
+    last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
+    stamped = stamp(files, root, lambda p: _rel(p, root), last)
+    trigger = trigger_pattern(knowledge) if prefilter else None
+    use_prefilter = prefilter and trigger is not None
+    made = [0]  # summaries made this run, not read from the cache
+
+    def summarise(todo: list[tuple[int, Stamped]]) -> dict[int, FileSummary]:
+        return _summarise(todo, cache, jobs, progress, len(stamped), made)
+
+    def scan_of(f: Stamped) -> tuple[FileScan, str]:
+        """The pre-check's scan of ``f`` (from the cache when it loads) and its JSON."""
+        assert trigger is not None
+        skey = key_for_digest(f.digest, f.module, f.rel, kind=f"scan {trigger.pattern}")
+        text = cache.get_text(skey, "scans") if cache is not None else None
+        if text is not None:
+            try:
+                return FileScan.from_json(text, f.module, f.is_package), text
+            except (ValueError, TypeError, AttributeError):
+                pass  # a damaged entry: scan again
+        found = scan(_text(f), f.module, f.is_package, trigger)
+        text = found.to_json()
+        if cache is not None:
+            cache.put_text(skey, text, "scans")
+        return found, text
+
+    def select_all(todo: list[Stamped]) -> tuple[set[int] | None, list[str]]:
+        texts = [_text(f) for f in todo]
+        if trigger is None:
+            return None, [""] * len(todo)
+        if not any(
+            trigger.search(t) or trigger.search(f.module) for t, f in zip(texts, todo, strict=True)
+        ):
+            return set(), [NO_TASK_ROOT] * len(todo)
+        scans = [scan_of(f) for f in todo]
+        try:
+            needed: set[int] | None = needed_files([sc for sc, _ in scans], trigger)
+        except TooComplex:
+            needed = None
+        return needed, [snapshot.digest(t.encode()) for _, t in scans]
+
+    run = Run(
+        stamped,
+        knowledge,
+        cache,
+        last,
+        use_prefilter=use_prefilter,
+        summarise=summarise,
+        parses=lambda content: _parses_bytes(content),
+        select=select_all,
+        scan_digest=lambda f: snapshot.digest(scan_of(f)[1].encode()),
+        triggered=lambda f: bool(
+            trigger is not None and (trigger.search(_text(f)) or trigger.search(f.module))
+        ),
+    )
+    outcome = run.run()
+    if cache is not None and (
+        outcome.stats.get("dirty") or any(f.content is not None for f in stamped) or last is None
+    ):
+        snapshot.save(cache.folder, key, run.new)
 
     def report(path: Path) -> bool:
         return _under(path, targets)
 
-    findings = findings_from_hits(analyze(project), root, cwd, report)
-    for f_path, summary in zip(files, summaries, strict=True):
-        if summary.error is not None and report(f_path):
-            err = summary.error
+    findings = findings_from_hits(outcome.hits, root, cwd, report)
+    for f in stamped:
+        err = outcome.errors.get(f.rel)
+        if err is not None and report(f.path):
             findings.append(
                 Finding(
-                    path=_display(f_path, cwd),
+                    path=_display(f.path, cwd),
                     line=err.line,
                     column=err.column,
                     rule="IDM001",
@@ -348,8 +413,48 @@ def check(
         files_checked=len(reported),
         files=reported,
         files_read=len(files),
-        cache_hits=cache.hits if cache is not None else 0,
+        cache_hits=len(files) - made[0] - outcome.stats.get("empty", 0),
+        stats=outcome.stats,
     )
+
+
+def _text(f: Stamped) -> str:
+    try:
+        return f.read().decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
+def _parses_bytes(content: bytes) -> bool:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _parses(text)
+
+
+def _summarise(
+    todo: list[tuple[int, Stamped]],
+    cache: SummaryCache | None,
+    jobs: int | None,
+    progress: Callable[[int, int], None] | None,
+    total: int,
+    made: list[int],
+) -> dict[int, FileSummary]:
+    """Summaries of ``todo``: from the cache, else made (in a process pool when many;
+    ``made[0]`` counts those)."""
+    out: dict[int, FileSummary] = {}
+    cold: list[tuple[int, tuple[str, str, str, bool], str]] = []
+    for i, f in todo:
+        key = key_for_digest(f.digest, f.module, f.rel)
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            out[i] = cached
+        else:
+            cold.append((i, (str(f.path), f.rel, f.module, f.is_package), key))
+    made[0] += len(cold)
+    out.update(_summarise_cold(cold, cache, jobs, progress, total - len(cold), total))
+    return out
 
 
 def check_project(root: Path, *, cwd: Path | None = None) -> list[Finding]:

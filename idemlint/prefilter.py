@@ -248,7 +248,7 @@ def trigger_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(r) for r in roots) + ")")
 
 
-class _TooComplex(Exception):
+class TooComplex(Exception):
     """The name graph is too tangled to follow cheaply: keep every file."""
 
 
@@ -544,5 +544,5 @@ def select(
         scans.append(result)
     try:
         return needed_files(scans, trigger)
-    except _TooComplex:
+    except TooComplex:
         return None

@@ -12,9 +12,11 @@ is how the knowledge base names "any model" without the engine knowing Django.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
+from idemlint.deps import Tracker
 from idemlint.knowledge import Knowledge
 from idemlint.summary import ClassSummary, FileSummary, FunctionSummary, Value
 
@@ -65,37 +67,143 @@ class FunctionRef:
     func: FunctionSummary
 
 
-class Project:
-    """All summaries of one project root, indexed for resolution."""
+@dataclass(frozen=True)
+class FileIndex:
+    """What the project index needs of a file without holding its summary: an
+    incremental re-check (:mod:`idemlint.snapshot`) builds the index from these and
+    loads a summary only when the analysis asks about the file."""
 
-    def __init__(self, summaries: Iterable[FileSummary], knowledge: Knowledge) -> None:
+    path: str
+    module: str
+    functions: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    error: bool = False
+
+    @classmethod
+    def of(cls, f: FileSummary) -> FileIndex:
+        return cls(f.path, f.module, tuple(f.functions), tuple(f.classes), f.error is not None)
+
+
+T = TypeVar("T")
+
+
+class _Table(Generic[T]):
+    """Qualified name -> a function or class of the project, made on first use.
+
+    Every lookup records the file it reads (see :class:`idemlint.deps.Tracker`); a
+    lookup that finds nothing records the files whose module could define the name."""
+
+    def __init__(self, project: Project, make: Callable[[FileSummary, str, str], T]) -> None:
+        self._project = project
+        self._make = make
+        self.where: dict[str, tuple[str, str]] = {}
+        """Qualified name -> (file path, name within the module)."""
+        self._made: dict[str, T] = {}
+
+    def get(self, name: str) -> T | None:
+        loc = self.where.get(name)
+        if loc is None:
+            self._project.touch_definers(name)
+            return None
+        self._project.tracker.touch(loc[0])
+        made = self._made.get(name)
+        if made is None:
+            made = self._made[name] = self._make(self._project.file(loc[0]), loc[1], name)
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def names(self) -> list[str]:
+        """Every qualified name (reads no file)."""
+        return list(self.where)
+
+
+def _function_ref(file: FileSummary, qual: str, name: str) -> FunctionRef:
+    return FunctionRef(name, file, file.functions[qual])
+
+
+def _class_entry(file: FileSummary, qual: str, name: str) -> tuple[FileSummary, ClassSummary]:
+    return (file, file.classes[qual])
+
+
+class Project:
+    """All summaries of one project root, indexed for resolution.
+
+    ``summaries`` holds each file's summary, or only its :class:`FileIndex` with
+    ``load`` to read the summary when the analysis first needs it."""
+
+    def __init__(
+        self,
+        summaries: Iterable[FileSummary | FileIndex],
+        knowledge: Knowledge,
+        load: Callable[[str], FileSummary] | None = None,
+    ) -> None:
         self.knowledge = knowledge
-        self.files: list[FileSummary] = list(summaries)
-        self.modules: dict[str, FileSummary] = {}
-        self.functions: dict[str, FunctionRef] = {}
-        self.classes: dict[str, tuple[FileSummary, ClassSummary]] = {}
-        for f in self.files:
-            if f.error is not None:
+        self.tracker = Tracker()
+        self._load = load
+        self._loaded: dict[str, FileSummary] = {}
+        self.index: list[FileIndex] = []
+        self.modules: dict[str, str] = {}
+        """Module name -> the path of the file that holds it (the first one seen)."""
+        self._module_paths: dict[str, list[str]] = {}
+        self._tops: set[str] = set()
+        self.functions: _Table[FunctionRef] = _Table(self, _function_ref)
+        self.classes: _Table[tuple[FileSummary, ClassSummary]] = _Table(self, _class_entry)
+        for entry in summaries:
+            if isinstance(entry, FileSummary):
+                self._loaded[entry.path] = entry
+                entry = FileIndex.of(entry)
+            self.index.append(entry)
+            if entry.error:
                 continue
-            self.modules.setdefault(f.module, f)
-            for qual, fn in f.functions.items():
-                name = f"{f.module}.{qual}"
-                self.functions[name] = FunctionRef(name, f, fn)
-            for qual, cls in f.classes.items():
-                self._add_class(f, qual, cls)
-        self._resolve_cache: dict[tuple[str, str, str], str] = {}
+            self.modules.setdefault(entry.module, entry.path)
+            self._module_paths.setdefault(entry.module, []).append(entry.path)
+            self._tops.add(entry.module.split(".", 1)[0])
+            for qual in entry.functions:
+                self.functions.where[f"{entry.module}.{qual}"] = (entry.path, qual)
+            for qual in entry.classes:
+                self.classes.where[f"{entry.module}.{qual}"] = (entry.path, qual)
+        self._resolve_cache: dict[tuple[str, str, str], tuple[str, frozenset[str]]] = {}
         self._locals_cache: dict[str, dict[str, list[Value]]] = {}
-        self._kinds: dict[str, frozenset[str]] = {}
+        self._kinds: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self.task_names: dict[str, str] = {}
         """Task function -> its framework (filled in by :mod:`idemlint.tasks`)."""
-        self._models: dict[str, ModelInfo | None] = {}
+        self._models: dict[str, tuple[ModelInfo | None, frozenset[str]]] = {}
 
-    def _add_class(self, f: FileSummary, qual: str, cls: ClassSummary) -> None:
-        self.classes[f"{f.module}.{qual}"] = (f, cls)
+    # -- files -------------------------------------------------------------
+    def file(self, path: str) -> FileSummary:
+        """The summary of the file at ``path`` (loaded on first use)."""
+        found = self._loaded.get(path)
+        if found is None:
+            if self._load is None:
+                raise KeyError(path)
+            found = self._loaded[path] = self._load(path)
+        return found
+
+    @property
+    def files(self) -> list[FileSummary]:
+        """Every file's summary (loads them all)."""
+        return [self.file(e.path) for e in self.index]
+
+    def module_file(self, module: str) -> FileSummary | None:
+        path = self.modules.get(module)
+        return None if path is None else self.file(path)
+
+    def touch_definers(self, name: str) -> None:
+        """Record the files whose module is a prefix of ``name``: an edit of one of them
+        could define it."""
+        if name.split(".", 1)[0] not in self._tops:
+            return
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            for path in self._module_paths.get(".".join(parts[:i]), ()):
+                self.tracker.touch(path)
 
     # -- resolution --------------------------------------------------------
     def locals_of(self, file: FileSummary, func: FunctionSummary) -> dict[str, list[Value]]:
         """Local name -> every value assigned to it, in source order."""
+        self.tracker.touch(file.path)
         key = f"{file.module}:{func.qualname}"
         cached = self._locals_cache.get(key)
         if cached is not None:
@@ -129,12 +237,19 @@ class Project:
         seen: frozenset[str] = frozenset(),
     ) -> str:
         """Qualified path of ``path`` as written in ``func`` (or at module level) of ``file``."""
+        if seen:
+            return self._resolve(path, file, func, depth, seen)
         ckey = (file.module, func.qualname if func else "", path)
-        if not seen and ckey in self._resolve_cache:
-            return self._resolve_cache[ckey]
-        result = self._resolve(path, file, func, depth, seen)
-        if not seen:
-            self._resolve_cache[ckey] = result
+        hit = self._resolve_cache.get(ckey)
+        if hit is not None:
+            self.tracker.merge(hit[1])
+            return hit[0]
+        self.tracker.open()
+        try:
+            result = self._resolve(path, file, func, depth, seen)
+        finally:
+            deps = self.tracker.close()
+        self._resolve_cache[ckey] = (result, deps)
         return result
 
     def _resolve(
@@ -147,6 +262,7 @@ class Project:
     ) -> str:
         if depth > MAX_DEPTH:
             return path
+        self.tracker.touch(file.path)
         root, rest = split_root(path)
         if func is not None:
             nested = f"{file.module}.{func.qualname}.{root}"
@@ -178,6 +294,7 @@ class Project:
         """A module-level name of ``file``, qualified; ``None`` when the module lacks it."""
         if depth > MAX_DEPTH:
             return None
+        self.tracker.touch(file.path)
         if name in file.classes or name in file.functions:
             return f"{file.module}.{name}"
         if name in file.imports:
@@ -198,7 +315,7 @@ class Project:
         parts = qualified.split(".")
         for i in range(len(parts) - 1, 0, -1):
             module = ".".join(parts[:i])
-            target = self.modules.get(module)
+            target = self.module_file(module)
             if target is None:
                 continue
             name, rest = parts[i], parts[i + 1 :]
@@ -250,10 +367,23 @@ class Project:
 
     def class_kinds(self, qualname: str, _seen: frozenset[str] = frozenset()) -> frozenset[str]:
         """Kinds of a project class (``django-model``, ``sa-model``), inherited through bases."""
-        if qualname in self._kinds:
-            return self._kinds[qualname]
+        hit = self._kinds.get(qualname)
+        if hit is not None:
+            self.tracker.merge(hit[1])
+            return hit[0]
+        if qualname in _seen:
+            return frozenset()
+        self.tracker.open()
+        try:
+            result = self._class_kinds(qualname, _seen)
+        finally:
+            deps = self.tracker.close()
+        self._kinds[qualname] = (result, deps)
+        return result
+
+    def _class_kinds(self, qualname: str, _seen: frozenset[str]) -> frozenset[str]:
         entry = self.classes.get(qualname)
-        if entry is None or qualname in _seen:
+        if entry is None:
             return frozenset()
         file, cls = entry
         kinds: set[str] = set()
@@ -273,9 +403,7 @@ class Project:
                 kinds.add(kind)
             elif resolved in self.classes:
                 kinds |= self.class_kinds(resolved, _seen | {qualname})
-        result = frozenset(kinds)
-        self._kinds[qualname] = result
-        return result
+        return frozenset(kinds)
 
     def class_bases(self, qualname: str) -> list[str]:
         """Resolved bases of a project class, nearest first, project bases expanded."""
@@ -332,8 +460,19 @@ class Project:
         return self.model_info(cp[0])
 
     def model_info(self, qualname: str) -> ModelInfo | None:
-        if qualname in self._models:
-            return self._models[qualname]
+        hit = self._models.get(qualname)
+        if hit is not None:
+            self.tracker.merge(hit[1])
+            return hit[0]
+        self.tracker.open()
+        try:
+            info = self._model_info(qualname)
+        finally:
+            deps = self.tracker.close()
+        self._models[qualname] = (info, deps)
+        return info
+
+    def _model_info(self, qualname: str) -> ModelInfo | None:
         kinds = self.class_kinds(qualname)
         info: ModelInfo | None = None
         if kinds:
@@ -344,7 +483,6 @@ class Project:
                 if entry is not None:
                     self._collect_uniques(info, entry[0], entry[1])
             info.unique_sets.append(frozenset({"id"}))
-        self._models[qualname] = info
         return info
 
     def _collect_uniques(self, info: ModelInfo, file: FileSummary, cls: ClassSummary) -> None:

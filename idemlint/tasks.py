@@ -7,23 +7,88 @@ framework's spelling comes from the knowledge base, not from this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from idemlint.knowledge import Knowledge
 from idemlint.project import FunctionRef, Project, last_segment
 from idemlint.summary import Event, FileSummary, FunctionSummary, Span, Value
+
+PHASES = 3
+"""Declarations are merged in phase order (decorated functions, task classes and lists,
+registrations), then by file, then in source order: the first one for a function sets
+its framework and span; a later one can only add that it retries."""
 
 
 @dataclass
 class Task:
     name: str
     """Qualified name of the function that runs (``app.tasks.charge``, ``app.tasks.Charge.run``)."""
-    ref: FunctionRef
     framework: str
     span: Span
     """Where task-level findings go: the task decorator's line, else the ``def``/class line."""
     retries: bool
     retry_reason: str = ""
+    project: Project | None = field(default=None, repr=False, compare=False)
+    _ref: FunctionRef | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ref(self) -> FunctionRef:
+        """The function (its file is loaded on first use: a task whose findings are
+        reused from the last run never needs it)."""
+        if self._ref is None:
+            ref = self.project.functions.get(self.name) if self.project is not None else None
+            if ref is None:
+                raise LookupError(f"task function {self.name} is not in the project")
+            self._ref = ref
+        return self._ref
+
+    def record(self) -> tuple[str, str, tuple[int, int, int, int], bool, str]:
+        """What the analysis of this task depends on, besides the files it reads."""
+        s = self.span
+        return (
+            self.name,
+            self.framework,
+            (s.line, s.column, s.end_line, s.end_column),
+            self.retries,
+            self.retry_reason,
+        )
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One place that makes a function a task: a decorator, a task class, a registration."""
+
+    phase: int
+    qualified: str
+    framework: str
+    span: Span
+    retries: bool
+    reason: str
+
+    def to_json(self) -> list[object]:
+        s = self.span
+        return [
+            self.phase,
+            self.qualified,
+            self.framework,
+            [s.line, s.column, s.end_line, s.end_column],
+            self.retries,
+            self.reason,
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[object]) -> Declaration:
+        phase, qualified, framework, span, retries, reason = data
+        assert isinstance(span, list)
+        return cls(
+            int(str(phase)),
+            str(qualified),
+            str(framework),
+            Span(*(int(x) for x in span)),
+            bool(retries),
+            str(reason),
+        )
 
 
 def _truthy(value: Value | None) -> bool:
@@ -38,7 +103,7 @@ def _is_zero(value: Value | None) -> bool:
     return value is not None and value.kind == "num" and value.text in ("0", "0.0")
 
 
-def _retry_signal(project: Project, ref: FunctionRef) -> str:
+def retry_signal(project: Project, ref: FunctionRef) -> str:
     """The first call in the body that makes the task retry (``self.retry``, ``raise Retry``)."""
     for ev in ref.func.events:
         if ev.type == "call" and ev.value is not None and ev.value.path:
@@ -53,39 +118,38 @@ class TaskFinder:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.k: Knowledge = project.knowledge
-        self.tasks: dict[str, Task] = {}
+        self._phase = 0
         # a registration's callee ends in one of these names: skip resolving any other call
         self.registration_tails = tuple(
             {last_segment(r.call).split("*", 1)[0] for r in self.k.task_registrations}
         )
 
-    def find(self) -> dict[str, Task]:
-        for ref in self.project.functions.values():
-            self._decorated(ref)
-        for qual, (file, cls) in self.project.classes.items():
-            self._task_class(qual, file, cls.span)
+        self.found: list[Declaration] = []
+
+    def declarations(self, file: FileSummary) -> list[Declaration]:
+        """What makes a function a task in ``file`` (the task may live in another file)."""
+        self.found = []
+        self._phase = 0
+        for qual in file.functions:
+            ref = self.project.functions.get(f"{file.module}.{qual}")
+            if ref is not None and ref.file is file:
+                self._decorated(ref)
+        self._phase = 1
+        for qual, cls in file.classes.items():
+            self._task_class(f"{file.module}.{qual}", file, cls.span)
             self._task_list(file, cls.name, cls.attributes)
-        for file in self.project.files:
-            self._registrations(file, None, file.module_events)
-            for fn in file.functions.values():
-                self._registrations(file, fn, fn.events)
-        self.project.task_names = {name: t.framework for name, t in self.tasks.items()}
-        return self.tasks
+        self._phase = 2
+        self._registrations(file, None, file.module_events)
+        for fn in file.functions.values():
+            self._registrations(file, fn, fn.events)
+        return self.found
 
     def _add(
         self, ref: FunctionRef, framework: str, span: Span, retries: bool, reason: str
     ) -> None:
         if not self.k.uses_framework(framework):
             return
-        signal = _retry_signal(self.project, ref)
-        existing = self.tasks.get(ref.qualified)
-        if existing is not None:
-            if retries and not existing.retries:
-                existing.retries, existing.retry_reason = True, reason
-            return
-        if not retries and signal:
-            retries, reason = True, f"calls {signal}()"
-        self.tasks[ref.qualified] = Task(ref.qualified, ref, framework, span, retries, reason)
+        self.found.append(Declaration(self._phase, ref.qualified, framework, span, retries, reason))
 
     def _decorated(self, ref: FunctionRef) -> None:
         for dec in ref.func.decorators:
@@ -118,8 +182,11 @@ class TaskFinder:
         """Calls a project decorator (or the functions nested in it) makes, resolved: a
         wrapper such as ``def actor(fn=None, **kw): return dramatiq.actor(fn, **kw)``."""
         out: list[str] = []
-        for name, ref in self.project.functions.items():
+        for name in self.project.functions.names():
             if name != decorator and not name.startswith(f"{decorator}."):
+                continue
+            ref = self.project.functions.get(name)
+            if ref is None:
                 continue
             for ev in ref.func.events:
                 if ev.type == "call" and ev.value is not None and ev.value.path:
@@ -208,5 +275,37 @@ class TaskFinder:
         self._add(ref, framework, where, retries, reason)
 
 
+def merge_declarations(
+    project: Project,
+    declarations: list[list[Declaration]],
+    signal: Callable[[Task], str] | None = None,
+) -> dict[str, Task]:
+    """The project's tasks from every file's declarations (in file order), and sets
+    ``project.task_names``. ``signal`` finds the call in a task's body that makes it
+    retry (default :func:`retry_signal`)."""
+    tasks: dict[str, Task] = {}
+    for phase in range(PHASES):
+        for found in declarations:
+            for d in found:
+                if d.phase != phase:
+                    continue
+                existing = tasks.get(d.qualified)
+                if existing is not None:
+                    if d.retries and not existing.retries:
+                        existing.retries, existing.retry_reason = True, d.reason
+                    continue
+                if d.qualified not in project.functions.where:
+                    continue
+                task = Task(d.qualified, d.framework, d.span, d.retries, d.reason, project)
+                if not task.retries:
+                    called = signal(task) if signal is not None else retry_signal(project, task.ref)
+                    if called:
+                        task.retries, task.retry_reason = True, f"calls {called}()"
+                tasks[d.qualified] = task
+    project.task_names = {name: t.framework for name, t in tasks.items()}
+    return tasks
+
+
 def find_tasks(project: Project) -> dict[str, Task]:
-    return TaskFinder(project).find()
+    finder = TaskFinder(project)
+    return merge_declarations(project, [finder.declarations(f) for f in project.files])

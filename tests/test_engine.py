@@ -4,6 +4,7 @@ user knowledge, notices, report scope and the summary cache."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -119,9 +120,9 @@ def test_a_rule_that_raises_becomes_a_finding(
     def boom(ctx: object) -> None:
         raise RuntimeError("rule bug")
 
-    import idemlint.engine as engine
+    import idemlint.incremental as incremental
 
-    monkeypatch.setattr(engine, "STATEMENT_CHECKS", (("IDM5xx", boom), *STATEMENT_CHECKS))
+    monkeypatch.setattr(incremental, "STATEMENT_CHECKS", (("IDM5xx", boom), *STATEMENT_CHECKS))
     findings = check_project(root, cwd=root)
     errors = [f for f in findings if f.rule == "IDM002"]
     assert len(errors) == 2  # one per task
@@ -302,14 +303,60 @@ def test_corrupted_cache_entry_is_ignored_and_rewritten(tmp_path: Path) -> None:
     root = write(tmp_path, PROJECT)
     first = check([root], load_config([root]), cwd=root).findings
     entries = sorted((root / ".idemlint_cache" / "summaries").rglob("*.json"))
-    assert len(entries) == 5
+    # the fifth file mentions no task framework: the pre-check rules it out and its
+    # (empty) summary is never made, so never stored
+    assert len(entries) == 4
     for entry in entries[:2]:
         entry.write_text('{"path": "trunc')
+    snapshots = list((root / ".idemlint_cache" / "projects").glob("*.json"))
+    assert len(snapshots) == 1
+    snapshots[0].unlink()  # else the run answers from the snapshot, reading no summary
     again = check([root], load_config([root]), cwd=root)
     assert again.findings == first
-    assert again.cache_hits == 3
+    assert again.cache_hits == 2  # 2 rewritten, 1 ruled out again, 2 read
     for entry in entries[:2]:
         json.loads(entry.read_text())  # rewritten whole
+
+
+def test_corrupted_snapshot_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    first = check([root], load_config([root]), cwd=root).findings
+    (snap,) = (root / ".idemlint_cache" / "projects").glob("*.json")
+    for damage in ('{"format": 1, "files": [["app/x.py"', "", "[]", '{"format": 1}'):
+        snap.write_text(damage)
+        again = check([root], load_config([root]), cwd=root)
+        assert again.findings == first
+        assert again.stats.get("analysed") == 2  # computed again, not read from the damage
+        json.loads(snap.read_text())  # rewritten whole
+
+
+def test_unchanged_project_is_answered_from_the_snapshot(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    first = check([root], load_config([root]), cwd=root)
+    assert first.stats["analysed"] == 2
+    again = check([root], load_config([root]), cwd=root)
+    assert again.findings == first.findings
+    assert again.stats["analysed"] == 0 and again.stats["summarised"] == 0
+    assert again.stats.get("loaded", 0) == 0  # no summary read back at all
+    # a touched file (same bytes, new mtime) is hashed again and still reused
+    tasks = root / "app" / "tasks.py"
+    os.utime(tasks, ns=(tasks.stat().st_atime_ns, tasks.stat().st_mtime_ns + 10**9))
+    touched = check([root], load_config([root]), cwd=root)
+    assert touched.findings == first.findings and touched.stats["analysed"] == 0
+
+
+def test_knowledge_change_invalidates_the_snapshot(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    before = codes(check([root], load_config([root]), cwd=root).findings)
+    assert ("app/notify.py", 10, "IDM304") in before
+    (root / "pyproject.toml").write_text(
+        '[tool.idemlint]\nside-effects = [{call = "app.notify.ping", kind = "message"}]\n'
+    )
+    after = check([root], load_config([root]), cwd=root)
+    assert after.stats["analysed"] == 2
+    assert (
+        after.findings == check([root], load_config([root]), cwd=root, incremental=False).findings
+    )
 
 
 def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:

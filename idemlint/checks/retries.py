@@ -11,6 +11,6 @@ def check(ctx: TaskContext) -> None:
     unsafe = [h for h in ctx.hits if not h.rule.startswith(("IDM0", "IDM1"))]
     if unsafe:
         # name one finding: it may be reported under another task that reaches it too
-        first = min(unsafe, key=lambda h: (h.file.path, h.span.line))
-        where = f"{first.rule} at {first.file.path}:{first.span.line}"
+        first = min(unsafe, key=lambda h: (h.path, h.span.line))
+        where = f"{first.rule} at {first.path}:{first.span.line}"
         ctx.hit("IDM101", ctx.reached[0], ctx.task.span, f"{ctx.task.retry_reason}; {where}")

@@ -1,0 +1,120 @@
+"""The incremental re-check gives exactly what a run from scratch gives.
+
+Each fixture project is copied, then edited at random, a few edits at a time: text
+mutations that change what idemlint sees (uniqueness, locks, guards, effects, task
+decorators, imports), lines moved (every position below shifts), lines dropped (some
+edits break the parse), module-level names added, whole files swapped. After every
+step the re-check (which reuses the last run's snapshot) must report what a run with
+no cache reports, and the reuse must be real: a run with no change analyses nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from idemlint.config import Config, load_config
+from idemlint.engine import CheckResult, check
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+PROJECTS = sorted(p.parent.name for p in FIXTURES.glob("*/pyproject.toml"))
+
+SWAPS = [
+    ("unique=True", "unique=False"),
+    ("unique=False", "unique=True"),
+    ("primary_key=True", "db_index=True"),
+    (".create(", ".get_or_create("),
+    (".get_or_create(", ".create("),
+    (".select_for_update()", ".all()"),
+    ("with transaction.atomic():", "if True:"),
+    ("F(", "int("),
+    ("-= 1", "= 0"),
+    ("return", "pass  #"),
+    ("if ", "if not "),
+    ("uuid4()", "str(order_id)"),
+    ("@shared_task", "@shared_task(acks_late=True)"),
+    ("@app.task", "@staticmethod"),
+    ("import ", "import os, "),
+    ("def ", "def _x(): pass\ndef "),
+    ("status", "state"),
+    ("send_mail(", "print("),
+    ("delay(", "apply_async("),
+]
+
+
+def _edit(rng: random.Random, root: Path) -> str:
+    files = sorted(p for p in root.rglob("*.py") if ".idemlint_cache" not in p.parts)
+    path = rng.choice(files)
+    text = path.read_text("utf-8")
+    lines = text.splitlines(keepends=True)
+    kind = rng.randrange(6)
+    if kind == 0:  # a text mutation that changes meaning
+        options = [(a, b) for a, b in SWAPS if a in text]
+        if options:
+            a, b = rng.choice(options)
+            starts = [i for i in range(len(text)) if text.startswith(a, i)]
+            at = rng.choice(starts)
+            path.write_text(text[:at] + b + text[at + len(a) :], "utf-8")
+            return f"{path.name}: {a!r} -> {b!r}"
+    if kind == 1 and lines:  # blank lines above: every later position moves
+        at = rng.randrange(len(lines) + 1)
+        path.write_text("".join([*lines[:at], "\n\n", *lines[at:]]), "utf-8")
+        return f"{path.name}: blank lines at {at}"
+    if kind == 2 and lines:  # a line dropped (may break the parse: IDM001)
+        at = rng.randrange(len(lines))
+        path.write_text("".join(lines[:at] + lines[at + 1 :]), "utf-8")
+        return f"{path.name}: line {at + 1} dropped"
+    if kind == 3:  # a module-level name added (the pre-check's scan changes)
+        path.write_text(text + f"\nADDED_{rng.randrange(1000)} = {rng.randrange(9)}\n", "utf-8")
+        return f"{path.name}: name added"
+    if kind == 4 and len(files) > 1:  # two files' contents swapped
+        other = rng.choice([f for f in files if f != path])
+        other_text = other.read_text("utf-8")
+        path.write_text(other_text, "utf-8")
+        other.write_text(text, "utf-8")
+        return f"{path.name} <-> {other.name}"
+    # a line duplicated: the same effect twice, or a second definition
+    if lines:
+        at = rng.randrange(len(lines))
+        path.write_text("".join(lines[: at + 1] + lines[at:]), "utf-8")
+        return f"{path.name}: line {at + 1} doubled"
+    return "nothing"
+
+
+def _scratch(root: Path) -> CheckResult:
+    config = load_config([root])
+    assert isinstance(config, Config)
+    return check([root], config.with_overrides(no_cache=True), cwd=root, incremental=False)
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_random_edits_recheck_like_a_run_from_scratch(project: str, tmp_path: Path) -> None:
+    root = tmp_path / project
+    shutil.copytree(FIXTURES / project, root)
+    rng = random.Random(f"idemlint-{project}")
+    first = check([root], load_config([root]), cwd=root)
+    assert first.findings == _scratch(root).findings
+    steps: list[str] = []
+    for _ in range(8):
+        for _ in range(rng.choice((1, 1, 2))):
+            steps.append(_edit(rng, root))
+        again = check([root], load_config([root]), cwd=root)
+        assert again.findings == _scratch(root).findings, steps
+    quiet = check([root], load_config([root]), cwd=root)
+    assert quiet.stats["analysed"] == 0 and quiet.stats["summarised"] == 0
+    assert quiet.findings == again.findings
+
+
+def test_edit_reanalyses_only_the_tasks_that_read_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    shutil.copytree(FIXTURES / "shop", root)
+    first = check([root], load_config([root]), cwd=root)
+    gateway = next(root.rglob("gateway.py"))
+    gateway.write_text(gateway.read_text("utf-8") + "\n\ndef unused_helper():\n    pass\n")
+    again = check([root], load_config([root]), cwd=root)
+    assert again.findings == _scratch(root).findings == first.findings
+    assert 0 < again.stats["analysed"] < first.stats["tasks"]
+    assert again.stats["summarised"] == 1
