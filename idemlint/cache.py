@@ -1,11 +1,12 @@
 """On-disk cache of file summaries, keyed by content hash and idemlint version.
 
-A summary depends only on the file's bytes, its module name and the summariser,
-so the key is ``sha256(version, summariser, module, path, sha256(content))``: an edited file, a moved file or a
-new idemlint each miss the cache. The knowledge config is applied after
-summarising, so changing it never needs a re-parse. Writes go to a temporary file
-renamed into place, so concurrent runs never see a half-written entry; an entry that
-fails to load (corrupt, truncated, older format) is ignored and rewritten.
+A summary depends only on the file's bytes, its module name and the summariser, so
+the key is ``sha256(version, summariser, module, path, sha256(content))``: an edited
+file, a moved file or a new idemlint each miss the cache. The knowledge config is
+applied after summarising, so changing it never needs a re-parse. Writes go to a
+temporary file renamed into place, so concurrent runs never see a half-written
+entry; an entry that fails to load (corrupt, truncated, older format) is ignored
+and rewritten.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,15 @@ class Knowledge:
     frameworks: frozenset[str] | None = None
 
     def effect_for(self, candidates: Sequence[str]) -> list[Effect]:
+        # one regex of every effect first: most calls are none, and asking each
+        # effect's own pattern costs a match per effect and candidate
+        if not self._any_effect.match(candidates):
+            return []
         return [e for e in self.effects if e.matcher.match(candidates)]
+
+    @cached_property
+    def _any_effect(self) -> Patterns:
+        return Patterns([e.call for e in self.effects])
 
     def uses_framework(self, framework: str) -> bool:
         return self.frameworks is None or framework in self.frameworks or framework == "custom"
