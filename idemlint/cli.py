@@ -321,7 +321,9 @@ def _lint(
     finally:
         if bar is not None:
             bar.close()
-    findings = report_filter(result.findings, config, result.files, cwd=cwd)
+    findings = report_filter(
+        result.findings, config, result.files, cwd=cwd, known=result.suppressions
+    )
     shown = sorted(display_path(Path(os.path.normpath(cwd / f)), cwd) for f in result.files)
     return _LintRun(config, findings, result.files_checked, shown, cwd)
 

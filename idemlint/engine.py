@@ -28,6 +28,7 @@ from idemlint.prefilter import FileScan, TooComplex, needed_files, scan, select,
 from idemlint.project import Project
 from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
+from idemlint.suppression import Suppression, suppressions_in
 from idemlint.tasks import find_tasks
 
 PARALLEL_THRESHOLD = 16
@@ -69,6 +70,9 @@ class CheckResult:
     """Files whose summary was not made again (from the cache or the last run's snapshot)."""
     stats: dict[str, int] = field(default_factory=dict)
     """What the run reused and redid (see :class:`idemlint.incremental.Run`)."""
+    suppressions: dict[Path, list[Suppression]] = field(default_factory=dict)
+    """Inline suppressions of the files reported on, by path (kept with the snapshot, so
+    unchanged files are not tokenized again); pass to ``report_filter(known=...)``."""
 
 
 def _summarize_file(args: tuple[str, str, str, bool]) -> FileSummary:
@@ -82,8 +86,18 @@ def _summarize_file_encoded(args: tuple[str, str, str, bool]) -> str:
 
 def _summarize_path(path: Path, rel: str, module: str, is_package: bool) -> FileSummary:
     try:
-        source = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        content = path.read_bytes()
+    except OSError as exc:
+        from idemlint.summary import ParseError
+
+        return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
+    return _summarize_text(content, rel, module, is_package)
+
+
+def _summarize_text(content: bytes, rel: str, module: str, is_package: bool) -> FileSummary:
+    try:
+        source = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
         from idemlint.summary import ParseError
 
         return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
@@ -299,9 +313,12 @@ def check(
     cwd: Path | None = None,
     prefilter: bool = True,
     incremental: bool = True,
+    sources: Mapping[Path, str] | None = None,
 ) -> CheckResult:
     """Check ``paths`` (files or folders) within the project at ``config.root``.
 
+    ``sources`` maps absolute paths to text that stands for the file on disk (an
+    editor's unsaved buffer; a path that does not exist yet joins the project).
     ``prefilter=False`` summarises every file in full, skipping the text pre-check;
     ``incremental=False`` ignores the last run's snapshot (:mod:`idemlint.snapshot`)
     and computes every result again. Both give the same findings, slower (the tests
@@ -311,8 +328,9 @@ def check(
     targets = [p.absolute() for p in (paths or [root])]
     files = discover(root, (*config.exclude, *config.extend_exclude))
     known = set(files)
+    given = {p.absolute(): t.encode("utf-8") for p, t in (sources or {}).items()}
     for t in targets:  # an explicitly named file is read even if excluded
-        if t.is_file() and t.suffix == ".py" and t not in known:
+        if (t.is_file() or t in given) and t.suffix == ".py" and t not in known:
             files.append(t)
             known.add(t)
     knowledge = load_knowledge(
@@ -329,7 +347,7 @@ def check(
         }
     )
     last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
-    stamped = stamp(files, root, lambda p: _rel(p, root), last)
+    stamped = stamp(files, root, lambda p: _rel(p, root), last, given)
     trigger = trigger_pattern(knowledge) if prefilter else None
     use_prefilter = prefilter and trigger is not None
     made = [0]  # summaries made this run, not read from the cache
@@ -383,13 +401,32 @@ def check(
         ),
     )
     outcome = run.run()
-    if cache is not None and (
-        outcome.stats.get("dirty") or any(f.content is not None for f in stamped) or last is None
-    ):
-        snapshot.save(cache.folder, key, run.new)
 
     def report(path: Path) -> bool:
         return _under(path, targets)
+
+    suppressions: dict[Path, list[Suppression]] = {}
+    parsed = 0
+    for f in stamped:
+        state = run.new.files[f.rel]
+        old = run.last.files.get(f.rel) if run.last is not None else None
+        if old is not None and old.digest == f.digest and old.suppressions is not None:
+            state.suppressions = old.suppressions
+        elif report(f.path):
+            parsed += 1
+            state.suppressions = [
+                (s.line, s.column, s.end_column, s.kind, s.codes, s.reportable)
+                for s in suppressions_in(f.read())
+            ]
+        if state.suppressions is not None and report(f.path):
+            suppressions[f.path] = [Suppression(*row) for row in state.suppressions]
+    if cache is not None and (
+        outcome.stats.get("dirty")
+        or parsed
+        or any(f.content is not None for f in stamped)
+        or run.last is None
+    ):
+        snapshot.save(cache.folder, key, run.new)
 
     findings = findings_from_hits(outcome.hits, root, cwd, report)
     for f in stamped:
@@ -415,6 +452,7 @@ def check(
         files_read=len(files),
         cache_hits=len(files) - made[0] - outcome.stats.get("empty", 0),
         stats=outcome.stats,
+        suppressions=suppressions,
     )
 
 
@@ -450,6 +488,11 @@ def _summarise(
         cached = cache.get(key) if cache is not None else None
         if cached is not None:
             out[i] = cached
+        elif f.override:  # not on disk: summarised here, from the text given
+            out[i] = _summarize_text(f.read(), f.rel, f.module, f.is_package)
+            made[0] += 1
+            if cache is not None:
+                cache.put(key, out[i])
         else:
             cold.append((i, (str(f.path), f.rel, f.module, f.is_package), key))
     made[0] += len(cold)
@@ -465,7 +508,7 @@ def check_project(root: Path, *, cwd: Path | None = None) -> list[Finding]:
 
     config = load_config([root])
     result = check([root], config, cwd=cwd)
-    return report_filter(result.findings, config, result.files, cwd=cwd)
+    return report_filter(result.findings, config, result.files, cwd=cwd, known=result.suppressions)
 
 
 def check_source(source: str, path: str = "example.py") -> list[Finding]:
@@ -483,4 +526,6 @@ def check_source(source: str, path: str = "example.py") -> list[Finding]:
         file.write_text(source, "utf-8")
         config = Config.default(root).with_overrides(no_cache=True)
         result = check([root], config, cwd=root)
-        return report_filter(result.findings, config, result.files, cwd=root)
+        return report_filter(
+            result.findings, config, result.files, cwd=root, known=result.suppressions
+        )

@@ -51,10 +51,11 @@ class Plugin:
     """False when the run selects codes and none of them can be IDM (``flake8 --select=F``):
     flake8 calls every installed plugin on every file, so skip the project analysis."""
 
-    def __init__(self, tree: ast.AST, filename: str) -> None:
+    def __init__(self, tree: ast.AST, filename: str, lines: list[str]) -> None:
         # ``tree`` must be accepted: flake8 picks the plugin kind from the
         # parameter names. The engine parses with libcst, not this tree.
         self.filename = filename
+        self.lines = lines
 
     @classmethod
     def parse_options(cls, options: object) -> None:
@@ -66,22 +67,37 @@ class Plugin:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
         path = Path(self.filename)
-        if not self.enabled or not path.is_file():
+        if not self.enabled or not (path.is_file() or path.parent.is_dir()):
             return  # stdin without a display name: no project to read it in
-        for finding in findings_for(path):
+        text = "".join(self.lines)
+        try:
+            on_disk = path.read_bytes() == text.encode("utf-8")
+        except OSError:
+            on_disk = False
+        # an editor piping its unsaved buffer (``flake8 --stdin-display-name=FILE -``):
+        # the buffer stands for the file, the rest of the project is read from disk
+        for finding in findings_for(path, None if on_disk else text):
             text = f"{finding.rule} [{finding.checklist}] {finding.message}"
             if finding.task:
                 text += f" (task: {finding.task})"
             yield finding.line, max(finding.column - 1, 0), text, type(self)
 
 
-def findings_for(path: Path) -> list[Finding]:
-    """The findings ``idemlint check <path>`` reports, for one file."""
+def findings_for(path: Path, source: str | None = None) -> list[Finding]:
+    """The findings ``idemlint check <path>`` reports, for one file; with ``source``,
+    for that text in place of the file's (an unsaved buffer)."""
     from idemlint.config import load_config
+    from idemlint.selection import report_filter
 
     cwd = Path.cwd().absolute()
     absolute = Path(os.path.normpath(cwd / path))
     config = load_config([absolute])
+    if source is not None:
+        from idemlint.engine import check
+
+        sources = {absolute: source}
+        result = check([absolute], config, jobs=1, sources=sources)
+        return report_filter(result.findings, config, [absolute], cwd=cwd, sources=sources)
     calls = _memo.calls[config.root] = _memo.calls.get(config.root, 0) + 1
     if calls == 1:
         raw = _engine_findings([absolute], config)
@@ -91,8 +107,6 @@ def findings_for(path: Path) -> list[Finding]:
             project = _by_file(_engine_findings([config.root], config), cwd)
             _memo.findings[config.root] = project
         raw = project.get(absolute, [])
-    from idemlint.selection import report_filter
-
     return report_filter(raw, config, [absolute], cwd=cwd)
 
 

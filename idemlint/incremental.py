@@ -21,7 +21,7 @@ random and compares each re-check with a run from scratch.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,8 @@ class Stamped:
     digest: str
     content: bytes | None
     """Read when the last run's stamp did not match (else not read at all)."""
+    override: bool = False
+    """The content came from the caller (an editor's unsaved buffer), not from disk."""
 
     def read(self) -> bytes:
         if self.content is None:
@@ -77,7 +79,11 @@ class Outcome:
 
 
 def stamp(
-    files: Sequence[Path], root: Path, rel: Callable[[Path], str], last: Snapshot | None
+    files: Sequence[Path],
+    root: Path,
+    rel: Callable[[Path], str],
+    last: Snapshot | None,
+    sources: Mapping[Path, bytes] | None = None,
 ) -> list[Stamped]:
     """Stamp every file: from ``os.stat`` where the last run's stamp still holds, else by
     hashing its bytes. The stat comes first: a write after it is seen next time."""
@@ -85,6 +91,12 @@ def stamp(
     for path in files:
         name = rel(path)
         module, is_package = module_name(path, root)
+        given = sources.get(path) if sources is not None else None
+        if given is not None:  # never trusted by stamp next time: mtime 0
+            out.append(
+                Stamped(path, name, module, is_package, 0, -1, snapshot.digest(given), given, True)
+            )
+            continue
         try:
             st = os.stat(path)
             mtime, size = st.st_mtime_ns, st.st_size

@@ -13,26 +13,34 @@ everything, the unused-suppression notices (IDM003) included.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from idemlint.config import Config
 from idemlint.findings import Finding
 from idemlint.project_root import path_from_root
-from idemlint.suppression import apply_suppressions
+from idemlint.suppression import Suppression, apply_suppressions
 
 
 def report_filter(
-    findings: Iterable[Finding], config: Config, files: Iterable[Path], *, cwd: Path | None = None
+    findings: Iterable[Finding],
+    config: Config,
+    files: Iterable[Path],
+    *,
+    cwd: Path | None = None,
+    sources: Mapping[Path, str] | None = None,
+    known: Mapping[Path, Sequence[Suppression]] | None = None,
 ) -> list[Finding]:
     """The findings a run reports, sorted by path, line and column.
 
     ``files`` are the checked files (where inline suppressions are looked for,
-    including files with no finding, whose suppressions are all unused).
+    including files with no finding, whose suppressions are all unused);
+    ``sources`` holds the text of files not read from disk (an editor's buffer),
+    ``known`` the suppressions already parsed (:attr:`CheckResult.suppressions`).
     """
     cwd = (cwd or Path.cwd()).absolute()
-    kept = apply_suppressions(findings, files, cwd=cwd)
+    kept = apply_suppressions(findings, files, cwd=cwd, sources=sources, known=known)
     return sorted(f for f in kept if is_reported(f, config, cwd=cwd))
 
 

@@ -92,6 +92,9 @@ class FileState:
     declarations: list[Declaration] | None = None
     """Task declarations found in the file; None when not computed."""
     declaration_deps: frozenset[str] = frozenset()
+    suppressions: list[SuppressionRow] | None = None
+    """Its inline suppressions (:class:`idemlint.suppression.Suppression` fields); None
+    when not read (only files a run reports on are)."""
 
 
 @dataclass
@@ -139,6 +142,7 @@ class Snapshot:
                     None if err is None else [err.message, err.line, err.column],
                     None if st.declarations is None else [d.to_json() for d in st.declarations],
                     deps(st.declaration_deps),
+                    None if st.suppressions is None else [list(r) for r in st.suppressions],
                 ]
             )
         tasks = [
@@ -170,7 +174,7 @@ class Snapshot:
         snap = cls(prefilter=bool(data["prefilter"]))
         for row in data["files"]:
             (path, mtime, size, dig, full, needed, scan) = row[:7]
-            module, funcs, classes, err, decls, ddeps = row[7:]
+            module, funcs, classes, err, decls, ddeps, supp = row[7:]
             error = None if err is None else ParseError(str(err[0]), int(err[1]), int(err[2]))
             snap.files[path] = FileState(
                 path=path,
@@ -184,6 +188,7 @@ class Snapshot:
                 error=error,
                 declarations=None if decls is None else [Declaration.from_json(d) for d in decls],
                 declaration_deps=deps(ddeps),
+                suppressions=None if supp is None else [_suppression_row(r) for r in supp],
             )
         for name, (called, d) in data["signals"].items():
             snap.signals[name] = (str(called), deps(d))
@@ -195,6 +200,22 @@ class Snapshot:
                 deps(d),
             )
         return snap
+
+
+SuppressionRow = tuple[int, int, int, str, "tuple[str, ...] | None", bool]
+"""line, column, end column, kind, codes, reportable."""
+
+
+def _suppression_row(data: list[Any]) -> SuppressionRow:
+    line, column, end_column, kind, codes, reportable = data
+    return (
+        int(line),
+        int(column),
+        int(end_column),
+        str(kind),
+        None if codes is None else tuple(str(c) for c in codes),
+        bool(reportable),
+    )
 
 
 def _hit_json(hit: Hit, number: dict[str, int]) -> list[Any]:

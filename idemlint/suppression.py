@@ -13,11 +13,12 @@ linters, so they suppress idemlint findings but are never reported as unused.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,14 +127,24 @@ def _from_comment(comment: str, line: int, col0: int) -> list[Suppression]:
 
 
 def apply_suppressions(
-    findings: Iterable[Finding], files: Iterable[Path], *, cwd: Path
+    findings: Iterable[Finding],
+    files: Iterable[Path],
+    *,
+    cwd: Path,
+    sources: Mapping[Path, str] | None = None,
+    known: Mapping[Path, Sequence[Suppression]] | None = None,
 ) -> list[Finding]:
     """Drop suppressed findings and add an IDM003 notice per unused suppression.
 
     ``files`` are the checked files: those with no finding are read too, since
     every suppression in them is unused. Paths in findings are resolved
-    against ``cwd`` (they are displayed relative to it).
+    against ``cwd`` (they are displayed relative to it). ``sources`` holds the
+    text of files to read from memory instead of disk (an editor's unsaved buffer);
+    ``known`` the suppressions of files already parsed (by absolute path: the
+    engine keeps them with its snapshot, so an unchanged file is not tokenized again).
     """
+    texts = {_absolute(str(p), cwd): t for p, t in (sources or {}).items()}
+    parsed = {_absolute(str(p), cwd): s for p, s in (known or {}).items()}
     by_file: dict[Path, list[Finding]] = {}
     display: dict[Path, str] = {}
     for finding in findings:
@@ -147,7 +158,13 @@ def apply_suppressions(
 
     kept: list[Finding] = []
     for file, file_findings in by_file.items():
-        suppressions = _read_suppressions(file)
+        text = texts.get(file)
+        if text is not None:
+            suppressions = suppressions_in(text.encode())
+        elif file in parsed:
+            suppressions = [dataclasses.replace(s, used=set()) for s in parsed[file]]
+        else:
+            suppressions = _read_suppressions(file)
         if not suppressions:
             kept.extend(file_findings)
             continue
@@ -172,6 +189,11 @@ def _read_suppressions(file: Path) -> list[Suppression]:
         data = file.read_bytes()
     except OSError:
         return []
+    return suppressions_in(data)
+
+
+def suppressions_in(data: bytes) -> list[Suppression]:
+    """The suppressions in a file's bytes (tokenized only when one may be there)."""
     lowered = data.lower()
     if b"idemlint" not in lowered and b"noqa" not in lowered:
         return []  # the common case, without the cost of tokenizing

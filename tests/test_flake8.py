@@ -69,6 +69,46 @@ def test_one_file_in_the_editor_sees_the_whole_project(tmp_path: Path) -> None:
     assert "(task: shop.tasks.sync_profile)" in message
 
 
+def test_unsaved_buffer_on_stdin_is_checked_in_place_of_the_file(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    tasks = project / "shop" / "tasks.py"
+    saved = tasks.read_text()
+    on_disk = flake8_places(run_flake8("shop/tasks.py", cwd=project).stdout)
+    assert any(p[3] == "IDM301" for p in on_disk)
+    # the buffer: the charge's create() guarded away, an idemlint comment added, and
+    # two blank lines on top (every finding moves down two lines)
+    buffer = "\n\n" + saved.replace(
+        "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)\n",
+        "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)"
+        "  # idemlint: ignore[IDM301]\n",
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flake8",
+            "--isolated",
+            "--select",
+            "IDM",
+            "--stdin-display-name",
+            "shop/tasks.py",
+            "-",
+        ],
+        cwd=project,
+        input=buffer,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+    )
+    places = flake8_places(done.stdout)
+    expected = [(p, line + 2, col, rule) for p, line, col, rule in on_disk if rule != "IDM301"]
+    assert places == expected, done.stderr
+    assert tasks.read_text() == saved  # the file on disk is not touched
+    # and the next run from disk is not misled by what the buffer held
+    assert flake8_places(run_flake8("shop/tasks.py", cwd=project).stdout) == on_disk
+
+
 def test_noqa_and_idemlint_ignore_work_under_flake8(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     tasks = project / "shop" / "tasks.py"

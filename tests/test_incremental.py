@@ -21,6 +21,7 @@ from idemlint.engine import CheckResult, check
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PROJECTS = sorted(p.parent.name for p in FIXTURES.glob("*/pyproject.toml"))
+NO_CACHE = shutil.ignore_patterns(".idemlint_cache")
 
 SWAPS = [
     ("unique=True", "unique=False"),
@@ -93,7 +94,7 @@ def _scratch(root: Path) -> CheckResult:
 @pytest.mark.parametrize("project", PROJECTS)
 def test_random_edits_recheck_like_a_run_from_scratch(project: str, tmp_path: Path) -> None:
     root = tmp_path / project
-    shutil.copytree(FIXTURES / project, root)
+    shutil.copytree(FIXTURES / project, root, ignore=NO_CACHE)
     rng = random.Random(f"idemlint-{project}")
     first = check([root], load_config([root]), cwd=root)
     assert first.findings == _scratch(root).findings
@@ -110,7 +111,7 @@ def test_random_edits_recheck_like_a_run_from_scratch(project: str, tmp_path: Pa
 
 def test_edit_reanalyses_only_the_tasks_that_read_the_file(tmp_path: Path) -> None:
     root = tmp_path / "shop"
-    shutil.copytree(FIXTURES / "shop", root)
+    shutil.copytree(FIXTURES / "shop", root, ignore=NO_CACHE)
     first = check([root], load_config([root]), cwd=root)
     gateway = next(root.rglob("gateway.py"))
     gateway.write_text(gateway.read_text("utf-8") + "\n\ndef unused_helper():\n    pass\n")
@@ -118,3 +119,36 @@ def test_edit_reanalyses_only_the_tasks_that_read_the_file(tmp_path: Path) -> No
     assert again.findings == _scratch(root).findings == first.findings
     assert 0 < again.stats["analysed"] < first.stats["tasks"]
     assert again.stats["summarised"] == 1
+
+
+def test_suppressions_of_unchanged_files_come_from_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idemlint import engine
+    from idemlint.selection import report_filter
+
+    root = tmp_path / "sqlalchemy_app"
+    shutil.copytree(FIXTURES / "sqlalchemy_app", root, ignore=NO_CACHE)
+    tasks = root / "ledger" / "tasks.py"
+    line = next(
+        i for i, t in enumerate(tasks.read_text().splitlines(), 1) if "# expect: IDM301" in t
+    )
+    lines = tasks.read_text().splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].rstrip("\n") + "  # noqa: IDM301\n"
+    tasks.write_text("".join(lines))
+    config = load_config([root])
+    first = check([root], config, cwd=root)
+    kept = report_filter(first.findings, config, first.files, cwd=root, known=first.suppressions)
+
+    def no_tokenizing(data: bytes) -> list[object]:
+        raise AssertionError("an unchanged file was read for suppressions again")
+
+    monkeypatch.setattr(engine, "suppressions_in", no_tokenizing)
+    again = check([root], config, cwd=root)
+    assert again.suppressions.keys() == first.suppressions.keys()
+    assert [s.line for s in again.suppressions[tasks]] == [line]
+    kept_again = report_filter(
+        again.findings, config, again.files, cwd=root, known=again.suppressions
+    )
+    assert kept_again == kept
+    assert (str(tasks.relative_to(root)), line) not in {(f.path, f.line) for f in kept_again}
