@@ -297,7 +297,7 @@ def _lint(
     from idemlint.config import load_config
     from idemlint.output.progress import ProgressBar, delay_from_env, in_ci
     from idemlint.selection import report_filter
-    from idemlint.suppression import display_path
+    from idemlint.suppression import display_name
 
     cwd = Path.cwd().absolute()
     if not paths:
@@ -324,7 +324,7 @@ def _lint(
     findings = report_filter(
         result.findings, config, result.files, cwd=cwd, known=result.suppressions
     )
-    shown = sorted(display_path(Path(os.path.normpath(cwd / f)), cwd) for f in result.files)
+    shown = sorted(display_name(str(f), cwd) for f in result.files)
     return _LintRun(config, findings, result.files_checked, shown, cwd)
 
 

@@ -105,11 +105,14 @@ def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
     if files is None:
         files = _walk_files(root)
     out = []
+    top = str(root)
     for f in files:
-        rel = f.relative_to(root)
-        if _skipped(rel.parts, root) or _excluded(rel.as_posix(), exclude):
+        name = str(f)
+        rel = name[len(top) + 1 :] if name.startswith(top + os.sep) else str(f.relative_to(root))
+        rel = rel.replace(os.sep, "/")
+        if _skipped(rel.split("/"), root) or _excluded(rel, exclude):
             continue
-        if f.is_file():
+        if os.path.isfile(name):
             out.append(f)
     return sorted(out)
 
@@ -120,20 +123,21 @@ def module_name(path: Path, root: Path) -> tuple[str, bool]:
     The module starts at the topmost folder of the chain of packages (folders with
     ``__init__.py``) holding the file, so ``src/`` layouts and nested projects work.
     """
-    path = path.absolute()
-    root = root.absolute()
-    is_package = path.name == "__init__.py"
-    folder = path.parent
-    package = _package_of(str(folder), str(root))
+    # string work, not pathlib: this runs for every file of the project on every run
+    name = str(path) if path.is_absolute() else str(path.absolute())
+    top = str(root) if root.is_absolute() else str(root.absolute())
+    folder, base = os.path.split(name)
+    is_package = base == "__init__.py"
+    stem = os.path.splitext(base)[0]
+    package = _package_of(folder, top)
     if package is None:
         # namespace folders: name the module from the project root
-        try:
-            return ".".join(path.relative_to(root).with_suffix("").parts), False
-        except ValueError:
-            return path.stem, False
+        if name.startswith(top + os.sep):
+            return ".".join(os.path.splitext(name[len(top) + 1 :])[0].split(os.sep)), False
+        return stem, False
     if is_package:
         return package, True
-    return f"{package}.{path.stem}" if package else path.stem, False
+    return f"{package}.{stem}" if package else stem, False
 
 
 @lru_cache(maxsize=4096)

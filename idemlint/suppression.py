@@ -143,18 +143,26 @@ def apply_suppressions(
     ``known`` the suppressions of files already parsed (by absolute path: the
     engine keeps them with its snapshot, so an unchanged file is not tokenized again).
     """
-    texts = {_absolute(str(p), cwd): t for p, t in (sources or {}).items()}
-    parsed = {_absolute(str(p), cwd): s for p, s in (known or {}).items()}
-    by_file: dict[Path, list[Finding]] = {}
-    display: dict[Path, str] = {}
+    # keys are normalised absolute path strings: pathlib per file costs more than the
+    # rest of a warm run on a tree of thousands of files
+    top = str(cwd)
+
+    def key_of(path: object) -> str:
+        name = str(path)
+        return os.path.normpath(name if os.path.isabs(name) else os.path.join(top, name))
+
+    texts = {key_of(p): t for p, t in (sources or {}).items()}
+    parsed = {key_of(p): s for p, s in (known or {}).items()}
+    by_file: dict[str, list[Finding]] = {}
+    display: dict[str, str] = {}
     for finding in findings:
-        key = _absolute(finding.path, cwd)
+        key = key_of(finding.path)
         by_file.setdefault(key, []).append(finding)
         display.setdefault(key, finding.path)
-    for file in files:
-        key = _absolute(str(file), cwd)
-        by_file.setdefault(key, [])
-        display.setdefault(key, display_path(key, cwd))
+    for checked in files:
+        key = key_of(checked)
+        if key not in by_file:
+            by_file[key] = []
 
     kept: list[Finding] = []
     for file, file_findings in by_file.items():
@@ -164,7 +172,7 @@ def apply_suppressions(
         elif file in parsed:
             suppressions = [dataclasses.replace(s, used=set()) for s in parsed[file]]
         else:
-            suppressions = _read_suppressions(file)
+            suppressions = _read_suppressions(Path(file))
         if not suppressions:
             kept.extend(file_findings)
             continue
@@ -180,7 +188,8 @@ def apply_suppressions(
         for suppression in suppressions:
             unused = suppression.unused_codes()
             if unused is not None:
-                kept.append(_unused_notice(suppression, unused, display[file]))
+                shown = display.get(file) or display_name(file, cwd)
+                kept.append(_unused_notice(suppression, unused, shown))
     return kept
 
 
@@ -229,9 +238,14 @@ def _unused_notice(suppression: Suppression, unused: tuple[str, ...], path: str)
     )
 
 
-def _absolute(path: str, cwd: Path) -> Path:
-    candidate = Path(path)
-    return Path(os.path.normpath(candidate if candidate.is_absolute() else cwd / candidate))
+def display_name(path: str, cwd: Path) -> str:
+    """:func:`display_path` of a path string (relative ones are under ``cwd``), without
+    pathlib: it is asked for every file of a run."""
+    top = str(cwd)
+    name = os.path.normpath(path if os.path.isabs(path) else os.path.join(top, path))
+    if name.startswith(top + os.sep):
+        return name[len(top) + 1 :].replace(os.sep, "/")
+    return name.replace(os.sep, "/") if name != top else "."
 
 
 def display_path(path: Path, cwd: Path) -> str:
