@@ -22,10 +22,19 @@ from idemlint.cache import SummaryCache, cache_key, key_for_digest
 from idemlint.catalog import CatalogError, get_rule
 from idemlint.discovery import discover, module_name
 from idemlint.findings import Finding
-from idemlint.incremental import NO_TASK_ROOT, Run, Stamped, run_task, stamp
+from idemlint.incremental import NO_TASK_ROOT, Run, Selection, Stamped, run_task, stamp
 from idemlint.knowledge import Knowledge, load_knowledge
-from idemlint.prefilter import FileScan, TooComplex, needed_files, scan, select, trigger_pattern
+from idemlint.prefilter import (
+    FileScan,
+    TooComplex,
+    edge_modules,
+    needed_files,
+    scan,
+    select,
+    trigger_pattern,
+)
 from idemlint.project import Project
+from idemlint.snapshot import Snapshot
 from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
 from idemlint.suppression import Suppression, suppressions_in
@@ -374,20 +383,68 @@ def check(
             cache.put_text(skey, text, "scans")
         return found, text
 
-    def select_all(todo: list[Stamped]) -> tuple[set[int] | None, list[str]]:
+    def select_all(todo: list[Stamped]) -> Selection:
         texts = [_text(f) for f in todo]
         if trigger is None:
-            return None, [""] * len(todo)
+            return Selection(None, [""] * len(todo))
         if not any(
             trigger.search(t) or trigger.search(f.module) for t, f in zip(texts, todo, strict=True)
         ):
-            return set(), [NO_TASK_ROOT] * len(todo)
+            return Selection(set(), [NO_TASK_ROOT] * len(todo))
         scans = [scan_of(f) for f in todo]
+        keep: dict[str, object] = {}
         try:
-            needed: set[int] | None = needed_files([sc for sc, _ in scans], trigger)
+            needed: set[int] | None = needed_files([sc for sc, _ in scans], trigger, keep)
         except TooComplex:
             needed = None
-        return needed, [snapshot.digest(t.encode()) for _, t in scans]
+        exports = keep.get("exports")
+        return Selection(
+            needed,
+            [snapshot.digest(t.encode()) for _, t in scans],
+            exports if isinstance(exports, dict) else None,
+        )
+
+    def old_scan(f: Stamped, digest: str) -> FileScan | None:
+        assert trigger is not None
+        skey = key_for_digest(digest, f.module, f.rel, kind=f"scan {trigger.pattern}")
+        text = cache.get_text(skey, "scans") if cache is not None else None
+        try:
+            return None if text is None else FileScan.from_json(text, f.module, f.is_package)
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def still_needed(changed: list[Stamped], last: Snapshot) -> bool:
+        """Whether the last run's pre-check still holds although these files' scans changed:
+        sound when no name binding changed anywhere (so no name became a task rule's, and
+        re-exports are as before), each file was needed before, and its paths lead only
+        into modules that were needed before (see :func:`~idemlint.prefilter.edge_modules`)."""
+        if trigger is None or last.exports is None:
+            return False
+        by_module: dict[str, list[Stamped]] = {}
+        for f in stamped:
+            by_module.setdefault(f.module, []).append(f)
+        needed_modules = {f.module for f in stamped if last.files[f.rel].needed}
+
+        def tokens_of(module: str) -> frozenset[str] | None:
+            files = by_module.get(module)
+            if not files:
+                return None
+            return frozenset().union(*(scan_of(f)[0].tokens for f in files))
+
+        for f in changed:
+            state = last.files[f.rel]
+            if not state.needed or len(by_module[f.module]) > 1 or trigger.match(f.module):
+                return False
+            before, now = old_scan(f, state.digest), scan_of(f)[0]
+            if before is None or before.bindings != now.bindings:
+                return False
+            if before.text_has_trigger != now.text_has_trigger:
+                return False
+            if any((b in before.tokens) != (b in now.tokens) for b in now.bindings):
+                return False
+            if not edge_modules(now, by_module, last.exports, tokens_of) <= needed_modules:
+                return False
+        return True
 
     run = Run(
         stamped,
@@ -398,6 +455,7 @@ def check(
         summarise=summarise,
         parses=lambda content: _parses_bytes(content),
         select=select_all,
+        still_needed=still_needed,
         scan_digest=lambda f: snapshot.digest(scan_of(f)[1].encode()),
         triggered=lambda f: bool(
             trigger is not None and (trigger.search(_text(f)) or trigger.search(f.module))

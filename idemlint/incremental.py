@@ -66,6 +66,17 @@ class Stamped:
 
 
 @dataclass
+class Selection:
+    """What the pre-check decided over the whole project."""
+
+    needed: set[int] | None
+    """Indexes of the files that need a full summary (None: all of them)."""
+    scans: list[str]
+    """Each file's scan hash."""
+    exports: dict[tuple[str, str], set[str]] | None = None
+
+
+@dataclass
 class Outcome:
     hits: list[tuple[str, Hit]]
     """(task, hit) in task order."""
@@ -147,9 +158,10 @@ class Run:
         use_prefilter: bool,
         summarise: Callable[[list[tuple[int, Stamped]]], dict[int, FileSummary]],
         parses: Callable[[bytes], bool],
-        select: Callable[[list[Stamped]], tuple[set[int] | None, list[str]]],
+        select: Callable[[list[Stamped]], Selection],
         scan_digest: Callable[[Stamped], str],
         triggered: Callable[[Stamped], bool],
+        still_needed: Callable[[list[Stamped], Snapshot], bool],
     ) -> None:
         self.files = files
         self.knowledge = knowledge
@@ -165,6 +177,7 @@ class Run:
         self._select = select
         self._scan_digest = scan_digest
         self._triggered = triggered
+        self._still_needed = still_needed
         self._by_rel = {f.rel: f for f in files}
         self.new = Snapshot(prefilter=use_prefilter)
         self.dirty: set[str] = set()
@@ -187,13 +200,22 @@ class Run:
             for f in files:
                 old = last.files[f.rel]
                 scans.append(old.scan if f.digest == old.digest else self._scan_digest(f))
-            if all(s == last.files[f.rel].scan for f, s in zip(files, scans, strict=True)):
+            rescanned = [
+                f for f, s in zip(files, scans, strict=True) if s != last.files[f.rel].scan
+            ]
+            if (
+                not rescanned
+                or all(st.needed for st in last.files.values())  # nothing to add to
+                or self._still_needed(rescanned, last)
+            ):
                 self.stats["prefilter_reused"] = 1
+                self.new.exports = last.exports
                 return [last.files[f.rel].needed for f in files], scans
-        needed, scans = self._select(files)
-        if needed is None:
-            return [True] * len(files), scans
-        return [i in needed for i in range(len(files))], scans
+        selection = self._select(files)
+        self.new.exports = selection.exports
+        if selection.needed is None:
+            return [True] * len(files), selection.scans
+        return [i in selection.needed for i in range(len(files))], selection.scans
 
     def _project(self) -> tuple[Project, dict[str, ParseError]]:
         files, last = self.files, self.last

@@ -279,17 +279,26 @@ class _Graph:
                 for name, values in scans[i].bindings.items():
                     merged.setdefault(name, set()).update(values)
             self.module_bindings[mod] = merged
-        self.tops = {m.split(".")[0] for m in self.by_module}
+        self._modules(self.by_module)
+        self.local = {mod: self._local(mod) for mod in self.by_module}
+        self.exports = self._exports()
+
+    def _modules(self, modules: Iterable[str]) -> None:
+        """What the project's module names say (top packages, every package prefix)."""
+        modules = list(modules)
+        self.tops = {m.split(".")[0] for m in modules}
         self.prefixes: set[str] = set()
-        for mod in self.by_module:
+        for mod in modules:
             parts = mod.split(".")
             self.prefixes.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-        self.depth = max(m.count(".") + 1 for m in self.by_module) if self.by_module else 1
+        self.depth = max(m.count(".") + 1 for m in modules) if modules else 1
         self._through_memo: dict[str, set[str]] = {}
         self._lookups_memo: dict[str, list[tuple[str, str]]] = {}
         self._file_lookups: dict[int, set[tuple[str, str]]] = {}
-        self.local = {mod: self._local(mod) for mod in self.by_module}
-        self.exports = self._exports()
+
+    def tokens(self, module: str) -> frozenset[str] | None:
+        """The identifiers of a module's text (None when no file holds the module)."""
+        return self.module_tokens.get(module)
 
     def _cut(self, path: str) -> str | None:
         """``path`` cut to the segments a module lookup can use; ``None`` when it starts
@@ -388,7 +397,7 @@ class _Graph:
         if parts[0] in self.tops:
             for i in range(1, len(parts)):
                 mod = ".".join(parts[:i])
-                tokens = self.module_tokens.get(mod)
+                tokens = self.tokens(mod)
                 if tokens is not None and parts[i] in tokens:
                     out.append((mod, parts[i]))
         self._lookups_memo[path] = out
@@ -437,6 +446,48 @@ class _Graph:
         return out
 
 
+class _OneFileGraph(_Graph):
+    """The graph as one file sees it, for its own lookups only: the module names of the
+    project, the ``exports`` of the last full pre-check (valid while no binding changed),
+    and the identifiers of other modules read on demand."""
+
+    def __init__(
+        self,
+        scan: FileScan,
+        modules: Iterable[str],
+        exports: dict[tuple[str, str], set[str]],
+        tokens_of: Callable[[str], frozenset[str] | None],
+    ) -> None:
+        self.scans = [scan]
+        self.by_module = {scan.module: [0]}
+        self.module_tokens = {scan.module: scan.tokens}
+        self.module_bindings = {scan.module: {k: set(v) for k, v in scan.bindings.items()}}
+        self._tokens_of = tokens_of
+        self._modules(modules)
+        self.local = {scan.module: self._local(scan.module)}
+        self.exports = exports
+
+    def tokens(self, module: str) -> frozenset[str] | None:
+        if module not in self.module_tokens:
+            found = self._tokens_of(module)
+            if found is None:
+                return None
+            self.module_tokens[module] = found
+        return self.module_tokens[module]
+
+
+def edge_modules(
+    scan: FileScan,
+    modules: Iterable[str],
+    exports: dict[tuple[str, str], set[str]],
+    tokens_of: Callable[[str], frozenset[str] | None],
+) -> set[str]:
+    """The modules resolving the names of one file may enter (its edges), computed without
+    the whole graph: for a re-check where this file changed but no binding anywhere did
+    (see :func:`idemlint.engine.check`)."""
+    return {mod for mod, _ in _OneFileGraph(scan, modules, exports, tokens_of).lookups(0)}
+
+
 def _trigger_names(
     graph: _Graph, trigger: re.Pattern[str]
 ) -> tuple[set[tuple[str, str]], set[str]]:
@@ -471,11 +522,18 @@ def _trigger_names(
     return hot, modules
 
 
-def needed_files(scans: Sequence[FileScan], trigger: re.Pattern[str]) -> set[int]:
-    """Indexes of the files that need a full summary (see the module docstring)."""
+def needed_files(
+    scans: Sequence[FileScan],
+    trigger: re.Pattern[str],
+    keep: dict[str, object] | None = None,
+) -> set[int]:
+    """Indexes of the files that need a full summary (see the module docstring).
+    ``keep["exports"]`` receives the graph's exports (what :func:`edge_modules` needs)."""
     if not any(s.text_has_trigger for s in scans):
         return set()  # no file can hold a task: no finding can come from any file
     graph = _Graph(scans)
+    if keep is not None:
+        keep["exports"] = graph.exports
     hot, hot_modules = _trigger_names(graph, trigger)
     # candidates: seeds, and files with a name that may stand for a task rule's root
     candidates = set()

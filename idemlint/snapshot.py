@@ -114,6 +114,9 @@ class Snapshot:
     """By task name, in analysis order (sorted)."""
     prefilter: bool = True
     """Whether the pre-check ran (with no literal task root it is off for the project)."""
+    exports: dict[tuple[str, str], set[str]] | None = None
+    """The pre-check graph's module-like names (:func:`idemlint.prefilter.edge_modules`),
+    valid while no file's name bindings change."""
 
     # -- encoding ----------------------------------------------------------
     def to_json(self, written_ns: int) -> str:
@@ -154,6 +157,9 @@ class Snapshot:
             {
                 "format": FORMAT,
                 "prefilter": self.prefilter,
+                "exports": None
+                if self.exports is None
+                else [[m, n, sorted(v)] for (m, n), v in sorted(self.exports.items())],
                 "files": files,
                 "signals": signals,
                 "tasks": tasks,
@@ -172,6 +178,8 @@ class Snapshot:
             return frozenset(paths[i] for i in numbers)
 
         snap = cls(prefilter=bool(data["prefilter"]))
+        if data.get("exports") is not None:
+            snap.exports = {(str(m), str(n)): set(v) for m, n, v in data["exports"]}
         for row in data["files"]:
             (path, mtime, size, dig, full, needed, scan) = row[:7]
             module, funcs, classes, err, decls, ddeps, supp = row[7:]

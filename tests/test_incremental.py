@@ -15,9 +15,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_perf_prefilter import TRICKY
+from test_perf_prefilter import _write as _write_project
 
 from idemlint.config import Config, load_config
 from idemlint.engine import CheckResult, check
+
+
+def _write(root: Path, files: dict[str, str | bytes]) -> Path:
+    root.mkdir(parents=True)
+    return _write_project(root, files)
+
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PROJECTS = sorted(p.parent.name for p in FIXTURES.glob("*/pyproject.toml"))
@@ -49,7 +57,7 @@ SWAPS = [
 def _edit(rng: random.Random, root: Path) -> str:
     files = sorted(p for p in root.rglob("*.py") if ".idemlint_cache" not in p.parts)
     path = rng.choice(files)
-    text = path.read_text("utf-8")
+    text = path.read_text("utf-8", "surrogateescape")
     lines = text.splitlines(keepends=True)
     kind = rng.randrange(6)
     if kind == 0:  # a text mutation that changes meaning
@@ -58,29 +66,30 @@ def _edit(rng: random.Random, root: Path) -> str:
             a, b = rng.choice(options)
             starts = [i for i in range(len(text)) if text.startswith(a, i)]
             at = rng.choice(starts)
-            path.write_text(text[:at] + b + text[at + len(a) :], "utf-8")
+            path.write_text(text[:at] + b + text[at + len(a) :], "utf-8", "surrogateescape")
             return f"{path.name}: {a!r} -> {b!r}"
     if kind == 1 and lines:  # blank lines above: every later position moves
         at = rng.randrange(len(lines) + 1)
-        path.write_text("".join([*lines[:at], "\n\n", *lines[at:]]), "utf-8")
+        path.write_text("".join([*lines[:at], "\n\n", *lines[at:]]), "utf-8", "surrogateescape")
         return f"{path.name}: blank lines at {at}"
     if kind == 2 and lines:  # a line dropped (may break the parse: IDM001)
         at = rng.randrange(len(lines))
-        path.write_text("".join(lines[:at] + lines[at + 1 :]), "utf-8")
+        path.write_text("".join(lines[:at] + lines[at + 1 :]), "utf-8", "surrogateescape")
         return f"{path.name}: line {at + 1} dropped"
     if kind == 3:  # a module-level name added (the pre-check's scan changes)
-        path.write_text(text + f"\nADDED_{rng.randrange(1000)} = {rng.randrange(9)}\n", "utf-8")
+        added = f"\nADDED_{rng.randrange(1000)} = {rng.randrange(9)}\n"
+        path.write_text(text + added, "utf-8", "surrogateescape")
         return f"{path.name}: name added"
     if kind == 4 and len(files) > 1:  # two files' contents swapped
         other = rng.choice([f for f in files if f != path])
-        other_text = other.read_text("utf-8")
-        path.write_text(other_text, "utf-8")
-        other.write_text(text, "utf-8")
+        other_text = other.read_text("utf-8", "surrogateescape")
+        path.write_text(other_text, "utf-8", "surrogateescape")
+        other.write_text(text, "utf-8", "surrogateescape")
         return f"{path.name} <-> {other.name}"
     # a line duplicated: the same effect twice, or a second definition
     if lines:
         at = rng.randrange(len(lines))
-        path.write_text("".join(lines[: at + 1] + lines[at:]), "utf-8")
+        path.write_text("".join(lines[: at + 1] + lines[at:]), "utf-8", "surrogateescape")
         return f"{path.name}: line {at + 1} doubled"
     return "nothing"
 
@@ -91,10 +100,13 @@ def _scratch(root: Path) -> CheckResult:
     return check([root], config.with_overrides(no_cache=True), cwd=root, incremental=False)
 
 
-@pytest.mark.parametrize("project", PROJECTS)
+@pytest.mark.parametrize("project", [*PROJECTS, "tricky"])
 def test_random_edits_recheck_like_a_run_from_scratch(project: str, tmp_path: Path) -> None:
     root = tmp_path / project
-    shutil.copytree(FIXTURES / project, root, ignore=NO_CACHE)
+    if project == "tricky":  # re-exports, aliases, files the pre-check rules out
+        _write(root, TRICKY)
+    else:
+        shutil.copytree(FIXTURES / project, root, ignore=NO_CACHE)
     rng = random.Random(f"idemlint-{project}")
     first = check([root], load_config([root]), cwd=root)
     assert first.findings == _scratch(root).findings
@@ -152,3 +164,32 @@ def test_suppressions_of_unchanged_files_come_from_the_snapshot(
     )
     assert kept_again == kept
     assert (str(tasks.relative_to(root)), line) not in {(f.path, f.line) for f in kept_again}
+
+
+def test_precheck_is_reused_only_while_it_still_holds(tmp_path: Path) -> None:
+    root = _write(tmp_path / "tricky", TRICKY)
+    jobs = root / "proj" / "jobs.py"
+    original = jobs.read_text()
+    first = check([root], load_config([root]), cwd=root)
+    assert first.findings == _scratch(root).findings
+
+    def recheck(text: str) -> CheckResult:
+        jobs.write_text(text)
+        result = check([root], load_config([root]), cwd=root)
+        assert result.findings == _scratch(root).findings
+        return result
+
+    # a new name: the scan changes, no binding does, and nothing leads anywhere new
+    added = recheck(original + "\nRETRIES = 3\n")
+    assert added.stats.get("prefilter_reused") == 1
+    # a path into a module the pre-check ruled out, with no new binding: not reused
+    call = "    h.mail.deep.notify(address)\n"
+    into = original.replace(call, call + "    proj.unrelated.report.export([address])\n", 1)
+    reached = recheck(into)
+    assert "prefilter_reused" not in reached.stats
+    assert any(f.path == "proj/unrelated/report.py" for f in reached.findings)
+    # a new import (a binding): not reused either
+    imported = recheck("from proj.unrelated import report\n" + original)
+    assert "prefilter_reused" not in imported.stats
+    back = recheck(original)
+    assert back.findings == first.findings
