@@ -217,7 +217,10 @@ def _places(report: Path) -> list[tuple[str, int, int, str, str]]:
 # idemlint's own commands import this checkout, whatever `pip install -e` last pointed
 # the environment at (only those: the peers must not see idemlint at all)
 _PATH = [str(BENCH.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
-OURS = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATH)}
+# every tool runs with its bytecode cached, as installed tools do (a machine that sets
+# PYTHONDONTWRITEBYTECODE would charge each run for compiling every module it imports)
+BASE = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+OURS = {**BASE, "PYTHONPATH": os.pathsep.join(_PATH)}
 
 
 def measure(
@@ -229,7 +232,7 @@ def measure(
         capture_output=True,
         check=True,
         text=True,
-        env=env,
+        env=env if env is not None else BASE,
     )
     data = json.loads(out.stdout)
     if data["timed_out"]:

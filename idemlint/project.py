@@ -170,6 +170,8 @@ class Project:
         self.task_names: dict[str, str] = {}
         """Task function -> its framework (filled in by :mod:`idemlint.tasks`)."""
         self._models: dict[str, tuple[ModelInfo | None, frozenset[str]]] = {}
+        self._definers: dict[str, tuple[str, ...]] = {}
+        self._class_prefixes: dict[str, tuple[tuple[str, str] | None, frozenset[str]]] = {}
 
     # -- files -------------------------------------------------------------
     def file(self, path: str) -> FileSummary:
@@ -193,12 +195,18 @@ class Project:
     def touch_definers(self, name: str) -> None:
         """Record the files whose module is a prefix of ``name``: an edit of one of them
         could define it."""
-        if name.split(".", 1)[0] not in self._tops:
+        if not self.tracker.frames:
             return
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            for path in self._module_paths.get(".".join(parts[:i]), ()):
-                self.tracker.touch(path)
+        found = self._definers.get(name)
+        if found is None:
+            paths: list[str] = []
+            if name.split(".", 1)[0] in self._tops:
+                parts = name.split(".")
+                for i in range(1, len(parts)):
+                    paths.extend(self._module_paths.get(".".join(parts[:i]), ()))
+            found = self._definers[name] = tuple(paths)
+        if found:
+            self.tracker.merge(found)
 
     # -- resolution --------------------------------------------------------
     def locals_of(self, file: FileSummary, func: FunctionSummary) -> dict[str, list[Value]]:
@@ -350,6 +358,19 @@ class Project:
     # -- classes, models, tasks --------------------------------------------
     def class_prefix(self, resolved: str) -> tuple[str, str] | None:
         """The longest leading project class in ``resolved``: (class, rest of the path)."""
+        hit = self._class_prefixes.get(resolved)
+        if hit is not None:
+            self.tracker.merge(hit[1])
+            return hit[0]
+        self.tracker.open()
+        try:
+            found = self._class_prefix(resolved)
+        finally:
+            deps = self.tracker.close()
+        self._class_prefixes[resolved] = (found, deps)
+        return found
+
+    def _class_prefix(self, resolved: str) -> tuple[str, str] | None:
         cuts = [m.start() for m in _BOUNDARY.finditer(resolved)]
         for cut in reversed([*cuts, len(resolved)]):
             head = resolved[:cut]
