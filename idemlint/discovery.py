@@ -71,19 +71,22 @@ def _walk_files(root: Path) -> list[Path]:
 
 
 def _skipped(rel_parts: Sequence[str], root: Path) -> bool:
-    for i, part in enumerate(rel_parts[:-1]):
-        # hidden folders hold tool data (.semgrep rule tests, .github), not the application
-        if part in ALWAYS_SKIPPED or part.endswith(".egg-info") or part.startswith("."):
-            return True
-        if _is_virtualenv(os.path.join(root, *rel_parts[: i + 1])):
-            return True
-    return False
+    return _folder_skipped(str(root), "/".join(rel_parts[:-1]))
 
 
 @lru_cache(maxsize=4096)
-def _is_virtualenv(folder: str) -> bool:
-    """Asked once per folder and run (files share folders)."""
-    return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
+def _folder_skipped(root: str, rel: str) -> bool:
+    """Whether a folder (relative to the root, ``/``-separated) or one of its parents is
+    skipped. Asked once per folder and run: files share folders."""
+    if not rel:
+        return False
+    parent, _, part = rel.rpartition("/")
+    # hidden folders hold tool data (.semgrep rule tests, .github), not the application
+    if part in ALWAYS_SKIPPED or part.endswith(".egg-info") or part.startswith("."):
+        return True
+    if os.path.exists(os.path.join(root, rel, "pyvenv.cfg")):
+        return True
+    return _folder_skipped(root, parent)
 
 
 def _excluded(rel: str, globs: Iterable[str]) -> bool:
@@ -100,7 +103,7 @@ def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
     """Every Python file of the project under ``root``, sorted."""
     root = root.absolute()
     _package_of.cache_clear()  # folders are read afresh on every run
-    _is_virtualenv.cache_clear()
+    _folder_skipped.cache_clear()
     files = _git_files(root)
     if files is None:
         files = _walk_files(root)
@@ -145,13 +148,17 @@ def _package_of(folder_name: str, root_name: str) -> str | None:
     """The dotted package name of a folder (``None`` when it is not a package and not
     the root). Asked once per folder: a project's files share few folders, and the
     editor path checks the whole project on every save."""
-    folder, root = Path(folder_name), Path(root_name)
-    if not (folder / "__init__.py").exists() and folder != root:
+    folder, root = folder_name, root_name
+
+    def is_package(name: str) -> bool:
+        return os.path.exists(os.path.join(name, "__init__.py"))
+
+    if not is_package(folder) and folder != root:
         return None
     parts: list[str] = []
-    while (folder / "__init__.py").exists() and folder != folder.parent:
-        parts.append(folder.name)
+    while is_package(folder) and folder != os.path.dirname(folder):
+        parts.append(os.path.basename(folder))
         if folder == root:
             break
-        folder = folder.parent
+        folder = os.path.dirname(folder)
     return ".".join(reversed(parts))

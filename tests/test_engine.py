@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from idemlint import cache as cache_module
+from idemlint import snapshot
 from idemlint.checks import STATEMENT_CHECKS
 from idemlint.config import Config, load_config
 from idemlint.engine import check, check_project, check_source
@@ -384,7 +385,11 @@ def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
         if entry.is_file():
             assert entry.suffix == ".json"
             json.loads(entry.read_text())
+    (snap,) = (root / ".idemlint_cache" / "projects").iterdir()  # no stray temporary files
+    assert snapshot.load(snap.parent.parent, snap.stem) is not None
     assert run_json(root) == json.loads(outputs[0])
+    again = check([root], load_config([root]), cwd=root)
+    assert again.stats["analysed"] == 0  # the snapshot one of them left is whole and used
 
 
 def test_git_ignored_and_virtualenv_files_are_skipped(tmp_path: Path) -> None:
