@@ -472,7 +472,7 @@ class TaskContext:
             return hit[0]
         tracker.open()
         try:
-            tracker.touch(ref.file.path)
+            tracker.touch(ref.path)
             facts = FunctionFacts(self.project, ref)
         finally:
             deps = tracker.close()

@@ -310,7 +310,7 @@ class Run:
                 return old[0]
             project.tracker.open()
             try:
-                project.tracker.touch(task.ref.file.path)
+                project.tracker.touch(task.ref.path)
                 called = retry_signal(project, task.ref)
             finally:
                 deps = project.tracker.close()

@@ -12,9 +12,10 @@ is how the knowledge base names "any model" without the engine knowing Django.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from functools import cached_property
+from typing import Any, Generic, Protocol, TypeVar
 
 from idemlint.deps import Tracker
 from idemlint.knowledge import Knowledge
@@ -60,28 +61,102 @@ class ModelInfo:
         return "id" if name == "pk" else name
 
 
-@dataclass
 class FunctionRef:
-    qualified: str
-    file: FileSummary
-    func: FunctionSummary
+    """A project function: its qualified name and the file it is in; the summary is
+    loaded when first asked for (a call target that the walk never follows, past its
+    depth, costs nothing)."""
+
+    __slots__ = ("_file", "_func", "_load", "path", "qualified")
+
+    def __init__(
+        self,
+        qualified: str,
+        file: FileSummary | None = None,
+        func: FunctionSummary | None = None,
+        *,
+        path: str | None = None,
+        load: Callable[[], tuple[FileSummary, FunctionSummary]] | None = None,
+    ) -> None:
+        self.qualified = qualified
+        self._file, self._func, self._load = file, func, load
+        self.path = path if path is not None else (file.path if file is not None else "")
+
+    def _loaded(self) -> tuple[FileSummary, FunctionSummary]:
+        if self._file is None or self._func is None:
+            assert self._load is not None
+            self._file, self._func = self._load()
+        return self._file, self._func
+
+    @property
+    def file(self) -> FileSummary:
+        return self._loaded()[0]
+
+    @property
+    def func(self) -> FunctionSummary:
+        return self._loaded()[1]
+
+
+class ModuleScope(Protocol):
+    """What resolving a module-level name reads of a file: a full summary, or the
+    :class:`FileIndex` of one that was not loaded."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def module(self) -> str: ...
+    @property
+    def imports(self) -> Mapping[str, str]: ...
+    @property
+    def assigns(self) -> Mapping[str, Value]: ...
+    @property
+    def functions(self) -> Collection[str]: ...
+    @property
+    def classes(self) -> Collection[str]: ...
 
 
 @dataclass(frozen=True)
 class FileIndex:
     """What the project index needs of a file without holding its summary: an
     incremental re-check (:mod:`idemlint.snapshot`) builds the index from these and
-    loads a summary only when the analysis asks about the file."""
+    loads a summary only when the analysis asks about the file's functions or
+    classes. Its module-level names (imports, assignments) are here too: resolving a
+    name through a module is most of what the analysis asks of other files."""
 
     path: str
     module: str
     functions: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
     error: bool = False
+    imports: Mapping[str, str] = field(default_factory=dict)
+    raw_assigns: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Module-level assignments in :meth:`Value.to_dict` form, decoded on first use."""
+    raw_bases: Mapping[str, list[Any]] = field(default_factory=dict, compare=False)
+    """Each class's bases (by name within the module), in the same form."""
+
+    @cached_property
+    def assigns(self) -> dict[str, Value]:
+        return {k: Value.from_dict(v) for k, v in self.raw_assigns.items()}
+
+    @cached_property
+    def bases(self) -> dict[str, list[Value]]:
+        return {k: [Value.from_dict(b) for b in v] for k, v in self.raw_bases.items()}
 
     @classmethod
     def of(cls, f: FileSummary) -> FileIndex:
-        return cls(f.path, f.module, tuple(f.functions), tuple(f.classes), f.error is not None)
+        index = cls(
+            f.path,
+            f.module,
+            tuple(f.functions),
+            tuple(f.classes),
+            f.error is not None,
+            dict(f.imports),
+            {k: v.to_dict() for k, v in f.assigns.items()},
+            {k: [b.to_dict() for b in c.bases] for k, c in f.classes.items()},
+        )
+        # already decoded: no need to again
+        index.__dict__["assigns"] = f.assigns
+        index.__dict__["bases"] = {k: c.bases for k, c in f.classes.items()}
+        return index
 
 
 T = TypeVar("T")
@@ -93,7 +168,7 @@ class _Table(Generic[T]):
     Every lookup records the file it reads (see :class:`idemlint.deps.Tracker`); a
     lookup that finds nothing records the files whose module could define the name."""
 
-    def __init__(self, project: Project, make: Callable[[FileSummary, str, str], T]) -> None:
+    def __init__(self, project: Project, make: Callable[[Project, str, str, str], T]) -> None:
         self._project = project
         self._make = make
         self.where: dict[str, tuple[str, str]] = {}
@@ -108,22 +183,37 @@ class _Table(Generic[T]):
         self._project.tracker.touch(loc[0])
         made = self._made.get(name)
         if made is None:
-            made = self._made[name] = self._make(self._project.file(loc[0]), loc[1], name)
+            made = self._made[name] = self._make(self._project, loc[0], loc[1], name)
         return made
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        """Whether the project defines ``name`` (records the file read; loads nothing)."""
+        if not isinstance(name, str):
+            return False
+        loc = self.where.get(name)
+        if loc is None:
+            self._project.touch_definers(name)
+            return False
+        self._project.tracker.touch(loc[0])
+        return True
 
     def names(self) -> list[str]:
         """Every qualified name (reads no file)."""
         return list(self.where)
 
 
-def _function_ref(file: FileSummary, qual: str, name: str) -> FunctionRef:
-    return FunctionRef(name, file, file.functions[qual])
+def _function_ref(project: Project, path: str, qual: str, name: str) -> FunctionRef:
+    def load() -> tuple[FileSummary, FunctionSummary]:
+        file = project.file(path)
+        return file, file.functions[qual]
+
+    return FunctionRef(name, path=path, load=load)
 
 
-def _class_entry(file: FileSummary, qual: str, name: str) -> tuple[FileSummary, ClassSummary]:
+def _class_entry(
+    project: Project, path: str, qual: str, name: str
+) -> tuple[FileSummary, ClassSummary]:
+    file = project.file(path)
     return (file, file.classes[qual])
 
 
@@ -144,6 +234,7 @@ class Project:
         self._load = load
         self._loaded: dict[str, FileSummary] = {}
         self.index: list[FileIndex] = []
+        self._index_by_path: dict[str, FileIndex] = {}
         self.modules: dict[str, str] = {}
         """Module name -> the path of the file that holds it (the first one seen)."""
         self._module_paths: dict[str, list[str]] = {}
@@ -155,6 +246,7 @@ class Project:
                 self._loaded[entry.path] = entry
                 entry = FileIndex.of(entry)
             self.index.append(entry)
+            self._index_by_path[entry.path] = entry
             if entry.error:
                 continue
             self.modules.setdefault(entry.module, entry.path)
@@ -191,6 +283,14 @@ class Project:
     def module_file(self, module: str) -> FileSummary | None:
         path = self.modules.get(module)
         return None if path is None else self.file(path)
+
+    def module_scope(self, module: str) -> ModuleScope | None:
+        """The module-level names of a module: its summary if loaded, else its index
+        entry (no load)."""
+        path = self.modules.get(module)
+        if path is None:
+            return None
+        return self._loaded.get(path) or self._index_by_path[path]
 
     def touch_definers(self, name: str) -> None:
         """Record the files whose module is a prefix of ``name``: an edit of one of them
@@ -239,7 +339,7 @@ class Project:
     def resolve(
         self,
         path: str,
-        file: FileSummary,
+        file: ModuleScope,
         func: FunctionSummary | None = None,
         depth: int = 0,
         seen: frozenset[str] = frozenset(),
@@ -263,7 +363,7 @@ class Project:
     def _resolve(
         self,
         path: str,
-        file: FileSummary,
+        file: ModuleScope,
         func: FunctionSummary | None,
         depth: int,
         seen: frozenset[str],
@@ -273,6 +373,7 @@ class Project:
         self.tracker.touch(file.path)
         root, rest = split_root(path)
         if func is not None:
+            assert isinstance(file, FileSummary)  # a function comes with its summary
             nested = f"{file.module}.{func.qualname}.{root}"
             if nested in self.functions:
                 return nested + rest
@@ -298,7 +399,7 @@ class Project:
         resolved = self.resolve_global(root, file, depth + 1)
         return (resolved if resolved is not None else root) + rest
 
-    def resolve_global(self, name: str, file: FileSummary, depth: int) -> str | None:
+    def resolve_global(self, name: str, file: ModuleScope, depth: int) -> str | None:
         """A module-level name of ``file``, qualified; ``None`` when the module lacks it."""
         if depth > MAX_DEPTH:
             return None
@@ -323,7 +424,7 @@ class Project:
         parts = qualified.split(".")
         for i in range(len(parts) - 1, 0, -1):
             module = ".".join(parts[:i])
-            target = self.module_file(module)
+            target = self.module_scope(module)
             if target is None:
                 continue
             name, rest = parts[i], parts[i + 1 :]
@@ -338,7 +439,7 @@ class Project:
     def resolve_value(
         self,
         value: Value,
-        file: FileSummary,
+        file: ModuleScope,
         func: FunctionSummary | None,
         depth: int = 0,
         seen: frozenset[str] = frozenset(),
@@ -402,13 +503,28 @@ class Project:
         self._kinds[qualname] = (result, deps)
         return result
 
+    def class_base_values(self, qualname: str) -> tuple[ModuleScope, list[Value]] | None:
+        """A project class's bases as written, with the module scope they are written in
+        (from the index: no summary is loaded for this)."""
+        loc = self.classes.where.get(qualname)
+        if loc is None:
+            self.touch_definers(qualname)
+            return None
+        path, qual = loc
+        self.tracker.touch(path)
+        loaded = self._loaded.get(path)
+        if loaded is not None:
+            return loaded, loaded.classes[qual].bases
+        index = self._index_by_path[path]
+        return index, index.bases.get(qual, [])
+
     def _class_kinds(self, qualname: str, _seen: frozenset[str]) -> frozenset[str]:
-        entry = self.classes.get(qualname)
+        entry = self.class_base_values(qualname)
         if entry is None:
             return frozenset()
-        file, cls = entry
+        file, bases = entry
         kinds: set[str] = set()
-        for base in cls.bases:
+        for base in bases:
             resolved = self.resolve_value(base, file, None)
             if resolved is None:
                 continue
@@ -432,11 +548,11 @@ class Project:
         todo = [qualname]
         while todo:
             current = todo.pop(0)
-            entry = self.classes.get(current)
+            entry = self.class_base_values(current)
             if entry is None:
                 continue
-            file, cls = entry
-            for base in cls.bases:
+            file, bases = entry
+            for base in bases:
                 resolved = self.resolve_value(base, file, None)
                 if resolved and resolved not in out:
                     out.append(resolved)

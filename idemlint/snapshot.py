@@ -39,7 +39,7 @@ from idemlint.project import FileIndex
 from idemlint.summary import ParseError, Span
 from idemlint.tasks import Declaration
 
-FORMAT = 1
+FORMAT = 2
 RACY_NS = 2_000_000_000
 """A file modified this close to when it was read may change again within the same
 timestamp; its stamp is not trusted next time (its bytes are hashed again)."""
@@ -146,6 +146,9 @@ class Snapshot:
                     None if st.declarations is None else [d.to_json() for d in st.declarations],
                     deps(st.declaration_deps),
                     None if st.suppressions is None else [list(r) for r in st.suppressions],
+                    dict(st.index.imports),
+                    dict(st.index.raw_assigns),
+                    dict(st.index.raw_bases),
                 ]
             )
         tasks = [
@@ -182,7 +185,7 @@ class Snapshot:
             snap.exports = {(str(m), str(n)): set(v) for m, n, v in data["exports"]}
         for row in data["files"]:
             (path, mtime, size, dig, full, needed, scan) = row[:7]
-            module, funcs, classes, err, decls, ddeps, supp = row[7:]
+            module, funcs, classes, err, decls, ddeps, supp, imports, assigns, bases = row[7:]
             error = None if err is None else ParseError(str(err[0]), int(err[1]), int(err[2]))
             snap.files[path] = FileState(
                 path=path,
@@ -192,7 +195,16 @@ class Snapshot:
                 full=bool(full),
                 needed=bool(needed),
                 scan=str(scan),
-                index=FileIndex(path, module, tuple(funcs), tuple(classes), error is not None),
+                index=FileIndex(
+                    path,
+                    module,
+                    tuple(funcs),
+                    tuple(classes),
+                    error is not None,
+                    dict(imports),
+                    dict(assigns),
+                    dict(bases),
+                ),
                 error=error,
                 declarations=None if decls is None else [Declaration.from_json(d) for d in decls],
                 declaration_deps=deps(ddeps),
