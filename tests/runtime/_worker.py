@@ -56,6 +56,8 @@ def main() -> None:
             time.sleep(pause)
             return f"result of {key}"
 
+        failures: list[str] = []
+
         def caller() -> None:
             order = list(keys)
             random.shuffle(order)
@@ -65,7 +67,14 @@ def main() -> None:
                 except AlreadyInProgress:
                     emit(f"IN_PROGRESS {key}")
                     continue
-                assert outcome.result == f"result of {key}", outcome
+                except Exception as exc:  # a thread's error must fail the worker, loudly
+                    failures.append(f"{key}: {type(exc).__name__}: {exc}")
+                    emit(f"ERROR {key} {type(exc).__name__}: {exc}")
+                    continue
+                if outcome.result != f"result of {key}":
+                    failures.append(f"{key}: wrong result {outcome!r}")
+                    emit(f"ERROR {key} wrong result")
+                    continue
                 emit(f"{'REPLAY' if outcome.replayed else 'RAN'} {key}")
 
         wait_for_go()
@@ -75,6 +84,8 @@ def main() -> None:
         for thread in pool:
             thread.join()
         emit("DONE")
+        if failures:
+            raise SystemExit("calls failed:\n" + "\n".join(failures[:20]))
         return
 
     if mode in ("crash", "stall"):
