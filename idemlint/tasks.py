@@ -209,6 +209,8 @@ class TaskFinder:
                 for attr in tc.retry_attributes:
                     if _truthy(entry[1].attributes.get(attr)):
                         retries, reason = True, f"{attr} ="
+            if tc.retries_by_default and not retries:
+                retries, reason = True, f"{tc.framework} retries by default"
             self._add(ref, tc.framework, span, retries, reason)
             return
 

@@ -175,6 +175,68 @@ def test_user_knowledge_from_pyproject(tmp_path: Path) -> None:
     assert codes(findings) == [("app/work.py", 6, "IDM101"), ("app/work.py", 8, "IDM302")]
 
 
+JOB_RUNNER_PROJECT = {
+    "app/__init__.py": "",
+    "app/jobs.py": """
+        class JobRunner:
+            def run(self, data):
+                raise NotImplementedError
+
+            @classmethod
+            def enqueue(cls, data):
+                cls().run(data)
+    """,
+    "app/sync.py": """
+        import requests
+        from app.jobs import JobRunner
+
+        class SyncJob(JobRunner):
+            def run(self, data):
+                requests.post("https://erp.example.com/sync", json=data)
+    """,
+}
+
+
+def test_user_task_classes_from_pyproject(tmp_path: Path) -> None:
+    root = write(tmp_path / "plain", JOB_RUNNER_PROJECT)
+    assert check_project(root, cwd=root) == []  # a job runner idemlint cannot know about
+    configured = write(
+        tmp_path / "configured",
+        {
+            **JOB_RUNNER_PROJECT,
+            "pyproject.toml": """
+                [[tool.idemlint.task-classes]]
+                base = "app.jobs.JobRunner"
+                retries = true
+            """,
+        },
+    )
+    findings = check_project(configured, cwd=configured)
+    assert codes(findings) == [("app/sync.py", 4, "IDM101"), ("app/sync.py", 6, "IDM304")]
+    assert findings[0].task == "app.sync.SyncJob.run"
+    assert "custom retries by default" in findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ('{method = "run"}', "expected a list of tables"),
+        ('{base = "a.B", retries = "yes"}', "retries must be true or false"),
+        ('{base = "a.B", retry-attributes = "x"}', "retry-attributes must be a list"),
+        ('{base = "a.B", when = 1}', "unknown field 'when'"),
+    ],
+)
+def test_bad_task_classes_config_names_the_problem(
+    tmp_path: Path, entry: str, complaint: str
+) -> None:
+    from idemlint.errors import ConfigError
+
+    root = write(tmp_path, {"pyproject.toml": f"[tool.idemlint]\ntask-classes = [{entry}]\n"})
+    with pytest.raises(ConfigError) as err:
+        check_project(root)
+    assert "task-classes[0]" in str(err.value) and complaint in str(err.value)
+
+
 def test_bad_knowledge_config_names_file_and_key(tmp_path: Path) -> None:
     from idemlint.errors import ConfigError
 

@@ -35,6 +35,10 @@ EXTENSION_KEYS: dict[str, str] = {
         'list of tables: {name = "pkg.mod.decorator", retries = true|false, '
         "retry-kwargs = [...], no-retry-kwargs = [...]}"
     ),
+    "task-classes": (
+        'list of tables: {base = "pkg.mod.BaseJob", method = "run", retries = true|false, '
+        "retry-attributes = [...]}"
+    ),
     "locks": "list of call globs",
     "guards": "list of decorator or call globs",
     "lookups": "list of call globs",
@@ -103,6 +107,7 @@ class TaskClass:
     framework: str
     method: str
     retry_attributes: tuple[str, ...] = ()
+    retries_by_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,25 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                     raise ConfigError(
                         f"{name} must be a list of keyword names", file=file, key=where
                     )
+        elif key == "task-classes":
+            if not isinstance(item, dict) or not isinstance(item.get("base"), str):
+                raise ConfigError(f"expected a {shape}", file=file, key=where)
+            fields = ("base", "method", "framework", "retries", "retry-attributes")
+            unknown = set(item) - set(fields)
+            if unknown:
+                raise ConfigError(
+                    f"unknown field {sorted(unknown)[0]!r}", file=file, key=where, accepted=fields
+                )
+            for name in ("method", "framework"):
+                if name in item and not (isinstance(item[name], str) and item[name]):
+                    raise ConfigError(f"{name} must be a name", file=file, key=where)
+            if "retries" in item and not isinstance(item["retries"], bool):
+                raise ConfigError("retries must be true or false", file=file, key=where)
+            attrs = item.get("retry-attributes", [])
+            if not isinstance(attrs, list) or not all(isinstance(v, str) for v in attrs):
+                raise ConfigError(
+                    "retry-attributes must be a list of attribute names", file=file, key=where
+                )
         elif key == "idempotent-apis":
             if not (
                 isinstance(item, dict)
@@ -297,6 +321,16 @@ def load_knowledge(
                 retry_attributes=_strs(e.get("retry-attributes")),
             )
             for e in data["task-class"]
+        ]
+        + [
+            TaskClass(
+                base=e["base"],
+                framework=str(e.get("framework", "custom")),
+                method=str(e.get("method", "run")),
+                retry_attributes=_strs(e.get("retry-attributes")),
+                retries_by_default=e.get("retries") is True,
+            )
+            for e in user("task-classes")
         ],
         task_registrations=[
             TaskRegistration(
