@@ -266,9 +266,25 @@ async def send(session, event_id):
     session.add(Delivery(event_id=event_id))  # expected: no IDM301 (guarded by the state check above)
 """
 
+FN_ENQUEUE_IN_ON_COMMIT = """\
+# saleor/pretix: the enqueue waits for the commit, but a retry still enqueues again
+from celery import shared_task
+from django.db import transaction
+
+@shared_task
+def notify(order_id):
+    pass
+
+@shared_task
+def confirm(order_id):
+    transaction.on_commit(lambda: notify.delay(order_id))  # expected: IDM305
+    transaction.on_commit(lambda q=notify.s(order_id): q.delay())
+"""
+
 CASES = [
     pytest.param(FN_CHAINED_EFFECT, [(6, "IDM304"), (11, "IDM304")], id="fn_chained_effect"),
     pytest.param(FN_NESTED_FUNCTION, [(7, "IDM302")], id="fn_nested_function"),
+    pytest.param(FN_ENQUEUE_IN_ON_COMMIT, [(11, "IDM305")], id="fn_enqueue_in_on_commit"),
     pytest.param(
         FN_NOT_IN_GUARD, [(7, "IDM101"), (10, "IDM305"), (13, "IDM305")], id="fn_not_in_guard"
     ),
