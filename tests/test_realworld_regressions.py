@@ -157,6 +157,31 @@ def recompute(meter_id, items):
     meter.save()
 """
 
+FP_ACCUMULATE_AFTER_RESET_CALL = """\
+# polar: the meter's totals are zeroed by a method, then rebuilt from the events
+from celery import shared_task
+from django.db import models
+
+class Meter(models.Model):
+    amount = models.IntegerField()
+
+@shared_task
+def recompute(meter_id, items):
+    meter = Meter.objects.get(pk=meter_id)
+    meter.reset()
+    for item in items:
+        meter.amount += item  # expected: no IDM501 (rebuilt from zero)
+    meter.save()
+
+@shared_task
+def bump(meter_id, items):
+    meter = Meter.objects.get(pk=meter_id)
+    meter.refresh()
+    for item in items:
+        meter.amount += item  # expected: IDM501 (refresh() is no reset)
+    meter.save()
+"""
+
 FP_CORRELATION_KEY = """\
 import uuid
 from celery import shared_task
@@ -294,6 +319,9 @@ CASES = [
     pytest.param(FP_601_SET_IF_NULL, [], id="fp_601_set_if_null"),
     pytest.param(FP_602_GUARDED, [(15, "IDM304")], id="fp_602_guarded"),
     pytest.param(FP_ACCUMULATE_AFTER_RESET, [], id="fp_accumulate_after_reset"),
+    pytest.param(
+        FP_ACCUMULATE_AFTER_RESET_CALL, [(21, "IDM501")], id="fp_accumulate_after_reset_call"
+    ),
     pytest.param(FP_CORRELATION_KEY, [(12, "IDM301"), (13, "IDM301")], id="fp_correlation_key"),
     pytest.param(FP_LOCK_CLAIM_LOOP, [], id="fp_lock_claim_loop"),
     pytest.param(FP_RELATED_LOOKUP_402, [(20, "IDM301")], id="fp_related_lookup_402"),

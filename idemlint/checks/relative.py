@@ -82,16 +82,26 @@ def _not_a_number(value: Value) -> bool:
 
 
 def _reset_before(facts: FunctionFacts, ev: Event, target: str) -> bool:
-    """``meter.amount = 0`` earlier in the function: the total is recomputed, not adjusted."""
-    return any(
-        other.type == "assign"
-        and other.op is None
-        and other.targets == [target]
-        and other.span.line < ev.span.line
-        and other.value is not None
-        and not (other.value.kind == "binop" and any(a.path == target for a in other.value.args))
-        for other in facts.func.events
-    )
+    """``meter.amount = 0`` or ``meter.reset()`` earlier in the function: the total is
+    recomputed, not adjusted."""
+    owner = target.rsplit(".", 1)[0]
+    for other in facts.func.events:
+        if other.span.line >= ev.span.line or other.value is None:
+            continue
+        if other.type == "assign":
+            if (
+                other.op is None
+                and other.targets == [target]
+                and not (
+                    other.value.kind == "binop" and any(a.path == target for a in other.value.args)
+                )
+            ):
+                return True
+        elif other.type == "call" and other.value.path is not None:
+            base, _, method = other.value.path.rpartition(".")
+            if base == owner and facts.k.reset_methods.match([method]):
+                return True
+    return False
 
 
 def _unsafe(r: Reached, ev: Event) -> bool:

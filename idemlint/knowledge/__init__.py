@@ -156,6 +156,8 @@ class Knowledge:
     counter_unless_key: re.Pattern[str]
     relative_calls: Patterns
     relative_attributes: Patterns
+    reset_methods: Patterns
+    """Method names that zero an object's totals (``meter.reset()``)."""
     unstable_sources: Patterns
     key_names: Patterns
     key_kwargs: frozenset[str]
@@ -366,6 +368,7 @@ def load_knowledge(
         counter_unless_key=re.compile(data["counters"]["unless-key"]),
         relative_calls=Patterns(data["relative-operands"]["calls"]),
         relative_attributes=Patterns(data["relative-operands"]["attributes"]),
+        reset_methods=Patterns(data["relative-resets"]["methods"]),
         unstable_sources=Patterns(data["unstable-sources"]["calls"]),
         key_names=Patterns(data["key-names"]["names"]),
         key_kwargs=frozenset(data["key-names"]["kwargs"]),
