@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Callable, Collection
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
 
 FORMAT = 2
+PRUNE_AGE = 30 * 86400
+"""Entries not used by the current project are deleted when older than this (seconds)."""
+PRUNE_EVERY = 86400
 """Bump when the summary's shape or its encoding (:mod:`idemlint.summary_codec`) changes."""
 
 
@@ -102,3 +107,44 @@ class SummaryCache:
             os.replace(tmp, target)
         except OSError:
             return  # a read-only or full disk only costs speed
+
+    def prune(self, keep: Collection[str], *, max_age: float = PRUNE_AGE, now: float) -> int:
+        """Delete entries (summaries, scans, other configurations' snapshots and stray
+        temporary files) older than ``max_age`` seconds, except the keys in ``keep``
+        (what the current project uses). Content-addressed entries pile up with every
+        saved edit; those of another branch, if younger, survive to be reused.
+        Returns how many were deleted."""
+        removed = 0
+        for area in ("summaries", "scans", "projects"):
+            base = self.folder / area
+            if not base.is_dir():
+                continue
+            for dirpath, _, names in os.walk(base):
+                for name in names:
+                    if name.removesuffix(".json") in keep:
+                        continue
+                    path = os.path.join(dirpath, name)
+                    try:
+                        if now - os.stat(path).st_mtime > max_age:
+                            os.unlink(path)
+                            removed += 1
+                    except OSError:
+                        continue  # gone already (a concurrent run pruned it)
+        return removed
+
+    def prune_if_due(self, keep: Callable[[], Collection[str]], *, now: float | None = None) -> int:
+        """:meth:`prune` at most once a day (a marker file's mtime says when it last ran),
+        so that a warm run does not walk the cache each time."""
+        now = time.time() if now is None else now
+        marker = self.folder / "last-prune"
+        try:
+            if now - marker.stat().st_mtime < PRUNE_EVERY:
+                return 0
+        except OSError:
+            pass  # never pruned
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{now}\n", "utf-8")
+        except OSError:
+            return 0
+        return self.prune(keep(), now=now)

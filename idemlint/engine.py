@@ -488,6 +488,19 @@ def check(
         or run.last is None
     ):
         snapshot.save(cache.folder, key, run.new)
+    if cache is not None:
+
+        def in_use() -> set[str]:
+            keys = {key}
+            for f in stamped:
+                if run.new.files[f.rel].full:
+                    keys.add(key_for_digest(f.digest, f.module, f.rel))
+                if trigger is not None:
+                    tag = f"scan {trigger.pattern}"
+                    keys.add(key_for_digest(f.digest, f.module, f.rel, kind=tag))
+            return keys
+
+        cache.prune_if_due(in_use)
 
     findings = findings_from_hits(outcome.hits, root, cwd, report)
     for f in stamped:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -420,6 +421,41 @@ def test_knowledge_change_invalidates_the_snapshot(tmp_path: Path) -> None:
     assert (
         after.findings == check([root], load_config([root]), cwd=root, incremental=False).findings
     )
+
+
+def test_old_entries_the_project_no_longer_uses_are_pruned(tmp_path: Path) -> None:
+    root = write(tmp_path, PROJECT)
+    tasks = root / "app" / "tasks.py"
+    original = tasks.read_text()
+    for i in range(3):  # three saved edits: three summaries of tasks.py nobody needs now
+        tasks.write_text(original + f"\nEDIT = {i}\n")
+        check([root], load_config([root]), cwd=root)
+    tasks.write_text(original)
+    first = check([root], load_config([root]), cwd=root)
+    cache = root / ".idemlint_cache"
+    entries = [p for p in cache.rglob("*.json") if p.parent.name != "projects"]
+    month_ago = time.time() - 31 * 86400
+    for entry in [*entries, cache / "last-prune"]:  # everything old, the prune overdue
+        os.utime(entry, (month_ago, month_ago))
+    again = check([root], load_config([root]), cwd=root)
+    assert again.findings == first.findings
+    left = {p for p in cache.rglob("*.json") if p.parent.name != "projects"}
+    assert len(left) == len(entries) - 6  # 3 summaries + 3 scans of the old edits
+    # what the project uses survived, however old: a run from the snapshot's view of
+    # the tree and a run without the snapshot both find every summary
+    (snap,) = (cache / "projects").glob("*.json")
+    snap.unlink()
+    fresh = check([root], load_config([root]), cwd=root)
+    assert fresh.findings == first.findings
+    assert fresh.files_read - fresh.cache_hits == fresh.stats["empty"]  # no summary made
+    # the marker says it ran: the next run does not walk the cache again
+    marker_age = time.time() - (cache / "last-prune").stat().st_mtime
+    assert marker_age < 60
+    stale = next(iter(left))
+    os.utime(stale, (month_ago, month_ago))
+    tasks.write_text(original + "\nEDIT = 9\n")
+    check([root], load_config([root]), cwd=root)
+    assert stale.exists()
 
 
 def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
