@@ -465,19 +465,11 @@ class TaskContext:
     hits: list[Hit] = field(default_factory=list)
 
     def facts(self, ref: FunctionRef) -> FunctionFacts:
-        tracker = self.project.tracker
-        hit = self.facts_cache.get(ref.qualified)
-        if hit is not None:
-            tracker.merge(hit[1])
-            return hit[0]
-        tracker.open()
-        try:
-            tracker.touch(ref.path)
-            facts = FunctionFacts(self.project, ref)
-        finally:
-            deps = tracker.close()
-        self.facts_cache[ref.qualified] = (facts, deps)
-        return facts
+        def compute() -> FunctionFacts:
+            self.project.tracker.touch(ref.path)
+            return FunctionFacts(self.project, ref)
+
+        return self.project.tracker.memo(self.facts_cache, ref.qualified, compute)
 
     @cached_property
     def reached(self) -> list[Reached]:

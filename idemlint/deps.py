@@ -13,7 +13,11 @@ add it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 class Tracker:
@@ -41,3 +45,18 @@ class Tracker:
         if self.frames and paths:
             self.frames[-1].update(paths)
         return paths
+
+    def memo(self, cache: dict[K, tuple[V, frozenset[str]]], key: K, compute: Callable[[], V]) -> V:
+        """``cache[key]``, computed in a frame of its own the first time; a hit counts the
+        files the value was computed from for the open frame, as computing it would."""
+        hit = cache.get(key)
+        if hit is not None:
+            self.merge(hit[1])
+            return hit[0]
+        self.open()
+        try:
+            value = compute()
+        finally:
+            paths = self.close()
+        cache[key] = (value, paths)
+        return value

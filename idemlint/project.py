@@ -347,18 +347,11 @@ class Project:
         """Qualified path of ``path`` as written in ``func`` (or at module level) of ``file``."""
         if seen:
             return self._resolve(path, file, func, depth, seen)
-        ckey = (file.module, func.qualname if func else "", path)
-        hit = self._resolve_cache.get(ckey)
-        if hit is not None:
-            self.tracker.merge(hit[1])
-            return hit[0]
-        self.tracker.open()
-        try:
-            result = self._resolve(path, file, func, depth, seen)
-        finally:
-            deps = self.tracker.close()
-        self._resolve_cache[ckey] = (result, deps)
-        return result
+        return self.tracker.memo(
+            self._resolve_cache,
+            (file.module, func.qualname if func else "", path),
+            lambda: self._resolve(path, file, func, depth, seen),
+        )
 
     def _resolve(
         self,
@@ -459,17 +452,9 @@ class Project:
     # -- classes, models, tasks --------------------------------------------
     def class_prefix(self, resolved: str) -> tuple[str, str] | None:
         """The longest leading project class in ``resolved``: (class, rest of the path)."""
-        hit = self._class_prefixes.get(resolved)
-        if hit is not None:
-            self.tracker.merge(hit[1])
-            return hit[0]
-        self.tracker.open()
-        try:
-            found = self._class_prefix(resolved)
-        finally:
-            deps = self.tracker.close()
-        self._class_prefixes[resolved] = (found, deps)
-        return found
+        return self.tracker.memo(
+            self._class_prefixes, resolved, lambda: self._class_prefix(resolved)
+        )
 
     def _class_prefix(self, resolved: str) -> tuple[str, str] | None:
         cuts = [m.start() for m in _BOUNDARY.finditer(resolved)]
@@ -489,19 +474,9 @@ class Project:
 
     def class_kinds(self, qualname: str, _seen: frozenset[str] = frozenset()) -> frozenset[str]:
         """Kinds of a project class (``django-model``, ``sa-model``), inherited through bases."""
-        hit = self._kinds.get(qualname)
-        if hit is not None:
-            self.tracker.merge(hit[1])
-            return hit[0]
-        if qualname in _seen:
+        if qualname in _seen and qualname not in self._kinds:
             return frozenset()
-        self.tracker.open()
-        try:
-            result = self._class_kinds(qualname, _seen)
-        finally:
-            deps = self.tracker.close()
-        self._kinds[qualname] = (result, deps)
-        return result
+        return self.tracker.memo(self._kinds, qualname, lambda: self._class_kinds(qualname, _seen))
 
     def class_base_values(self, qualname: str) -> tuple[ModuleScope, list[Value]] | None:
         """A project class's bases as written, with the module scope they are written in
@@ -597,17 +572,7 @@ class Project:
         return self.model_info(cp[0])
 
     def model_info(self, qualname: str) -> ModelInfo | None:
-        hit = self._models.get(qualname)
-        if hit is not None:
-            self.tracker.merge(hit[1])
-            return hit[0]
-        self.tracker.open()
-        try:
-            info = self._model_info(qualname)
-        finally:
-            deps = self.tracker.close()
-        self._models[qualname] = (info, deps)
-        return info
+        return self.tracker.memo(self._models, qualname, lambda: self._model_info(qualname))
 
     def _model_info(self, qualname: str) -> ModelInfo | None:
         kinds = self.class_kinds(qualname)

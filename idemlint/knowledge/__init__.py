@@ -243,44 +243,25 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                     accepted=("call", "kind", "key-kwarg", "unless-kwargs"),
                 )
         elif key == "task-decorators":
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ConfigError(f"expected a {shape}", file=file, key=where)
-            fields = ("name", "framework", "retries", "retry-kwargs", "no-retry-kwargs")
-            unknown = set(item) - set(fields)
-            if unknown:
-                raise ConfigError(
-                    f"unknown field {sorted(unknown)[0]!r}",
-                    file=file,
-                    key=where,
-                    accepted=fields,
-                )
-            if "retries" in item and not isinstance(item["retries"], bool):
-                raise ConfigError("retries must be true or false", file=file, key=where)
-            for name in ("retry-kwargs", "no-retry-kwargs"):
-                value_ = item.get(name, [])
-                if not isinstance(value_, list) or not all(isinstance(v, str) for v in value_):
-                    raise ConfigError(
-                        f"{name} must be a list of keyword names", file=file, key=where
-                    )
+            _check_table(
+                item,
+                shape,
+                file,
+                where,
+                required="name",
+                names=("framework",),
+                lists={"retry-kwargs": "keyword names", "no-retry-kwargs": "keyword names"},
+            )
         elif key == "task-classes":
-            if not isinstance(item, dict) or not isinstance(item.get("base"), str):
-                raise ConfigError(f"expected a {shape}", file=file, key=where)
-            fields = ("base", "method", "framework", "retries", "retry-attributes")
-            unknown = set(item) - set(fields)
-            if unknown:
-                raise ConfigError(
-                    f"unknown field {sorted(unknown)[0]!r}", file=file, key=where, accepted=fields
-                )
-            for name in ("method", "framework"):
-                if name in item and not (isinstance(item[name], str) and item[name]):
-                    raise ConfigError(f"{name} must be a name", file=file, key=where)
-            if "retries" in item and not isinstance(item["retries"], bool):
-                raise ConfigError("retries must be true or false", file=file, key=where)
-            attrs = item.get("retry-attributes", [])
-            if not isinstance(attrs, list) or not all(isinstance(v, str) for v in attrs):
-                raise ConfigError(
-                    "retry-attributes must be a list of attribute names", file=file, key=where
-                )
+            _check_table(
+                item,
+                shape,
+                file,
+                where,
+                required="base",
+                names=("method", "framework"),
+                lists={"retry-attributes": "attribute names"},
+            )
         elif key == "idempotent-apis":
             if not (
                 isinstance(item, dict)
@@ -290,6 +271,37 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                 raise ConfigError(f"expected a {shape}", file=file, key=where)
         elif not isinstance(item, str) or not item:
             raise ConfigError(f"expected a {shape}", file=file, key=where)
+
+
+def _check_table(
+    item: object,
+    shape: str,
+    file: Path | str | None,
+    where: str,
+    *,
+    required: str,
+    names: tuple[str, ...],
+    lists: Mapping[str, str],
+) -> None:
+    """One table of a task-rule key: ``required`` and ``names`` are non-empty strings,
+    ``retries`` a boolean, each of ``lists`` a list of strings; nothing else."""
+    if not isinstance(item, dict) or not isinstance(item.get(required), str):
+        raise ConfigError(f"expected a {shape}", file=file, key=where)
+    fields = (required, *names, "retries", *lists)
+    unknown = set(item) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown field {sorted(unknown)[0]!r}", file=file, key=where, accepted=fields
+        )
+    for name in names:
+        if name in item and not (isinstance(item[name], str) and item[name]):
+            raise ConfigError(f"{name} must be a name", file=file, key=where)
+    if "retries" in item and not isinstance(item["retries"], bool):
+        raise ConfigError("retries must be true or false", file=file, key=where)
+    for name, what in lists.items():
+        value = item.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of {what}", file=file, key=where)
 
 
 def load_knowledge(
