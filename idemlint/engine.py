@@ -414,16 +414,19 @@ def check(
             return None
 
     def still_needed(changed: list[Stamped], last: Snapshot) -> bool:
-        """Whether the last run's pre-check still holds although these files' scans changed:
-        sound when no name binding changed anywhere (so no name became a task rule's, and
-        re-exports are as before), each file was needed before, and its paths lead only
-        into modules that were needed before (see :func:`~idemlint.prefilter.edge_modules`)."""
+        """Whether the last run's pre-check, with these files (whose scans changed) added
+        to what it keeps, still holds: sound when no name binding changed anywhere (so no
+        name became a task rule's, and re-exports are as before) and each file's paths
+        lead only into modules that are kept (see :func:`~idemlint.prefilter.edge_modules`).
+        A file ruled out before is then summarised in full: whatever it now declares
+        or reaches, the analysis sees it as a run from scratch would."""
         if trigger is None or last.exports is None:
             return False
         by_module: dict[str, list[Stamped]] = {}
         for f in stamped:
             by_module.setdefault(f.module, []).append(f)
         needed_modules = {f.module for f in stamped if last.files[f.rel].needed}
+        needed_modules |= {f.module for f in changed}
 
         def tokens_of(module: str) -> frozenset[str] | None:
             files = by_module.get(module)
@@ -433,7 +436,7 @@ def check(
 
         for f in changed:
             state = last.files[f.rel]
-            if not state.needed or len(by_module[f.module]) > 1 or trigger.match(f.module):
+            if len(by_module[f.module]) > 1 or trigger.match(f.module):
                 return False
             before, now = old_scan(f, state.digest), scan_of(f)[0]
             if before is None or before.bindings != now.bindings:

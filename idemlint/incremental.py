@@ -210,7 +210,8 @@ class Run:
             ):
                 self.stats["prefilter_reused"] = 1
                 self.new.exports = last.exports
-                return [last.files[f.rel].needed for f in files], scans
+                added = {f.rel for f in rescanned}  # kept from now on (see still_needed)
+                return [last.files[f.rel].needed or f.rel in added for f in files], scans
         selection = self._select(files)
         self.new.exports = selection.exports
         if selection.needed is None:

@@ -193,3 +193,10 @@ def test_precheck_is_reused_only_while_it_still_holds(tmp_path: Path) -> None:
     assert "prefilter_reused" not in imported.stats
     back = recheck(original)
     assert back.findings == first.findings
+    # a file the pre-check ruled out gains a name: reused, and that file is kept from now on
+    report = root / "proj" / "unrelated" / "report.py"
+    report.write_text(report.read_text() + "\nLIMIT = 10\n")
+    ruled_out = check([root], load_config([root]), cwd=root)
+    assert ruled_out.stats.get("prefilter_reused") == 1
+    assert ruled_out.stats["summarised"] == 1
+    assert ruled_out.findings == _scratch(root).findings
