@@ -50,23 +50,27 @@ EXTENSION_KEYS: dict[str, str] = {
 
 
 class Patterns:
-    """A set of globs compiled into one regex: matching is a single ``re`` call."""
+    """A set of globs compiled into one regex: matching is a single ``re`` call. The regex
+    is compiled on first use: a re-check answered from the snapshot matches nothing, and
+    compiling every table of the knowledge base would be most of its work."""
 
     def __init__(self, globs: Iterable[str]) -> None:
         self.globs = tuple(dict.fromkeys(globs))
+
+    @cached_property
+    def _re(self) -> re.Pattern[str] | None:
+        if not self.globs:
+            return None
         # `[` is literal in our paths (`ctx[].enqueue_job`), never a character class
-        self._re = (
-            re.compile(
-                "|".join(f"(?:{fnmatch.translate(g.replace('[', '[[]'))})" for g in self.globs)
-            )
-            if self.globs
-            else None
+        return re.compile(
+            "|".join(f"(?:{fnmatch.translate(g.replace('[', '[[]'))})" for g in self.globs)
         )
 
     def match(self, candidates: Iterable[str]) -> bool:
-        if self._re is None:
+        pattern = self._re
+        if pattern is None:
             return False
-        return any(self._re.match(c) for c in candidates)
+        return any(pattern.match(c) for c in candidates)
 
     def __bool__(self) -> bool:
         return bool(self.globs)
