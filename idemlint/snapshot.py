@@ -6,15 +6,19 @@ file per configuration in ``.idemlint_cache/projects/``, keeps from the last run
 * every file's stamp: size, modification time and a hash of its bytes, so that an
   unchanged file is recognised from ``os.stat`` alone (a file whose modification time
   is too close to the moment it was read is hashed again, as git does with its index);
-* what the pre-check decided for it (full summary or not) and a hash of its scan;
-* the names it defines (:class:`~idemlint.project.FileIndex`), so the project index
-  is built without loading any summary, and its parse error, if any;
+* what the pre-check decided for it (full summary or not) and a hash of its scan,
+  and, once per project, the pre-check graph's re-exports (to re-decide one file's
+  edges without the whole graph);
+* the names it defines, its imports, module-level assignments and class bases
+  (:class:`~idemlint.project.FileIndex`), so the project index is built, and names
+  are resolved through modules, without loading any summary; its parse error, if any;
+* its inline suppressions, when the file was reported on;
 * per file, the task declarations found in it and the files that reading needed;
 * per task, its findings (raw hits) and the files its analysis read.
 
 A run that finds every stamp unchanged answers from the snapshot alone. Otherwise
 only the results whose files changed are computed again (see
-:func:`idemlint.engine.check`). The snapshot is keyed by idemlint's version, the
+:mod:`idemlint.incremental`). The snapshot is keyed by idemlint's version, the
 hash of its analysis code and everything in the configuration that changes results,
 so a new release, a patched checkout or a changed ``[tool.idemlint]`` never reads a
 snapshot it did not write. Like the summaries, it is written to a temporary file
