@@ -7,7 +7,9 @@ heartbeat, ttl) is pinned on every backend by the same assertions.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from idemlint.runtime import (
     KeyReuseError,
     LeaseLost,
     Store,
+    StoreError,
     open_store,
 )
 from idemlint.runtime.stores.base import Claimed, Completed, InProgress
@@ -259,4 +262,65 @@ def test_create_false_skips_the_schema_and_create_schema_is_explicit(tmp_path) -
     store.create_schema()
     store.create_schema()  # repeatable, as a migration step must be
     assert isinstance(claim(store), Claimed)
+    store.close()
+
+
+# -- SQLite under lock contention ----------------------------------------------
+class _LockedOnce:
+    """A SQLite connection whose first ``BEGIN IMMEDIATE`` fails as SQLite sometimes does
+    under many processes in WAL mode: "database is locked" at once, busy timeout or not."""
+
+    failures = 0
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def cursor(self) -> object:
+        real = self._conn.cursor()
+
+        class Cursor:
+            def execute(self, sql: str, *args: object) -> object:
+                if sql == "BEGIN IMMEDIATE" and _LockedOnce.failures < 1:
+                    _LockedOnce.failures += 1
+                    raise sqlite3.OperationalError("database is locked")
+                return real.execute(sql, *args)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+        return Cursor()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_sqlite_retries_a_transaction_the_database_refused_as_locked(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(sqlite_url, table="t_locked_once")
+    store.create_schema()
+    pool = store._pool  # type: ignore[attr-defined]
+    real_connect = pool._connect
+    pool._idle.clear()  # every connection from now on is one that refuses once
+    monkeypatch.setattr(pool, "_connect", lambda: _LockedOnce(real_connect()))
+    _LockedOnce.failures = 0
+    assert isinstance(store.claim("k", "fp", lease=5.0, ttl=None), Claimed)
+    assert _LockedOnce.failures == 1  # refused once, then run again and claimed
+    store.close()
+
+
+def test_sqlite_gives_up_after_the_busy_timeout_and_claims_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.sqlite3'}"
+    store = open_store(url, table="t_busy", busy_timeout=0.3)
+    store.create_schema()
+    blocker = sqlite3.connect(tmp_path / "busy.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked"):
+        store.claim("k", "fp", lease=5.0, ttl=None)
+    assert 0.25 < time.monotonic() - started < 5
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert store.get("k") is None  # nothing was recorded by the refused claim
+    assert isinstance(store.claim("k", "fp", lease=5.0, ttl=None), Claimed)  # free again: works
     store.close()

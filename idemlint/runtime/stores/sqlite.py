@@ -9,9 +9,11 @@ object; it is shared by that object's threads through one connection.
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,18 @@ from idemlint.runtime.stores.base import ConnectionPool, RecordRow
 T = TypeVar("T")
 
 _NAMED = re.compile(r"%\((\w+)\)s")
+_BUSY_CODES = (5, 6)
+"""SQLITE_BUSY, SQLITE_LOCKED (the primary codes; extended codes carry them in the low byte)."""
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (and their extended codes): another connection
+    holds the lock; worth trying again."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _BUSY_CODES
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 class SQLiteStore(SQLStore):
@@ -96,16 +110,34 @@ class SQLiteStore(SQLStore):
         return _NAMED.sub(r":\1", sql)
 
     def _transact(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
+        """One ``BEGIN IMMEDIATE`` transaction, run again while SQLite says the database is
+        busy, until the busy timeout. The busy timeout alone does not cover every case:
+        under many processes in WAL mode SQLite sometimes reports "database is locked"
+        at once (opening a connection, a commit meeting a checkpoint). Nothing was
+        written by a failed attempt (it is rolled back), so running ``fn`` again is safe."""
         self.stats.add(1)  # in-process: one transaction is one request
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return self._transact_once(fn)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.05)
+
+    def _transact_once(self, fn: Callable[[Any], T]) -> T:
         with self._connection() as conn:
             cur = conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 value = fn(cur)
+                conn.commit()
             except BaseException:
-                conn.rollback()
+                if conn.in_transaction:
+                    conn.rollback()
                 raise
-            conn.commit()
             return value
 
     def _schema_statements(self) -> Sequence[str]:
