@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Protocol
 
 from idemlint import snapshot
-from idemlint.analysis import FunctionFacts, Hit, TaskContext
+from idemlint.analysis import Hit
 from idemlint.cache import SummaryCache, cache_key, key_for_digest
 from idemlint.catalog import CatalogError, get_rule
 from idemlint.discovery import discover, module_name
 from idemlint.findings import Finding
-from idemlint.incremental import NO_TASK_ROOT, Run, Selection, Stamped, run_task, stamp
+from idemlint.incremental import NO_TASK_ROOT, Run, Selection, Stamped, stamp
 from idemlint.knowledge import Knowledge, load_knowledge
 from idemlint.prefilter import (
     FileScan,
@@ -33,12 +33,10 @@ from idemlint.prefilter import (
     select,
     trigger_pattern,
 )
-from idemlint.project import Project
 from idemlint.snapshot import Snapshot
 from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
 from idemlint.suppression import Suppression, suppressions_in
-from idemlint.tasks import find_tasks
 
 PARALLEL_THRESHOLD = 16
 """Cold files below this count are summarised in-process: a pool's start-up costs more.
@@ -262,18 +260,6 @@ def _display(path: Path, cwd: Path) -> str:
 def _under(path: Path, roots: Iterable[Path]) -> bool:
     name = str(path)
     return any(name == str(r) or name.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
-
-
-def analyze(project: Project) -> list[tuple[str, Hit]]:
-    """Every (task name, hit) of the project, all computed afresh."""
-    tasks = find_tasks(project)
-    facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]] = {}
-    out: list[tuple[str, Hit]] = []
-    for name in sorted(tasks):
-        ctx = TaskContext(project, tasks[name], facts_cache)
-        run_task(ctx)
-        out.extend((name, h) for h in ctx.hits)
-    return out
 
 
 def _message(rule: str, detail: str) -> str:

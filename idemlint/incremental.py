@@ -82,11 +82,10 @@ class Outcome:
     """(task, hit) in task order."""
     errors: dict[str, ParseError]
     """Files that do not parse, by path relative to the root."""
-    summarised: int
-    """Files whose summary was made (not read from the cache or the snapshot)."""
-    reused: bool = False
-    """Whether anything came from the last run."""
     stats: dict[str, int] = field(default_factory=dict)
+    """What was reused and redone: ``summarised`` (files given to the summariser, from
+    the cache or made), ``empty`` (ruled out), ``dirty``, ``loaded`` (summaries read
+    back on demand), ``declarations``, ``analysed`` and ``tasks``, ``prefilter_reused``."""
 
 
 def stamp(
@@ -349,10 +348,4 @@ class Run:
             hits.extend((name, h) for h in state.hits)
         self.stats["analysed"] = analysed
         self.stats["tasks"] = len(tasks)
-        return Outcome(
-            hits,
-            errors,
-            self.stats.get("summarised", 0),
-            reused=last is not None,
-            stats=self.stats,
-        )
+        return Outcome(hits, errors, self.stats)
