@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from idemlint.knowledge import Knowledge
+from idemlint.summary import relative_package
 
 # dotted chains may run over lines inside brackets (`Order.objects\n    .filter`)
 _CHAIN = re.compile(r"[^\W\d]\w*(?:(?:\s|\\\n)*\.(?:\s|\\\n)*[^\W\d]\w*)*")
@@ -124,15 +125,6 @@ def _tokens_of(chains: Iterable[str]) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def _relative_base(module: str, is_package: bool, level: int) -> str:
-    parts = module.split(".") if module else []
-    if not is_package:
-        parts = parts[:-1]
-    if level > 1:
-        parts = parts[: len(parts) - (level - 1)] if level - 1 <= len(parts) else []
-    return ".".join(parts)
-
-
 def _names(spec: str) -> list[tuple[str, str]]:
     """``"a.b as c, d"`` -> ``[("a.b", "c"), ("d", "d")]`` (comments and parens dropped)."""
     spec = re.sub(r"#[^\n]*", " ", spec).replace("\\", " ").strip("() \t\r\n")
@@ -158,7 +150,7 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
     for m in _FROM.finditer(text):
         dots, base, spec = m.group(1), m.group(2), m.group(3)
         if dots:
-            pkg = _relative_base(module, is_package, len(dots))
+            pkg = relative_package(module, is_package, len(dots))
             base = f"{pkg}.{base}" if base and pkg else (base or pkg)
         for name, local in _names(spec):
             if name != "*":

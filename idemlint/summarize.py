@@ -24,6 +24,7 @@ from idemlint.summary import (
     ParseError,
     Span,
     Value,
+    relative_package,
 )
 
 _BINOPS: dict[type[cst.BaseBinaryOp], str] = {
@@ -321,15 +322,6 @@ def _calls_in_reference(node: cst.CSTNode) -> list[cst.Call]:
     return found
 
 
-def _module_name_for_relative(module: str, is_package: bool, level: int) -> str:
-    parts = module.split(".") if module else []
-    if not is_package:
-        parts = parts[:-1]
-    if level > 1:
-        parts = parts[: len(parts) - (level - 1)] if level - 1 <= len(parts) else []
-    return ".".join(parts)
-
-
 class _Summarizer:
     def __init__(
         self,
@@ -373,7 +365,7 @@ class _Summarizer:
         base = dotted(node.module) if node.module is not None else ""
         level = len(node.relative)
         if level:
-            pkg = _module_name_for_relative(self.module, self.is_package, level)
+            pkg = relative_package(self.module, self.is_package, level)
             base = f"{pkg}.{base}" if base and pkg else (base or pkg)
         if isinstance(node.names, cst.ImportStar):
             return

@@ -334,5 +334,17 @@ class FileSummary:
         )
 
 
+def relative_package(module: str, is_package: bool, level: int) -> str:
+    """The package a relative import starts from: ``level`` dots in ``module`` (a package's
+    ``__init__`` when ``is_package``). Shared by the summariser and the pre-check, which
+    must resolve ``from .x import y`` the same way."""
+    parts = module.split(".") if module else []
+    if not is_package:
+        parts = parts[:-1]
+    if level > 1:
+        parts = parts[: len(parts) - (level - 1)] if level - 1 <= len(parts) else []
+    return ".".join(parts)
+
+
 def _span_list(span: Span) -> list[int]:
     return [span.line, span.column, span.end_line, span.end_column]
