@@ -133,19 +133,15 @@ class RedisStore(Store):
         """EVALSHA a script: one round trip (two if the server lost its script cache)."""
         sha, source = self._scripts[name]
         record, steps = f"{self.prefix}:r:{key}", f"{self.prefix}:s:{key}"
-        for attempt in (1, 2):
-            self.stats.add(1)
+
+        def run() -> Any:
             try:
                 return self.client.evalsha(sha, 2, record, steps, *args)
             except redis.exceptions.NoScriptError:
                 self.client.script_load(source)  # after a restart or SCRIPT FLUSH
                 return self.client.evalsha(sha, 2, record, steps, *args)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == 2:
-                    raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
-            except redis.RedisError as exc:
-                raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
-        raise AssertionError("unreachable")
+
+        return self._call(run)
 
     def _set_claim(self, key: str, record: bytes, px: int) -> Any:
         """``SET record NX GET``: None if it claimed the key, else the record that stands.
@@ -154,23 +150,19 @@ class RedisStore(Store):
         the first one wrote, whose owner token is the caller's own.
         """
         name = f"{self.prefix}:r:{key}"
-        for attempt in (1, 2):
-            self.stats.add(1)
+
+        def run() -> Any:
             try:
                 return self.client.execute_command(  # type: ignore[no-untyped-call]
                     "SET", name, record, "PX", px, *self.claim_set_options, get=True
                 )
             except redis.ResponseError as exc:
                 if "syntax" not in str(exc).lower():
-                    raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
+                    raise  # a StoreError, from _call
                 self.fast_claim = False  # Redis < 7.0: NX and GET do not combine
                 return _NO_FAST_PATH
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if attempt == 2:
-                    raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
-            except redis.RedisError as exc:
-                raise StoreError(f"redis store {self.url} failed: {exc!r}") from exc
-        raise AssertionError("unreachable")
+
+        return self._call(run)
 
     def create_schema(self) -> None:
         """Load the scripts into the server's script cache (keys need no schema)."""
