@@ -36,7 +36,7 @@ from idemlint.prefilter import (
 from idemlint.snapshot import Snapshot
 from idemlint.summary import FileSummary
 from idemlint.summary_codec import decode, encode
-from idemlint.suppression import Suppression, suppressions_in
+from idemlint.suppression import Suppression, display_path, suppressions_in
 
 PARALLEL_THRESHOLD = 16
 """Cold files below this count are summarised in-process: a pool's start-up costs more.
@@ -250,13 +250,6 @@ def _rel(path: Path, root: Path) -> str:
     return Path(name).as_posix()
 
 
-def _display(path: Path, cwd: Path) -> str:
-    try:
-        return path.relative_to(cwd).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def _under(path: Path, roots: Iterable[Path]) -> bool:
     name = str(path)
     return any(name == str(r) or name.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
@@ -282,7 +275,7 @@ def findings_from_hits(
         if place in by_place:
             continue  # reached from several tasks: report it once, for the first task
         by_place[place] = Finding(
-            path=_display(path, cwd),
+            path=display_path(path, cwd),
             line=hit.span.line,
             column=hit.span.column,
             rule=hit.rule,
@@ -497,7 +490,7 @@ def check(
         if err is not None and report(f.path):
             findings.append(
                 Finding(
-                    path=_display(f.path, cwd),
+                    path=display_path(f.path, cwd),
                     line=err.line,
                     column=err.column,
                     rule="IDM001",
