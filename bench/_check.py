@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from idemlint.config import load_config
-from idemlint.engine import check
-from idemlint.selection import report_filter
+from idemlint.lint.run.engine import check
+from idemlint.report.selection import report_filter
 
 
 def main(argv: list[str]) -> int:

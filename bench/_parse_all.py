@@ -1,7 +1,7 @@
 """Parse every Python file of a project with ``ast`` or ``libcst``, and nothing else.
 
 The floor the linters are compared against: the same files idemlint reads
-(``idemlint.discovery``), parsed one after the other in one process.
+(``idemlint.lint.files.discovery``), parsed one after the other in one process.
 
     python bench/_parse_all.py ast|libcst ROOT
 """
@@ -12,7 +12,7 @@ import ast
 import sys
 from pathlib import Path
 
-from idemlint.discovery import discover
+from idemlint.lint.files.discovery import discover
 
 
 def main(argv: list[str]) -> int:

@@ -467,7 +467,7 @@ def main() -> int:
     for name in names:
         tree = TREES[name]
         root = prepare_tree(tree)
-        from idemlint.discovery import discover
+        from idemlint.lint.files.discovery import discover
 
         n_files = len(discover(root))
         rounds = args.rounds or (1 if args.quick else tree.rounds)

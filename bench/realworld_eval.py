@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from idemlint.cache import SummaryCache
 from idemlint.config import Config, load_config
-from idemlint.discovery import discover
-from idemlint.engine import check, summarize_files
-from idemlint.knowledge import load_knowledge
-from idemlint.project import Project
-from idemlint.tasks import find_tasks
+from idemlint.lint.files.discovery import discover
+from idemlint.lint.index.project import Project
+from idemlint.lint.index.tasks import find_tasks
+from idemlint.lint.knowledge import load_knowledge
+from idemlint.lint.run.cache import SummaryCache
+from idemlint.lint.run.engine import check, summarize_files
 
 
 @dataclass(frozen=True)

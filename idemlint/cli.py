@@ -20,7 +20,7 @@ import click
 
 from idemlint import __version__
 from idemlint.errors import IdemlintError
-from idemlint.output import FORMATS
+from idemlint.report.formats import FORMATS
 
 if TYPE_CHECKING:
     from idemlint.config import Config
@@ -129,11 +129,11 @@ def check(
     **config_options: Any,
 ) -> int:
     """Check PATHS (default: the current folder) for tasks that are not safe to retry."""
-    from idemlint.baseline import match_baseline, read_baseline
-    from idemlint.output import Report, renderer
-    from idemlint.output import text as text_output
-    from idemlint.output.summary import statistics as statistics_text
-    from idemlint.output.summary import summary_line
+    from idemlint.report.baseline import match_baseline, read_baseline
+    from idemlint.report.formats import Report, renderer
+    from idemlint.report.formats import text as text_output
+    from idemlint.report.formats.summary import statistics as statistics_text
+    from idemlint.report.formats.summary import summary_line
 
     if show_fixed and baseline_file is None:
         raise click.UsageError("--show-fixed needs --baseline")
@@ -194,7 +194,7 @@ def check(
 @_config_options
 def baseline(path: Path | None, output: Path | None, **config_options: Any) -> int:
     """Record the current findings under PATH so that `check --baseline` reports only new ones."""
-    from idemlint.baseline import DEFAULT_BASELINE, build_baseline, write_baseline
+    from idemlint.report.baseline import DEFAULT_BASELINE, build_baseline, write_baseline
 
     run = _lint([path] if path is not None else [], show_progress=True, **config_options)
     entries = build_baseline(run.findings, run.config.root, cwd=run.cwd)
@@ -295,9 +295,9 @@ def _lint(
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
-    from idemlint.output.progress import ProgressBar, delay_from_env, in_ci
-    from idemlint.selection import report_filter
-    from idemlint.suppression import display_name
+    from idemlint.report.formats.progress import ProgressBar, delay_from_env, in_ci
+    from idemlint.report.selection import report_filter
+    from idemlint.report.suppression import display_name
 
     cwd = Path.cwd().absolute()
     if not paths:
@@ -311,7 +311,7 @@ def _lint(
         extend_select=_codes(extend_select),
         no_cache=no_cache,
     )
-    from idemlint.engine import check as engine_check
+    from idemlint.lint.run.engine import check as engine_check
 
     bar = None
     if show_progress and sys.stderr.isatty() and not in_ci():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from idemlint.errors import ConfigError
-from idemlint.project_root import (
+from idemlint.lint.files.project_root import (
     find_config_file,
     find_project_root,
     idemlint_table,
@@ -29,10 +29,10 @@ TASK_FRAMEWORKS = ("arq", "celery", "django-q", "dramatiq", "huey", "rq", "taski
 def knowledge_keys() -> tuple[str, ...]:
     """Knowledge extensions: keys that add to the built-in knowledge of what calls mean.
 
-    :mod:`idemlint.knowledge` owns their names and shapes (and validates their
+    :mod:`idemlint.lint.knowledge` owns their names and shapes (and validates their
     values); this module only routes them there.
     """
-    from idemlint.knowledge import EXTENSION_KEYS
+    from idemlint.lint.knowledge import EXTENSION_KEYS
 
     return tuple(EXTENSION_KEYS)
 
@@ -82,7 +82,7 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
 """What each plain key means: rendered into docs/configuration.md by the docs hook."""
 
 PLAIN_KEYS = tuple(sorted(KEY_DOCS))
-"""Keys handled here (the knowledge keys go to :mod:`idemlint.knowledge`)."""
+"""Keys handled here (the knowledge keys go to :mod:`idemlint.lint.knowledge`)."""
 
 
 _CODE = re.compile(r"IDM[0-9]{0,3}")
@@ -180,7 +180,7 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
     extension_keys = knowledge_keys()
     for key, value in table.items():
         if key in extension_keys:
-            from idemlint.knowledge import validate_extension
+            from idemlint.lint.knowledge import validate_extension
 
             validate_extension(key, value, file)
             knowledge[key] = value

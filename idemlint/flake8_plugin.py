@@ -87,13 +87,13 @@ def findings_for(path: Path, source: str | None = None) -> list[Finding]:
     """The findings ``idemlint check <path>`` reports, for one file; with ``source``,
     for that text in place of the file's (an unsaved buffer)."""
     from idemlint.config import load_config
-    from idemlint.selection import report_filter
+    from idemlint.report.selection import report_filter
 
     cwd = Path.cwd().absolute()
     absolute = Path(os.path.normpath(cwd / path))
     config = load_config([absolute])
     if source is not None:
-        from idemlint.engine import check
+        from idemlint.lint.run.engine import check
 
         sources = {absolute: source}
         result = check([absolute], config, jobs=1, sources=sources)
@@ -111,7 +111,7 @@ def findings_for(path: Path, source: str | None = None) -> list[Finding]:
 
 
 def _engine_findings(paths: list[Path], config: Config) -> list[Finding]:
-    from idemlint.engine import check
+    from idemlint.lint.run.engine import check
 
     # One process: flake8 runs plugins in daemonic pool workers, which may not
     # start a pool of their own.

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from test_cli_support import copy_project, line_of, run_idemlint
 
-from idemlint.baseline import (
+from idemlint.errors import ConfigError
+from idemlint.findings import Finding
+from idemlint.report.baseline import (
     build_baseline,
     dump_baseline,
     fingerprint,
     match_baseline,
     read_baseline,
 )
-from idemlint.errors import ConfigError
-from idemlint.findings import Finding
 
 
 def make(line: int, source: str, *, path: str = "app/tasks.py", task: str = "app.t") -> Finding:

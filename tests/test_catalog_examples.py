@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from idemlint.catalog import Rule, load_catalog
-from idemlint.engine import check_source
 from idemlint.findings import CHECKLIST, NOTICE, Finding
+from idemlint.lint.run.engine import check_source
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,7 +16,7 @@ import pytest
 from test_cli_support import MINIPROJ, clean_env, copy_project, line_of, run_idemlint
 
 from idemlint.catalog import load_catalog
-from idemlint.output.progress import ProgressBar, in_ci
+from idemlint.report.formats.progress import ProgressBar, in_ci
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -217,13 +217,13 @@ def test_ci_detection(env: dict[str, str], expected: bool) -> None:
 def test_a_bug_is_exit_3_not_findings(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import idemlint.engine
+    import idemlint.lint.run.engine
     from idemlint.cli import main
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("engine bug")
 
-    monkeypatch.setattr(idemlint.engine, "check", broken)
+    monkeypatch.setattr(idemlint.lint.run.engine, "check", broken)
     monkeypatch.chdir(project)
     with pytest.raises(SystemExit) as info:
         main(["check"])

@@ -11,7 +11,7 @@ from test_cli_support import copy_project, run_idemlint
 
 from idemlint.config import Config
 from idemlint.findings import Finding
-from idemlint.selection import glob_matches, report_filter, rule_enabled
+from idemlint.report.selection import glob_matches, report_filter, rule_enabled
 
 
 @pytest.mark.parametrize(

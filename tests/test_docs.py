@@ -15,7 +15,7 @@ from test_cli_support import REPO, clean_env
 from idemlint.catalog import load_catalog
 from idemlint.config import accepted_keys, parse_table
 from idemlint.findings import CHECKLIST, Finding
-from idemlint.project_root import idemlint_table
+from idemlint.lint.files.project_root import idemlint_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,7 +93,7 @@ def test_configuration_page_documents_every_key(site: Path) -> None:
 
 
 def test_every_knowledge_key_is_explained() -> None:
-    from idemlint.knowledge import EXTENSION_KEYS
+    from idemlint.lint.knowledge import EXTENSION_KEYS
 
     page = (DOCS / "configuration.md").read_text()
     for key in EXTENSION_KEYS:

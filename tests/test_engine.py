@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from idemlint import cache as cache_module
-from idemlint import snapshot
-from idemlint.checks import STATEMENT_CHECKS
 from idemlint.config import Config, load_config
-from idemlint.engine import check, check_project, check_source
 from idemlint.findings import Finding
+from idemlint.lint.checks import STATEMENT_CHECKS
+from idemlint.lint.run import cache as cache_module
+from idemlint.lint.run import snapshot
+from idemlint.lint.run.engine import check, check_project, check_source
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -122,7 +122,7 @@ def test_a_rule_that_raises_becomes_a_finding(
     def boom(ctx: object) -> None:
         raise RuntimeError("rule bug")
 
-    import idemlint.incremental as incremental
+    import idemlint.lint.run.incremental as incremental
 
     monkeypatch.setattr(incremental, "STATEMENT_CHECKS", (("IDM5xx", boom), *STATEMENT_CHECKS))
     findings = check_project(root, cwd=root)
@@ -465,7 +465,7 @@ def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
     root = write(tmp_path, files)
     script = (
         "import json, sys; from pathlib import Path;"
-        "from idemlint.engine import check; from idemlint.config import load_config;"
+        "from idemlint.lint.run.engine import check; from idemlint.config import load_config;"
         "root = Path(sys.argv[1]);"
         "print(json.dumps([f.to_json() for f in check([root], load_config([root]), jobs=1,"
         " cwd=root).findings]))"

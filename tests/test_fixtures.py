@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from idemlint.config import load_config
-from idemlint.engine import check
 from idemlint.findings import Finding
-from idemlint.selection import report_filter
+from idemlint.lint.run.engine import check
+from idemlint.report.selection import report_filter
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PROJECTS = sorted(p.parent.name for p in FIXTURES.glob("*/pyproject.toml"))
@@ -157,11 +157,11 @@ def _engine_tasks(root: Path) -> set[str]:
 
     Without this, a task marked clean would also "pass" if the engine never saw it as a task.
     """
-    from idemlint.discovery import discover
-    from idemlint.engine import summarize_files
-    from idemlint.knowledge import load_knowledge
-    from idemlint.project import Project
-    from idemlint.tasks import find_tasks
+    from idemlint.lint.files.discovery import discover
+    from idemlint.lint.index.project import Project
+    from idemlint.lint.index.tasks import find_tasks
+    from idemlint.lint.knowledge import load_knowledge
+    from idemlint.lint.run.engine import summarize_files
 
     config = load_config([root])
     files = discover(root, (*config.exclude, *config.extend_exclude))

@@ -19,7 +19,7 @@ from test_perf_prefilter import TRICKY
 from test_perf_prefilter import _write as _write_project
 
 from idemlint.config import Config, load_config
-from idemlint.engine import CheckResult, check
+from idemlint.lint.run.engine import CheckResult, check
 
 
 def _write(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -136,8 +136,8 @@ def test_edit_reanalyses_only_the_tasks_that_read_the_file(tmp_path: Path) -> No
 def test_suppressions_of_unchanged_files_come_from_the_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from idemlint import engine
-    from idemlint.selection import report_filter
+    from idemlint.lint.run import engine
+    from idemlint.report.selection import report_filter
 
     root = tmp_path / "sqlalchemy_app"
     shutil.copytree(FIXTURES / "sqlalchemy_app", root, ignore=NO_CACHE)

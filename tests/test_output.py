@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from test_cli_support import copy_project, line_of, run_idemlint
 
-from idemlint.baseline import fingerprint
 from idemlint.findings import Finding
-from idemlint.output import Report, github, gitlab, junit, text
-from idemlint.output import json as json_output
+from idemlint.report.baseline import fingerprint
+from idemlint.report.formats import Report, github, gitlab, junit, text
+from idemlint.report.formats import json as json_output
 
 ANNOTATION = re.compile(r"^::(warning|notice) file=([^,]*),line=(\d+),col=(\d+),.*?::(.*)$")
 

@@ -41,7 +41,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     rules = sorted(p.name for p in (REPO / "rules").glob("IDM*.toml"))
     assert rules and all(f"idemlint/rulefiles/{r}" in names for r in rules)
-    assert "idemlint/knowledge/builtin.toml" in names
+    assert "idemlint/lint/knowledge/builtin.toml" in names
     assert "idemlint/py.typed" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from idemlint.cache import SummaryCache, cache_key
-from idemlint.summarize import summarize_source
-from idemlint.summary import FileSummary
-from idemlint.summary_codec import FIELDS, VERSION, decode, encode
+from idemlint.lint.run.cache import SummaryCache, cache_key
+from idemlint.lint.summary.codec import FIELDS, VERSION, decode, encode
+from idemlint.lint.summary.model import FileSummary
+from idemlint.lint.summary.summarize import summarize_source
 
 REPO = Path(__file__).resolve().parent.parent
 

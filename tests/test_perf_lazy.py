@@ -14,7 +14,7 @@ import pytest
 
 CODE = (
     "import sys; from pathlib import Path; from idemlint.config import load_config;"
-    "from idemlint.engine import check; root = Path(sys.argv[1]);"
+    "from idemlint.lint.run.engine import check; root = Path(sys.argv[1]);"
     "result = check([root], load_config([root]), cwd=root);"
     "print(len(result.findings), 'libcst' in sys.modules)"
 )
@@ -51,8 +51,8 @@ def test_summaries_hold_no_syntax_trees(tmp_path: Path) -> None:
 
     import libcst
 
-    import idemlint.summarize  # noqa: F401  (libcst's module-level default nodes)
-    from idemlint.engine import summarize_files
+    import idemlint.lint.summary.summarize  # noqa: F401  (libcst's module-level default nodes)
+    from idemlint.lint.run.engine import summarize_files
 
     def live_nodes() -> int:
         gc.collect()
@@ -72,8 +72,8 @@ def test_summaries_hold_no_syntax_trees(tmp_path: Path) -> None:
 def test_warm_run_after_an_edit_summarises_only_the_edited_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from idemlint import engine
     from idemlint.config import load_config
+    from idemlint.lint.run import engine
 
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", "utf-8")
     pkg = tmp_path / "app"

@@ -1,6 +1,6 @@
 """The fast summary path gives exactly the summaries of the plain libcst path.
 
-``summarize_source`` computes positions with :mod:`idemlint.positions` and finds
+``summarize_source`` computes positions with :mod:`idemlint.lint.summary.positions` and finds
 calls by a direct walk; ``reference=True`` uses libcst's ``PositionProvider`` and
 its generic visitor. Real code (every file of the installed Django and Celery
 packages, and the fixtures) must give identical ``to_dict()`` output both ways.
@@ -16,9 +16,9 @@ import libcst as cst
 import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from idemlint import positions as positions_module
-from idemlint.positions import PositionsUnavailable, positions
-from idemlint.summarize import summarize_source
+from idemlint.lint.summary import positions as positions_module
+from idemlint.lint.summary.positions import PositionsUnavailable, positions
+from idemlint.lint.summary.summarize import summarize_source
 
 REPO = Path(__file__).resolve().parent.parent
 

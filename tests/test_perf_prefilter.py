@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from idemlint import prefilter
 from idemlint.config import load_config
-from idemlint.discovery import discover, module_name
-from idemlint.engine import check
-from idemlint.knowledge import load_knowledge
+from idemlint.lint.files import prefilter
+from idemlint.lint.files.discovery import discover, module_name
+from idemlint.lint.knowledge import load_knowledge
+from idemlint.lint.run.engine import check
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = sorted(p for p in (REPO / "fixtures").iterdir() if p.is_dir())

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 from test_cli_support import REPO, copy_project, fixture_projects, line_of, run_idemlint
 
-from idemlint.baseline import FINGERPRINT_KEY
 from idemlint.catalog import load_catalog
+from idemlint.report.baseline import FINGERPRINT_KEY
 
 SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 

@@ -4,7 +4,7 @@
 - the rule table of each checklist page (marker ``<!-- idemlint:rules checklist=SLUG -->``);
 - the configuration key tables (``<!-- idemlint:config-keys -->``,
   ``<!-- idemlint:knowledge-keys -->``), from :mod:`idemlint.config` and
-  :mod:`idemlint.knowledge`;
+  :mod:`idemlint.lint.knowledge`;
 - the command reference (``<!-- idemlint:cli-help -->``), from the click commands;
 - the real output of ``idemlint check PATH`` (``<!-- idemlint:check-output PATH -->``),
   run at build time, so the example output in the docs is always today's;
@@ -145,7 +145,7 @@ def _config_keys() -> str:
 
 
 def _knowledge_keys() -> str:
-    from idemlint.knowledge import EXTENSION_KEYS
+    from idemlint.lint.knowledge import EXTENSION_KEYS
 
     rows = ["| Key | Value |", "|---|---|"]
     for key, shape in EXTENSION_KEYS.items():

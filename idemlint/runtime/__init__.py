@@ -5,7 +5,7 @@ afterwards; :func:`step` adds recovery points inside it. Stores live behind
 :func:`open_store` (SQLite, PostgreSQL, MariaDB/MySQL, Redis).
 
 This package must stay importable in a worker without the analyzer: it never
-imports libcst or ``idemlint.checks`` (tests/runtime/test_import_isolation.py
+imports libcst or ``idemlint.lint.checks`` (tests/runtime/test_import_isolation.py
 keeps it so).
 """
 

@@ -26,11 +26,11 @@ def test_runtime_import_does_not_load_libcst_or_the_analyzer() -> None:
     assert "idemlint.runtime" in modules  # the probe really imported it
     assert not any(m == "libcst" or m.startswith("libcst.") for m in modules)
     analyzer = {
-        "idemlint.checks",
-        "idemlint.knowledge",
+        "idemlint.lint.checks",
+        "idemlint.lint.knowledge",
         "idemlint.cli",
-        "idemlint.analysis",
-        "idemlint.tasks",
+        "idemlint.lint.analysis.walk",
+        "idemlint.lint.index.tasks",
     }
     assert not modules & analyzer, modules & analyzer
     drivers = {"psycopg", "pymysql", "redis"}

@@ -1,0 +1,101 @@
+"""identify-the-key: IDM201 (a key that changes between retries), IDM202 (no key at all)."""
+
+from __future__ import annotations
+
+from idemlint.lint.analysis.walk import CallFact, FunctionFacts, TaskContext
+from idemlint.lint.knowledge import glob
+from idemlint.lint.summary.model import Value
+
+
+def unstable(facts: FunctionFacts, value: Value, seen: frozenset[str] = frozenset()) -> bool:
+    """The value is built from something that differs on every run (uuid4, now, random)."""
+    k = facts.k
+    for v in value.walk():
+        if v.kind == "call" and v.path:
+            if k.unstable_sources.match(facts.project.candidates(facts.resolve(v.path))):
+                return True
+        elif v.kind in ("name", "attr") and v.path and "." not in v.path and v.path not in seen:
+            for bound in facts.locals().get(v.path, []):
+                if unstable(facts, bound, seen | {v.path}):
+                    return True
+    return False
+
+
+def named_key_values(facts: FunctionFacts, c: CallFact) -> list[tuple[str, Value]]:
+    """Idempotency keys a call passes, by how they are passed (``idempotency_key=``, a header)."""
+    out = [(f"{kw}=", v) for kw, v in c.value.kwargs.items() if kw in facts.k.key_kwargs]
+    headers = c.value.kwargs.get("headers")
+    if headers is not None and headers.kind == "dict":
+        out += [(name, v) for name, v in headers.kwargs.items() if _is_key_header(facts, name)]
+    return out
+
+
+def key_values(facts: FunctionFacts, c: CallFact) -> list[Value]:
+    """Idempotency keys a call passes: key keywords, and idempotency headers."""
+    return [v for _, v in named_key_values(facts, c)]
+
+
+def _is_key_header(facts: FunctionFacts, name: str) -> bool:
+    lowered = name.lower()
+    known = {api.header.lower() for api in facts.k.idempotent_apis}
+    return lowered in known or "idempotency" in lowered or "request-id" in lowered
+
+
+def _api_header(facts: FunctionFacts, c: CallFact) -> str | None:
+    """The key header an HTTP write needs, when its URL is a known idempotent API."""
+    url_value = c.value.kwargs.get("url") or (c.value.args[0] if c.value.args else None)
+    if c.value.args and c.value.args[0].kind == "str" and len(c.value.args) > 1:
+        url_value = c.value.args[1]  # request("POST", url)
+    url = facts.literal_text(url_value) if url_value is not None else None
+    if not url:
+        return None
+    for api in facts.k.idempotent_apis:
+        if glob(api.url).match([url]):
+            return api.header
+    return None
+
+
+def missing_key(facts: FunctionFacts, c: CallFact) -> str | None:
+    """What key the call should carry but does not (for IDM202), else ``None``."""
+    effect = c.effect
+    if effect is None or "**" in c.value.kwargs:
+        return None
+    if effect.key_kwarg and effect.key_kwarg not in c.value.kwargs:
+        return f"{effect.key_kwarg}="
+    if effect.kind == "http-write":
+        header = _api_header(facts, c)
+        if header is not None:
+            headers = c.value.kwargs.get("headers")
+            names = {n.lower() for n in headers.kwargs} if headers is not None else set()
+            if headers is None or (headers.kind == "dict" and header.lower() not in names):
+                return f"the {header} header"
+    return None
+
+
+def check(ctx: TaskContext) -> None:
+    for r in ctx.reached:
+        facts = r.facts
+        reported: set[str] = set()
+        for ev in facts.func.events:
+            if ev.type != "assign" or ev.op is not None or ev.value is None:
+                continue
+            if len(ev.targets) != 1 or "." in ev.targets[0]:
+                continue
+            name = ev.targets[0]
+            if facts.k.key_names.match([name.lower()]) and unstable(facts, ev.value):
+                ctx.hit("IDM201", r, ev, name)
+                reported.add(name)
+        for c in facts.calls:
+            if c.chain_inner and c.effect is None:
+                continue
+            for how, v in named_key_values(facts, c):
+                if v.kind == "name" and v.path in reported:
+                    continue
+                if unstable(facts, v):
+                    ctx.hit("IDM201", r, c.event, how)
+                    break
+            else:
+                if c.effect is not None:
+                    missing = missing_key(facts, c)
+                    if missing is not None:
+                        ctx.hit("IDM202", r, c.event, f"{c.value.path}() without {missing}")

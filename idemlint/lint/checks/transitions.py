@@ -1,0 +1,121 @@
+"""obvious-state-transitions: IDM601 (check-then-transition with no lock or compare-and-set)
+and IDM602 (a task doing several side effects that never records a state a retry could see)."""
+
+from __future__ import annotations
+
+from idemlint.lint.analysis.walk import FunctionFacts, TaskContext, blocks_contain
+from idemlint.lint.checks.constraints import lookup_target
+from idemlint.lint.checks.keys import key_values
+from idemlint.lint.index.project import last_segment, split_root
+from idemlint.lint.knowledge import Patterns
+from idemlint.lint.summary.model import Event
+
+
+def _in_region(branch: Event, ev: Event) -> bool:
+    """``ev`` runs only when the check passed: inside the branch, or after an early exit."""
+    if f"b{branch.id}" in ev.blocks or f"e{branch.id}" in ev.blocks:
+        return True
+    return (
+        branch.body_exits
+        and ev.span.line > branch.end_line
+        and blocks_contain(branch.blocks, ev.blocks)
+    )
+
+
+_STATUS = Patterns(["status", "state", "*_status", "*_state"])
+
+
+def _is_status(target: str) -> bool:
+    return _STATUS.match([last_segment(target)])
+
+
+def _work_in_region(facts: FunctionFacts, branch: Event) -> bool:
+    """Something besides the transition runs when the check passes: a side effect, a counter,
+    or a project function. A bare set-if-unset of a field is harmless when it runs twice."""
+    return any(
+        (c.effect is not None or c.counter or c.target is not None) and _in_region(branch, c.event)
+        for c in facts.calls
+    )
+
+
+def _non_unique_source(facts: FunctionFacts, obj: str) -> bool:
+    """``obj`` came from a lookup on non-unique fields: IDM402 reports that, not IDM601."""
+    for c in facts.calls:
+        if obj in c.event.targets and c.lookup:
+            target = lookup_target(facts, c)
+            if target is not None and not target[0].is_unique(target[1]):
+                return True
+    return False
+
+
+def check_transitions(ctx: TaskContext) -> None:
+    for r in ctx.reached:
+        facts = r.facts
+        for branch in facts.branches:
+            objs = facts.guard_branches.get(branch.id)
+            if not objs or facts.in_lock(branch):
+                continue
+            checked = facts.checked_fields.get(branch.id, set())
+            for obj in sorted(objs):
+                if facts.row_locked(obj) or _non_unique_source(facts, obj):
+                    continue
+                fields = {f for f in checked if split_root(f)[0] == obj}
+                transition = next(
+                    (
+                        ev
+                        for ev in facts.func.events
+                        if ev.type == "assign"
+                        and ev.op is None
+                        and len(ev.targets) == 1
+                        and split_root(ev.targets[0])[0] == obj
+                        and facts.is_state_field(last_segment(ev.targets[0]))
+                        # the transition moves the field the check read, when it read one
+                        and (not fields or ev.targets[0] in fields)
+                        and _in_region(branch, ev)
+                    ),
+                    None,
+                )
+                if transition is None:
+                    continue
+                # moving a status can clobber a concurrent transition (pending -> settled
+                # overwritten by pending -> cancelled); setting a flag or timestamp that was
+                # unset only matters when work depends on it
+                if not _is_status(transition.targets[0]) and not _work_in_region(facts, branch):
+                    continue
+                if any(
+                    branch.span.line < claim.span.line < transition.span.line
+                    for claim in facts.claims
+                ):
+                    continue
+                ctx.hit("IDM601", r, branch, f"{obj}.{last_segment(transition.targets[0])}")
+                break
+
+
+def _records_state(facts: FunctionFacts) -> bool:
+    if facts.decorated_guard:
+        return True
+    for ev in facts.func.events:
+        if (
+            ev.type == "assign"
+            and ev.op is None
+            and len(ev.targets) == 1
+            and split_root(ev.targets[0])[1].startswith(".")
+            and facts.is_state_field(last_segment(ev.targets[0]))
+        ):
+            return True
+    return any(c.state_write or c.runner or c.upsert for c in facts.calls)
+
+
+def check_terminal_state(ctx: TaskContext) -> None:
+    kinds: set[str] = set()
+    for r, c in ctx.effects():
+        if c.effect is None or r.guarded or r.facts.guarded(c.event) or key_values(r.facts, c):
+            continue
+        if c.effect.kind != "row-create":  # a created row is itself a record a retry can see
+            kinds.add(c.effect.kind)
+    if any(h.rule.startswith("IDM5") for h in ctx.hits):
+        kinds.add("relative-update")
+    if len(kinds) < 2 or any(_records_state(r.facts) for r in ctx.reached):
+        return
+    first = ctx.reached[0]
+    ctx.hit("IDM602", first, ctx.task.span, ", ".join(sorted(kinds)))

@@ -1,0 +1,392 @@
+"""What calls mean, as data: the built-in knowledge plus the user's extensions.
+
+The engine never spells a framework's name. It asks this module "is this resolved
+call a side effect, a lookup, a lock, an upsert, a task decorator?" and the answers
+come from ``builtin.toml`` and from ``[tool.idemlint]`` in the user's
+``pyproject.toml``, which has the same shape. So a team's own ``notify.send_push``
+or ``with distributed_lock(...)`` is understood exactly like the built-ins.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from idemlint.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EFFECT_KINDS = ("row-create", "message", "payment", "http-write", "enqueue")
+FRAMEWORKS = ("celery", "rq", "dramatiq", "huey", "arq", "taskiq", "django-q", "custom")
+
+EXTENSION_KEYS: dict[str, str] = {
+    "side-effects": 'list of tables: {call = "pkg.mod.func", kind = "<kind>"}',
+    "task-decorators": (
+        'list of tables: {name = "pkg.mod.decorator", retries = true|false, '
+        "retry-kwargs = [...], no-retry-kwargs = [...]}"
+    ),
+    "task-classes": (
+        'list of tables: {base = "pkg.mod.BaseJob", method = "run", retries = true|false, '
+        "retry-attributes = [...]}"
+    ),
+    "locks": "list of call globs",
+    "guards": "list of decorator or call globs",
+    "lookups": "list of call globs",
+    "upserts": "list of call globs",
+    "state-fields": "list of field-name globs",
+    "idempotent-apis": 'list of tables: {url = "https://api.example.com/*", header = "..."}',
+}
+"""The knowledge keys a user may set in ``[tool.idemlint]``, with the shape each takes."""
+
+
+class Patterns:
+    """A set of globs compiled into one regex: matching is a single ``re`` call. The regex
+    is compiled on first use: a re-check answered from the snapshot matches nothing, and
+    compiling every table of the knowledge base would be most of its work."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        self.globs = tuple(dict.fromkeys(globs))
+
+    @cached_property
+    def _re(self) -> re.Pattern[str] | None:
+        if not self.globs:
+            return None
+        # `[` is literal in our paths (`ctx[].enqueue_job`), never a character class
+        return re.compile(
+            "|".join(f"(?:{fnmatch.translate(g.replace('[', '[[]'))})" for g in self.globs)
+        )
+
+    def match(self, candidates: Iterable[str]) -> bool:
+        pattern = self._re
+        if pattern is None:
+            return False
+        return any(pattern.match(c) for c in candidates)
+
+    def __bool__(self) -> bool:
+        return bool(self.globs)
+
+
+@lru_cache(maxsize=1024)
+def glob(pattern: str) -> Patterns:
+    """One glob, compiled once: for patterns matched per call (an effect's arg-type, an API's
+    URL) rather than per knowledge table."""
+    return Patterns([pattern])
+
+
+@dataclass(frozen=True)
+class Effect:
+    call: str
+    kind: str
+    unless_kwargs: tuple[str, ...] = ()
+    unless_chain: tuple[str, ...] = ()
+    key_kwarg: str | None = None
+    arg_type: str | None = None
+    arg_text: re.Pattern[str] | None = None
+    matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
+
+
+@dataclass(frozen=True)
+class TaskDecorator:
+    name: str
+    framework: str
+    retry_kwargs: tuple[str, ...] = ()
+    retries_by_default: bool = False
+    no_retry_kwargs: tuple[str, ...] = ()
+    matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
+
+
+@dataclass(frozen=True)
+class TaskClass:
+    base: str
+    framework: str
+    method: str
+    retry_attributes: tuple[str, ...] = ()
+    retries_by_default: bool = False
+
+
+@dataclass(frozen=True)
+class TaskRegistration:
+    call: str
+    framework: str
+    arg: int
+    kwarg: str | None
+    retry_kwargs: tuple[str, ...] = ()
+    matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
+
+
+@dataclass(frozen=True)
+class TaskList:
+    class_name: str
+    attribute: str
+    framework: str
+
+
+@dataclass(frozen=True)
+class IdempotentApi:
+    url: str
+    header: str
+
+
+@dataclass
+class Knowledge:
+    task_decorators: list[TaskDecorator]
+    task_classes: list[TaskClass]
+    task_registrations: list[TaskRegistration]
+    task_lists: list[TaskList]
+    retry_signals: Patterns
+    model_bases: dict[str, str]
+    effects: list[Effect]
+    not_effect_models: Patterns
+    idempotent_apis: list[IdempotentApi]
+    lookups: Patterns
+    upserts: Patterns
+    row_lock_methods: frozenset[str]
+    locks: Patterns
+    guard_decorators: Patterns
+    guard_bases: Patterns
+    guard_runners: Patterns
+    state_fields: Patterns
+    counters: Patterns
+    counter_unless_key: re.Pattern[str]
+    relative_calls: Patterns
+    relative_attributes: Patterns
+    reset_methods: Patterns
+    """Method names that zero an object's totals (``meter.reset()``)."""
+    unstable_sources: Patterns
+    key_names: Patterns
+    key_kwargs: frozenset[str]
+    frameworks: frozenset[str] | None = None
+
+    def effect_for(self, candidates: Sequence[str]) -> list[Effect]:
+        # one regex of every effect first: most calls are none, and asking each
+        # effect's own pattern costs a match per effect and candidate
+        if not self._any_effect.match(candidates):
+            return []
+        return [e for e in self.effects if e.matcher.match(candidates)]
+
+    @cached_property
+    def _any_effect(self) -> Patterns:
+        return Patterns([e.call for e in self.effects])
+
+    def uses_framework(self, framework: str) -> bool:
+        return self.frameworks is None or framework in self.frameworks or framework == "custom"
+
+
+def _strs(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def _effect(entry: Mapping[str, Any]) -> Effect:
+    text = entry.get("arg-text")
+    return Effect(
+        call=str(entry["call"]),
+        kind=str(entry["kind"]),
+        unless_kwargs=_strs(entry.get("unless-kwargs")),
+        unless_chain=_strs(entry.get("unless-chain")),
+        key_kwarg=entry.get("key-kwarg"),
+        arg_type=entry.get("arg-type"),
+        arg_text=re.compile(text) if text else None,
+        matcher=Patterns([str(entry["call"])]),
+    )
+
+
+def _task_decorator(entry: Mapping[str, Any]) -> TaskDecorator:
+    retries = entry.get("retries")
+    return TaskDecorator(
+        name=str(entry["name"]),
+        framework=str(entry.get("framework", "custom")),
+        retry_kwargs=_strs(entry.get("retry-kwargs")),
+        retries_by_default=bool(entry.get("retries-by-default", retries is True)),
+        no_retry_kwargs=_strs(entry.get("no-retry-kwargs")),
+        matcher=Patterns([str(entry["name"])]),
+    )
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> dict[str, Any]:
+    text = resources.files("idemlint.lint.knowledge").joinpath("builtin.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def validate_extension(key: str, value: object, file: Path | str | None) -> None:
+    """Check one knowledge-extension value from ``[tool.idemlint]``; raise ``ConfigError``."""
+    if key not in EXTENSION_KEYS:
+        raise ConfigError("unknown knowledge key", file=file, key=key, accepted=EXTENSION_KEYS)
+    shape = EXTENSION_KEYS[key]
+    if not isinstance(value, list):
+        raise ConfigError(f"expected a {shape}", file=file, key=key)
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if key == "side-effects":
+            if not isinstance(item, dict) or not isinstance(item.get("call"), str):
+                raise ConfigError(f"expected a {shape}", file=file, key=where)
+            if item.get("kind") not in EFFECT_KINDS:
+                raise ConfigError(
+                    f"bad kind {item.get('kind')!r}", file=file, key=where, accepted=EFFECT_KINDS
+                )
+            unknown = set(item) - {"call", "kind", "key-kwarg", "unless-kwargs"}
+            if unknown:
+                raise ConfigError(
+                    f"unknown field {sorted(unknown)[0]!r}",
+                    file=file,
+                    key=where,
+                    accepted=("call", "kind", "key-kwarg", "unless-kwargs"),
+                )
+        elif key == "task-decorators":
+            _check_table(
+                item,
+                shape,
+                file,
+                where,
+                required="name",
+                names=("framework",),
+                lists={"retry-kwargs": "keyword names", "no-retry-kwargs": "keyword names"},
+            )
+        elif key == "task-classes":
+            _check_table(
+                item,
+                shape,
+                file,
+                where,
+                required="base",
+                names=("method", "framework"),
+                lists={"retry-attributes": "attribute names"},
+            )
+        elif key == "idempotent-apis":
+            if not (
+                isinstance(item, dict)
+                and isinstance(item.get("url"), str)
+                and isinstance(item.get("header"), str)
+            ):
+                raise ConfigError(f"expected a {shape}", file=file, key=where)
+        elif not isinstance(item, str) or not item:
+            raise ConfigError(f"expected a {shape}", file=file, key=where)
+
+
+def _check_table(
+    item: object,
+    shape: str,
+    file: Path | str | None,
+    where: str,
+    *,
+    required: str,
+    names: tuple[str, ...],
+    lists: Mapping[str, str],
+) -> None:
+    """One table of a task-rule key: ``required`` and ``names`` are non-empty strings,
+    ``retries`` a boolean, each of ``lists`` a list of strings; nothing else."""
+    if not isinstance(item, dict) or not isinstance(item.get(required), str):
+        raise ConfigError(f"expected a {shape}", file=file, key=where)
+    fields = (required, *names, "retries", *lists)
+    unknown = set(item) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown field {sorted(unknown)[0]!r}", file=file, key=where, accepted=fields
+        )
+    for name in names:
+        if name in item and not (isinstance(item[name], str) and item[name]):
+            raise ConfigError(f"{name} must be a name", file=file, key=where)
+    if "retries" in item and not isinstance(item["retries"], bool):
+        raise ConfigError("retries must be true or false", file=file, key=where)
+    for name, what in lists.items():
+        value = item.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of {what}", file=file, key=where)
+
+
+def load_knowledge(
+    extensions: Mapping[str, object] | None = None,
+    *,
+    frameworks: Iterable[str] | None = None,
+    source: Path | str | None = None,
+) -> Knowledge:
+    """Built-in knowledge merged with the user's ``[tool.idemlint]`` extensions."""
+    ext = dict(extensions or {})
+    for key, value in ext.items():
+        validate_extension(key, value, source)
+    data = _builtin()
+
+    def user(key: str) -> list[Any]:
+        value = ext.get(key, [])
+        return list(value) if isinstance(value, list) else []
+
+    effects = [_effect(e) for e in data["side-effect"]]
+    effects += [_effect(e) for e in user("side-effects")]
+    decorators = [_task_decorator(e) for e in data["task-decorator"]]
+    decorators += [_task_decorator(e) for e in user("task-decorators")]
+    guards = user("guards")
+    return Knowledge(
+        task_decorators=decorators,
+        task_classes=[
+            TaskClass(
+                base=e["base"],
+                framework=e["framework"],
+                method=e["method"],
+                retry_attributes=_strs(e.get("retry-attributes")),
+            )
+            for e in data["task-class"]
+        ]
+        + [
+            TaskClass(
+                base=e["base"],
+                framework=str(e.get("framework", "custom")),
+                method=str(e.get("method", "run")),
+                retry_attributes=_strs(e.get("retry-attributes")),
+                retries_by_default=e.get("retries") is True,
+            )
+            for e in user("task-classes")
+        ],
+        task_registrations=[
+            TaskRegistration(
+                call=e["call"],
+                framework=e["framework"],
+                arg=int(e["arg"]),
+                kwarg=e.get("kwarg"),
+                retry_kwargs=_strs(e.get("retry-kwargs")),
+                matcher=Patterns([e["call"]]),
+            )
+            for e in data["task-registration"]
+        ],
+        task_lists=[
+            TaskList(e["class-name"], e["attribute"], e["framework"]) for e in data["task-list"]
+        ],
+        retry_signals=Patterns(data["retry-signals"]["calls"]),
+        model_bases={e["base"]: e["kind"] for e in data["model-base"]},
+        effects=effects,
+        not_effect_models=Patterns(data["not-side-effects"]["models"]),
+        idempotent_apis=[
+            IdempotentApi(e["url"], e["header"])
+            for e in [*data["idempotent-api"], *user("idempotent-apis")]
+        ],
+        lookups=Patterns([*data["lookups"]["calls"], *user("lookups")]),
+        upserts=Patterns([*data["upserts"]["calls"], *user("upserts")]),
+        row_lock_methods=frozenset(data["row-locks"]["methods"]),
+        locks=Patterns([*data["locks"]["calls"], *user("locks")]),
+        guard_decorators=Patterns([*data["guards"]["decorators"], *guards]),
+        guard_bases=Patterns(data["guards"]["bases"]),
+        guard_runners=Patterns([*data["guards"]["runners"], *guards]),
+        state_fields=Patterns([*data["state-fields"]["names"], *user("state-fields")]),
+        counters=Patterns(data["counters"]["calls"]),
+        counter_unless_key=re.compile(data["counters"]["unless-key"]),
+        relative_calls=Patterns(data["relative-operands"]["calls"]),
+        relative_attributes=Patterns(data["relative-operands"]["attributes"]),
+        reset_methods=Patterns(data["relative-resets"]["methods"]),
+        unstable_sources=Patterns(data["unstable-sources"]["calls"]),
+        key_names=Patterns(data["key-names"]["names"]),
+        key_kwargs=frozenset(data["key-names"]["kwargs"]),
+        frameworks=frozenset(frameworks) if frameworks is not None else None,
+    )

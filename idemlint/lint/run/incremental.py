@@ -1,0 +1,357 @@
+"""One run of the analysis that reuses what the last run computed from unchanged files.
+
+The pieces of a run and what each depends on (see :mod:`idemlint.lint.index.deps`):
+
+* a file's summary: its bytes (the summary cache, :mod:`idemlint.lint.run.cache`);
+* whether it is summarised at all: the pre-check over every file's scan
+  (:mod:`idemlint.lint.files.prefilter`); reused while no changed file's scan changed;
+* the task declarations in a file: the files read while looking for them;
+* whether a task retries because of a call in its body: the files read for that;
+* a task's findings: its declaration and the files its analysis read, plus the
+  project's table of tasks (a call to another task reads it).
+
+A piece whose files are all unchanged is taken from the snapshot
+(:mod:`idemlint.lint.run.snapshot`); the others are computed again, on a project index whose
+summaries are loaded only when something asks for them. With no snapshot (first
+run, another configuration, a file added or removed) everything is computed, and
+the result is the same either way: ``tests/test_incremental.py`` edits projects at
+random and compares each re-check with a run from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from idemlint.lint.analysis.walk import FunctionFacts, Hit, TaskContext
+from idemlint.lint.checks import STATEMENT_CHECKS, TASK_CHECKS
+from idemlint.lint.files.discovery import module_name
+from idemlint.lint.index.project import FileIndex, Project
+from idemlint.lint.index.tasks import (
+    Declaration,
+    Task,
+    TaskFinder,
+    merge_declarations,
+    retry_signal,
+)
+from idemlint.lint.knowledge import Knowledge
+from idemlint.lint.run import snapshot
+from idemlint.lint.run.cache import SummaryCache, key_for_digest
+from idemlint.lint.run.snapshot import FileState, Snapshot, TaskState
+from idemlint.lint.summary.model import FileSummary, ParseError
+
+NO_TASK_ROOT = "-"
+"""The scan hash of every file when no file mentions a task rule's root (no scan is made)."""
+
+
+@dataclass
+class Stamped:
+    """A file of this run: where it is, and a hash of its bytes."""
+
+    path: Path
+    rel: str
+    module: str
+    is_package: bool
+    mtime_ns: int
+    size: int
+    digest: str
+    content: bytes | None
+    """Read when the last run's stamp did not match (else not read at all)."""
+    override: bool = False
+    """The content came from the caller (an editor's unsaved buffer), not from disk."""
+
+    def read(self) -> bytes:
+        if self.content is None:
+            try:
+                self.content = self.path.read_bytes()
+            except OSError:
+                self.content = b""
+        return self.content
+
+
+@dataclass
+class Selection:
+    """What the pre-check decided over the whole project."""
+
+    needed: set[int] | None
+    """Indexes of the files that need a full summary (None: all of them)."""
+    scans: list[str]
+    """Each file's scan hash."""
+    exports: dict[tuple[str, str], set[str]] | None = None
+
+
+@dataclass
+class Outcome:
+    hits: list[tuple[str, Hit]]
+    """(task, hit) in task order."""
+    errors: dict[str, ParseError]
+    """Files that do not parse, by path relative to the root."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """What was reused and redone: ``summarised`` (files given to the summariser, from
+    the cache or made), ``empty`` (ruled out), ``dirty``, ``loaded`` (summaries read
+    back on demand), ``declarations``, ``analysed`` and ``tasks``, ``prefilter_reused``."""
+
+
+def stamp(
+    files: Sequence[Path],
+    root: Path,
+    rel: Callable[[Path], str],
+    last: Snapshot | None,
+    sources: Mapping[Path, bytes] | None = None,
+) -> list[Stamped]:
+    """Stamp every file: from ``os.stat`` where the last run's stamp still holds, else by
+    hashing its bytes. The stat comes first: a write after it is seen next time."""
+    out: list[Stamped] = []
+    for path in files:
+        name = rel(path)
+        module, is_package = module_name(path, root)
+        given = sources.get(path) if sources is not None else None
+        if given is not None:  # never trusted by stamp next time: mtime 0
+            out.append(
+                Stamped(path, name, module, is_package, 0, -1, snapshot.digest(given), given, True)
+            )
+            continue
+        try:
+            st = os.stat(path)
+            mtime, size = st.st_mtime_ns, st.st_size
+        except OSError:
+            mtime, size = 0, -1
+        old = last.files.get(name) if last is not None else None
+        if old is not None and old.mtime_ns and old.mtime_ns == mtime and old.size == size:
+            out.append(Stamped(path, name, module, is_package, mtime, size, old.digest, None))
+            continue
+        try:
+            content = path.read_bytes()
+        except OSError:
+            content = b""
+        stamped = Stamped(path, name, module, is_package, mtime, size, "", content)
+        stamped.digest = snapshot.digest(content)
+        out.append(stamped)
+    return out
+
+
+def run_task(ctx: TaskContext) -> None:
+    """Every check on one task; a check that raises becomes an IDM002 hit."""
+    for label, check in (*STATEMENT_CHECKS, *TASK_CHECKS):
+        try:
+            check(ctx)
+        except Exception as exc:  # a rule bug must not stop the run
+            ctx.hits.append(
+                Hit(
+                    "IDM002",
+                    ctx.task.span,
+                    f"{label}: {type(exc).__name__}: {exc}",
+                    ctx.task.ref.file.path,
+                    (),
+                    "",
+                )
+            )
+
+
+class Run:
+    """The analysis of one project, reusing the last run's results where it can."""
+
+    def __init__(
+        self,
+        files: list[Stamped],
+        knowledge: Knowledge,
+        cache: SummaryCache | None,
+        last: Snapshot | None,
+        *,
+        use_prefilter: bool,
+        summarise: Callable[[list[tuple[int, Stamped]]], dict[int, FileSummary]],
+        parses: Callable[[bytes], bool],
+        select: Callable[[list[Stamped]], Selection],
+        scan_digest: Callable[[Stamped], str],
+        triggered: Callable[[Stamped], bool],
+        still_needed: Callable[[list[Stamped], Snapshot], bool],
+    ) -> None:
+        self.files = files
+        self.knowledge = knowledge
+        self.cache = cache
+        if last is not None and (
+            list(last.files) != [f.rel for f in files] or last.prefilter != use_prefilter
+        ):
+            last = None  # a file added, removed or renamed: resolution may differ anywhere
+        self.last = last
+        self.use_prefilter = use_prefilter
+        self._summarise = summarise
+        self._parses = parses
+        self._select = select
+        self._scan_digest = scan_digest
+        self._triggered = triggered
+        self._still_needed = still_needed
+        self._by_rel = {f.rel: f for f in files}
+        self.new = Snapshot(prefilter=use_prefilter)
+        self.dirty: set[str] = set()
+        self.stats: dict[str, int] = {}
+
+    # -- which files, summarised how ----------------------------------------
+    def _needed(self) -> tuple[list[bool], list[str]]:
+        """Whether each file needs a full summary, and its scan's hash."""
+        files, last = self.files, self.last
+        if not self.use_prefilter:
+            return [True] * len(files), [""] * len(files)
+        if last is not None and all(st.scan == NO_TASK_ROOT for st in last.files.values()):
+            # no file held a task rule's root: unless a changed file now does, none is needed
+            changed = [f for f in files if f.digest != last.files[f.rel].digest]
+            if not any(self._triggered(f) for f in changed):
+                self.stats["prefilter_reused"] = 1
+                return [False] * len(files), [NO_TASK_ROOT] * len(files)
+        elif last is not None:
+            scans = []
+            for f in files:
+                old = last.files[f.rel]
+                scans.append(old.scan if f.digest == old.digest else self._scan_digest(f))
+            rescanned = [
+                f for f, s in zip(files, scans, strict=True) if s != last.files[f.rel].scan
+            ]
+            if (
+                not rescanned
+                or all(st.needed for st in last.files.values())  # nothing to add to
+                or self._still_needed(rescanned, last)
+            ):
+                self.stats["prefilter_reused"] = 1
+                self.new.exports = last.exports
+                added = {f.rel for f in rescanned}  # kept from now on (see still_needed)
+                return [last.files[f.rel].needed or f.rel in added for f in files], scans
+        selection = self._select(files)
+        self.new.exports = selection.exports
+        if selection.needed is None:
+            return [True] * len(files), selection.scans
+        return [i in selection.needed for i in range(len(files))], selection.scans
+
+    def _project(self) -> tuple[Project, dict[str, ParseError]]:
+        files, last = self.files, self.last
+        needed, scans = self._needed()
+        entries: list[FileSummary | FileIndex] = []
+        fresh: list[tuple[int, Stamped]] = []
+        made: dict[int, FileSummary] = {}
+        full: list[bool] = []
+        for i, f in enumerate(files):
+            old = last.files[f.rel] if last is not None else None
+            if old is not None and old.digest == f.digest and old.needed == needed[i]:
+                full.append(old.full)
+                continue
+            self.dirty.add(f.rel)
+            if needed[i] or not self._parses(f.read()):
+                full.append(True)
+                fresh.append((i, f))
+            else:
+                full.append(False)
+                made[i] = FileSummary(f.rel, f.module)
+        made.update(self._summarise(fresh))
+        errors: dict[str, ParseError] = {}
+        for i, f in enumerate(files):
+            summary = made.get(i)
+            if summary is not None:
+                entries.append(summary)
+                error = summary.error
+                index = FileIndex.of(summary)
+            else:
+                assert last is not None
+                old = last.files[f.rel]
+                entries.append(old.index)
+                error, index = old.error, old.index
+            if error is not None:
+                errors[f.rel] = error
+            self.new.files[f.rel] = FileState(
+                f.rel, f.mtime_ns, f.size, f.digest, full[i], needed[i], scans[i], index, error
+            )
+        self.stats["summarised"] = len(fresh)
+        self.stats["empty"] = len(made) - len(fresh)
+        self.stats["dirty"] = len(self.dirty)
+        return Project(entries, self.knowledge, load=self._load), errors
+
+    def _load(self, path: str) -> FileSummary:
+        """A summary the last run made and this run did not need until now."""
+        state = self.new.files[path]
+        stamped = self._by_rel[path]
+        if not state.full:
+            return FileSummary(path, stamped.module)
+        self.stats["loaded"] = self.stats.get("loaded", 0) + 1
+        key = key_for_digest(state.digest, stamped.module, path)
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is None:  # evicted or damaged: the file is unchanged, summarise it again
+            found = self._summarise([(0, stamped)])[0]
+        return found
+
+    # -- tasks and findings ------------------------------------------------
+    def _unchanged(self, deps: frozenset[str]) -> bool:
+        return not (deps & self.dirty)
+
+    def _declarations(self, project: Project) -> list[list[Declaration]]:
+        finder = TaskFinder(project)
+        out: list[list[Declaration]] = []
+        for f in self.files:
+            old = self.last.files[f.rel] if self.last is not None else None
+            state = self.new.files[f.rel]
+            if (
+                old is not None
+                and f.rel not in self.dirty
+                and old.declarations is not None
+                and self._unchanged(old.declaration_deps)
+            ):
+                found, deps = old.declarations, old.declaration_deps
+            elif not state.full:
+                found, deps = [], frozenset()  # an empty summary declares nothing
+            else:
+                project.tracker.open()
+                try:
+                    found = finder.declarations(project.file(f.rel))
+                finally:
+                    deps = project.tracker.close()
+                self.stats["declarations"] = self.stats.get("declarations", 0) + 1
+            state.declarations, state.declaration_deps = found, deps
+            out.append(found)
+        return out
+
+    def _signal(self, project: Project) -> Callable[[Task], str]:
+        def signal(task: Task) -> str:
+            old = self.last.signals.get(task.name) if self.last is not None else None
+            if old is not None and self._unchanged(old[1]):
+                self.new.signals[task.name] = old
+                return old[0]
+            project.tracker.open()
+            try:
+                project.tracker.touch(task.ref.path)
+                called = retry_signal(project, task.ref)
+            finally:
+                deps = project.tracker.close()
+            self.new.signals[task.name] = (called, deps)
+            return called
+
+        return signal
+
+    def run(self) -> Outcome:
+        project, errors = self._project()
+        tasks = merge_declarations(project, self._declarations(project), self._signal(project))
+        last = self.last
+        same_table = last is not None and {n: t.framework for n, t in tasks.items()} == {
+            n: t.record[1] for n, t in last.tasks.items()
+        }
+        facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]] = {}
+        hits: list[tuple[str, Hit]] = []
+        analysed = 0
+        for name in sorted(tasks):
+            task = tasks[name]
+            old = last.tasks.get(name) if last is not None and same_table else None
+            if old is not None and old.record == task.record() and self._unchanged(old.deps):
+                state = old
+            else:
+                analysed += 1
+                ctx = TaskContext(project, task, facts_cache)
+                project.tracker.open()
+                try:
+                    project.tracker.touch(project.functions.where[name][0])
+                    run_task(ctx)
+                finally:
+                    deps = project.tracker.close()
+                state = TaskState(task.record(), ctx.hits, deps)
+            self.new.tasks[name] = state
+            hits.extend((name, h) for h in state.hits)
+        self.stats["analysed"] = analysed
+        self.stats["tasks"] = len(tasks)
+        return Outcome(hits, errors, self.stats)

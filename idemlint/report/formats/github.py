@@ -1,0 +1,42 @@
+"""``--format github``: GitHub Actions workflow commands, shown as annotations on the diff.
+
+``::warning file=app/tasks.py,line=12,col=5,endLine=12,endColumn=30,title=IDM301::...``
+
+Values are escaped as the runner expects (``%``, CR, LF everywhere; ``:`` and
+``,`` inside properties), or a message holding a comma would cut the command.
+Paths stay relative to the working directory: the job's checkout.
+"""
+
+from __future__ import annotations
+
+from idemlint.findings import NOTICE, Finding
+from idemlint.report.formats import Report
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(finding: Finding) -> str:
+    """One workflow command for one finding."""
+    kind = "notice" if finding.checklist == NOTICE else "warning"
+    properties = [
+        f"file={escape_property(finding.path)}",
+        f"line={finding.line}",
+        f"col={finding.column}",
+    ]
+    if finding.end_line >= finding.line:
+        properties += [f"endLine={finding.end_line}", f"endColumn={finding.end_column}"]
+    properties.append(f"title={escape_property(finding.rule)}")
+    message = f"[{finding.checklist}] {finding.message}"
+    if finding.task:
+        message += f" (task: {finding.task})"
+    return f"::{kind} {','.join(properties)}::{escape_data(message)}"
+
+
+def render(report: Report) -> str:
+    return "".join(command(finding) + "\n" for finding in report.findings)

@@ -1,0 +1,107 @@
+"""``--format text``: one line per finding, for people and for editors' problem matchers.
+
+``path:line:col: IDM301 [check-prior-art] message (task: app.tasks.charge_order)``
+
+The ``path:line:col:`` prefix is the shape every editor and CI log parser
+already understands. Colour is applied only when the caller says so (a TTY
+without ``NO_COLOR``); the text itself is identical with or without it.
+"""
+
+from __future__ import annotations
+
+import tokenize
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from idemlint.findings import NOTICE, Finding
+from idemlint.report.formats import Report
+
+Style = Callable[..., str]
+
+
+def _plain(text: str, **_: object) -> str:
+    return text
+
+
+def finding_line(finding: Finding, *, color: bool = False) -> str:
+    """The one-line form of a finding."""
+    style: Style = click.style if color else _plain
+    rule_color = "yellow" if finding.checklist == NOTICE else "red"
+    line = (
+        f"{style(finding.path, bold=True)}:{finding.line}:{finding.column}: "
+        f"{style(finding.rule, fg=rule_color, bold=True)} "
+        f"{style('[' + finding.checklist + ']', fg='cyan')} {finding.message}"
+    )
+    if finding.task:
+        line += " " + style(f"(task: {finding.task})", dim=True)
+    return line
+
+
+class SourceLines:
+    """Reads the checked files' lines once each, for ``--show-source``."""
+
+    def __init__(self, cwd: Path) -> None:
+        self._cwd = cwd
+        self._files: dict[str, list[str]] = {}
+
+    def line(self, finding: Finding) -> str | None:
+        lines = self._files.get(finding.path)
+        if lines is None:
+            path = Path(finding.path)
+            try:
+                with tokenize.open(path if path.is_absolute() else self._cwd / path) as handle:
+                    lines = handle.read().splitlines()
+            except (OSError, SyntaxError, UnicodeDecodeError):
+                lines = []
+            self._files[finding.path] = lines
+        if 0 < finding.line <= len(lines):
+            return lines[finding.line - 1]
+        return finding.source or None
+
+
+def source_excerpt(finding: Finding, text: str, *, color: bool = False) -> str:
+    """The offending line with a caret under the finding's columns, and the call chain."""
+    style: Style = click.style if color else _plain
+    number = str(finding.line)
+    gutter = " " * len(number)
+    start = max(finding.column - 1, 0)
+    if finding.end_line == finding.line and finding.end_column > finding.column:
+        width = finding.end_column - finding.column
+    else:
+        width = max(len(text.rstrip()) - start, 1)
+    indent = "".join(ch if ch == "\t" else " " for ch in text[:start])
+    lines = [
+        f" {number} | {text.rstrip()}",
+        f" {gutter} | {indent}{style('^' * width, fg='red', bold=True)}",
+    ]
+    if finding.via:
+        chain = " -> ".join((finding.task, *finding.via))
+        lines.append(f" {gutter} = via {chain}")
+    return "\n".join(lines)
+
+
+def render(report: Report, *, color: bool = False, show_source: bool = False) -> str:
+    """The findings as text lines (the summary line is added by the CLI)."""
+    sources = SourceLines(report.cwd) if show_source else None
+    out: list[str] = []
+    for finding in report.findings:
+        out.append(finding_line(finding, color=color))
+        if sources is not None:
+            text = sources.line(finding)
+            if text is not None:
+                out.append(source_excerpt(finding, text, color=color))
+    return "".join(line + "\n" for line in out)
+
+
+def fixed_entries(report: Report) -> str:
+    """``--show-fixed``: baseline entries no finding matches any more."""
+    if report.baseline is None or not report.baseline.fixed:
+        return "No baseline entries fixed.\n"
+    out = ["Fixed since the baseline (no longer found):"]
+    for entry in report.baseline.fixed:
+        task = f" (task: {entry.task})" if entry.task else ""
+        times = f" x{entry.count}" if entry.count > 1 else ""
+        out.append(f"  {entry.path}: {entry.rule}{task} {entry.statement}{times}")
+    return "\n".join(out) + "\n"
