@@ -38,7 +38,8 @@ from idemlint.lint.index.project import Project
 from idemlint.lint.index.tasks import find_tasks
 from idemlint.lint.knowledge import load_knowledge
 from idemlint.lint.run.cache import SummaryCache
-from idemlint.lint.run.engine import check, summarize_files
+from idemlint.lint.run.engine import check
+from idemlint.lint.run.summarising import summarize_files
 
 
 @dataclass(frozen=True)

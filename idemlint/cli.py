@@ -295,9 +295,9 @@ def _lint(
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
+    from idemlint.findings import display_name
     from idemlint.report.formats.progress import ProgressBar, delay_from_env, in_ci
     from idemlint.report.selection import report_filter
-    from idemlint.report.suppression import display_name
 
     cwd = Path.cwd().absolute()
     if not paths:

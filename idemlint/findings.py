@@ -7,7 +7,9 @@ documented in ``docs/output-formats.md``; add keys, never rename or drop them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 CHECKLIST = (
@@ -66,3 +68,21 @@ class Finding:
             "task": self.task,
             "via": list(self.via),
         }
+
+
+def display_name(path: str, cwd: Path) -> str:
+    """:func:`display_path` of a path string (relative ones are under ``cwd``), without
+    pathlib: it is asked for every file of a run."""
+    top = str(cwd)
+    name = os.path.normpath(path if os.path.isabs(path) else os.path.join(top, path))
+    if name.startswith(top + os.sep):
+        return name[len(top) + 1 :].replace(os.sep, "/")
+    return name.replace(os.sep, "/") if name != top else "."
+
+
+def display_path(path: Path, cwd: Path) -> str:
+    """A path as findings show it: relative to ``cwd`` when under it, ``/`` separators."""
+    try:
+        return path.relative_to(cwd).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -15,7 +15,7 @@ import pytest
 
 from idemlint.catalog import Rule, load_catalog
 from idemlint.findings import CHECKLIST, NOTICE, Finding
-from idemlint.lint.run.engine import check_source
+from idemlint.report.checking import check_source
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,7 +18,8 @@ from idemlint.findings import Finding
 from idemlint.lint.checks import STATEMENT_CHECKS
 from idemlint.lint.run import cache as cache_module
 from idemlint.lint.run import snapshot
-from idemlint.lint.run.engine import check, check_project, check_source
+from idemlint.lint.run.engine import check
+from idemlint.report.checking import check_project, check_source
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -121,7 +121,7 @@ def _definitions(
 
 def _lint(root: Path) -> list[Finding]:
     """What ``idemlint check <root>`` reports: the engine, then inline suppressions (which
-    also yield IDM003) and the project's rule selection. ``engine.check_project`` alone
+    also yield IDM003) and the project's rule selection. ``report.checking.check_project`` alone
     stops before suppressions."""
     config = load_config([root])
     result = check([root], config)
@@ -161,7 +161,7 @@ def _engine_tasks(root: Path) -> set[str]:
     from idemlint.lint.index.project import Project
     from idemlint.lint.index.tasks import find_tasks
     from idemlint.lint.knowledge import load_knowledge
-    from idemlint.lint.run.engine import summarize_files
+    from idemlint.lint.run.summarising import summarize_files
 
     config = load_config([root])
     files = discover(root, (*config.exclude, *config.extend_exclude))

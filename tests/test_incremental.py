@@ -136,7 +136,7 @@ def test_edit_reanalyses_only_the_tasks_that_read_the_file(tmp_path: Path) -> No
 def test_suppressions_of_unchanged_files_come_from_the_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from idemlint.lint.run import engine
+    from idemlint.lint.run import results
     from idemlint.report.selection import report_filter
 
     root = tmp_path / "sqlalchemy_app"
@@ -155,7 +155,7 @@ def test_suppressions_of_unchanged_files_come_from_the_snapshot(
     def no_tokenizing(data: bytes) -> list[object]:
         raise AssertionError("an unchanged file was read for suppressions again")
 
-    monkeypatch.setattr(engine, "suppressions_in", no_tokenizing)
+    monkeypatch.setattr(results, "suppressions_in", no_tokenizing)
     again = check([root], config, cwd=root)
     assert again.suppressions.keys() == first.suppressions.keys()
     assert [s.line for s in again.suppressions[tasks]] == [line]

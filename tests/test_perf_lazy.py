@@ -52,7 +52,7 @@ def test_summaries_hold_no_syntax_trees(tmp_path: Path) -> None:
     import libcst
 
     import idemlint.lint.summary.summarize  # noqa: F401  (libcst's module-level default nodes)
-    from idemlint.lint.run.engine import summarize_files
+    from idemlint.lint.run.summarising import summarize_files
 
     def live_nodes() -> int:
         gc.collect()
@@ -73,7 +73,7 @@ def test_warm_run_after_an_edit_summarises_only_the_edited_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from idemlint.config import load_config
-    from idemlint.lint.run import engine
+    from idemlint.lint.run import engine, summarising
 
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", "utf-8")
     pkg = tmp_path / "app"
@@ -94,13 +94,13 @@ def test_warm_run_after_an_edit_summarises_only_the_edited_file(
     assert first
 
     summarised: list[str] = []
-    original = engine._summarize_path
+    original = summarising.summarize_job
 
-    def counting(path: Path, rel: str, module: str, is_package: bool) -> object:
-        summarised.append(rel)
-        return original(path, rel, module, is_package)
+    def counting(job: tuple[str, str, str, bool]) -> object:
+        summarised.append(job[1])
+        return original(job)
 
-    monkeypatch.setattr(engine, "_summarize_path", counting)
+    monkeypatch.setattr(summarising, "summarize_job", counting)
     helpers = pkg / "helpers.py"
     helpers.write_text(helpers.read_text("utf-8") + "\nTIMEOUT = 5\n", "utf-8")
     # the editor path: one file reported, the rest of the project from the cache

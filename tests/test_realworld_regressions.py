@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from idemlint.lint.run.engine import check_source
+from idemlint.report.checking import check_source
 
 FN_CHAINED_EFFECT = """\
 import httpx, requests

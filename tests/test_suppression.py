@@ -8,7 +8,8 @@ from pathlib import Path
 from test_cli_support import copy_project, line_of, run_idemlint
 
 from idemlint.findings import Finding
-from idemlint.report.suppression import apply_suppressions, parse_suppressions
+from idemlint.lint.files.comments import parse_suppressions
+from idemlint.report.suppression import apply_suppressions
 
 
 def finding(path: str, line: int, rule: str = "IDM301") -> Finding:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from idemlint.config import Config
 from idemlint.findings import Finding
+from idemlint.lint.files.comments import Suppression
 from idemlint.lint.files.project_root import path_from_root
-from idemlint.report.suppression import Suppression, apply_suppressions
+from idemlint.report.suppression import apply_suppressions
 
 
 def report_filter(

@@ -476,7 +476,7 @@ def edge_modules(
 ) -> set[str]:
     """The modules resolving the names of one file may enter (its edges), computed without
     the whole graph: for a re-check where this file changed but no binding anywhere did
-    (see :func:`idemlint.lint.run.engine.check`)."""
+    (see :meth:`idemlint.lint.run.precheck.PreCheck.still_needed`)."""
     return {mod for mod, _ in _OneFileGraph(scan, modules, exports, tokens_of).lookups(0)}
 
 

@@ -96,7 +96,7 @@ class FileState:
     """Task declarations found in the file; None when not computed."""
     declaration_deps: frozenset[str] = frozenset()
     suppressions: list[SuppressionRow] | None = None
-    """Its inline suppressions (:class:`idemlint.report.suppression.Suppression` fields); None
+    """Its inline suppressions (:class:`idemlint.lint.files.comments.Suppression` fields); None
     when not read (only files a run reports on are)."""
 
 

@@ -1,0 +1,110 @@
+"""The run's last stage: hits become findings, and the files reported on get their
+inline suppressions.
+
+Inputs: the analysis' hits and parse errors (:class:`~idemlint.lint.run.incremental.Outcome`),
+the stamped files and which of them are reported on. Outputs: sorted
+:class:`~idemlint.findings.Finding` objects, messages in the catalog's words, and the
+suppression comments by path (kept in the snapshot, so an unchanged file is not
+tokenized again). Applying suppressions and selection is the report's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from idemlint.catalog import CatalogError, get_rule
+from idemlint.findings import Finding, display_path
+from idemlint.lint.analysis.walk import Hit
+from idemlint.lint.files.comments import Suppression, suppressions_in
+from idemlint.lint.run.incremental import Outcome, Run, Stamped
+
+
+def message(rule: str, detail: str) -> str:
+    try:
+        return get_rule(rule).format_message(detail)
+    except CatalogError:
+        return f"{rule} {detail}".strip()
+
+
+def findings_from_hits(
+    hits: Iterable[tuple[str, Hit]], root: Path, cwd: Path, report: Callable[[Path], bool]
+) -> list[Finding]:
+    """Apply "one problem, one finding" and turn hits into findings."""
+    by_place: dict[tuple[str, int, str], Finding] = {}
+    for task, hit in hits:
+        path = root / hit.path
+        if not report(path):
+            continue
+        place = (hit.path, hit.span.line, hit.rule)
+        if place in by_place:
+            continue  # reached from several tasks: report it once, for the first task
+        by_place[place] = Finding(
+            path=display_path(path, cwd),
+            line=hit.span.line,
+            column=hit.span.column,
+            rule=hit.rule,
+            message=message(hit.rule, hit.detail),
+            end_line=hit.span.end_line,
+            end_column=hit.span.end_column,
+            task=task,
+            via=hit.via,
+            source=hit.stmt,
+        )
+    lines_with_key_rule = {(f.path, f.line) for f in by_place.values() if f.rule[3] == "2"}
+    findings = [
+        f
+        for f in by_place.values()
+        if not (f.rule[3] == "3" and (f.path, f.line) in lines_with_key_rule)
+    ]
+    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))
+
+
+def findings_of(
+    outcome: Outcome,
+    files: list[Stamped],
+    root: Path,
+    cwd: Path,
+    report: Callable[[Path], bool],
+) -> list[Finding]:
+    """Every finding of the run in the files reported on: the checks' and IDM001 for
+    each file that does not parse."""
+    findings = findings_from_hits(outcome.hits, root, cwd, report)
+    for f in files:
+        err = outcome.errors.get(f.rel)
+        if err is not None and report(f.path):
+            findings.append(
+                Finding(
+                    path=display_path(f.path, cwd),
+                    line=err.line,
+                    column=err.column,
+                    rule="IDM001",
+                    message=message("IDM001", err.message),
+                    end_line=err.line,
+                    end_column=err.column + 1,
+                )
+            )
+    return sorted(findings, key=lambda f: (f.path, f.line, f.column, f.rule))
+
+
+def inline_suppressions(
+    files: list[Stamped], run: Run, report: Callable[[Path], bool]
+) -> tuple[dict[Path, list[Suppression]], int]:
+    """The suppression comments of the files reported on (from the last snapshot where a
+    file is unchanged, recorded in the new one), and how many files were tokenized."""
+    found: dict[Path, list[Suppression]] = {}
+    tokenized = 0
+    for f in files:
+        state = run.new.files[f.rel]
+        old = run.last.files.get(f.rel) if run.last is not None else None
+        if old is not None and old.digest == f.digest and old.suppressions is not None:
+            state.suppressions = old.suppressions
+        elif report(f.path):
+            tokenized += 1
+            state.suppressions = [
+                (s.line, s.column, s.end_column, s.kind, s.codes, s.reportable)
+                for s in suppressions_in(f.read())
+            ]
+        if state.suppressions is not None and report(f.path):
+            found[f.path] = [Suppression(*row) for row in state.suppressions]
+    return found, tokenized

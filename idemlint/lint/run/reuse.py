@@ -1,0 +1,91 @@
+"""What a run reuses from earlier runs and what it leaves for the next: the caching and
+incremental policy, in one place.
+
+* The summary cache (:mod:`idemlint.lint.run.cache`) under ``config.cache_dir``; no
+  cache at all when it is None (``--no-cache``).
+* The last run's snapshot (:mod:`idemlint.lint.run.snapshot`), under a key that covers
+  everything in the configuration that changes results; ignored with ``incremental=False``.
+* After the run: the snapshot is saved when anything in it is new, and the cache is
+  pruned (once a day) of entries this project no longer uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+from idemlint.lint.run import snapshot
+from idemlint.lint.run.cache import SummaryCache, key_for_digest
+from idemlint.lint.run.incremental import Outcome, Run, Stamped
+from idemlint.lint.run.precheck import PreCheck
+from idemlint.lint.run.snapshot import Snapshot
+
+
+class CacheSettings(Protocol):
+    """What the policy reads of the configuration."""
+
+    @property
+    def knowledge(self) -> Mapping[str, object]: ...
+    @property
+    def task_frameworks(self) -> frozenset[str] | None: ...
+    @property
+    def cache_dir(self) -> Path | None: ...
+
+
+@dataclass
+class Reuse:
+    cache: SummaryCache | None
+    key: str
+    """The snapshot's name for this configuration."""
+    last: Snapshot | None
+    """The last run's snapshot, when it loads and may be used."""
+
+    @classmethod
+    def open(
+        cls, config: CacheSettings, root: Path, *, prefilter: bool, incremental: bool
+    ) -> Reuse:
+        cache = SummaryCache(root / config.cache_dir) if config.cache_dir is not None else None
+        key = snapshot.run_key(
+            {
+                "root": str(root),
+                "knowledge": config.knowledge,
+                "frameworks": sorted(config.task_frameworks or ()),
+                "all-frameworks": config.task_frameworks is None,
+                "prefilter": prefilter,
+            }
+        )
+        last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
+        return cls(cache, key, last)
+
+    def keep(
+        self,
+        run: Run,
+        outcome: Outcome,
+        files: list[Stamped],
+        precheck: PreCheck,
+        *,
+        tokenized: int,
+    ) -> None:
+        """Save the run's snapshot when anything in it is new (files re-summarised,
+        suppressions read, files whose bytes were read, no snapshot before), then prune."""
+        if self.cache is None:
+            return
+        if (
+            outcome.stats.get("dirty")
+            or tokenized
+            or any(f.content is not None for f in files)
+            or run.last is None
+        ):
+            snapshot.save(self.cache.folder, self.key, run.new)
+        self.cache.prune_if_due(partial(self.in_use, run, files, precheck))
+
+    def in_use(self, run: Run, files: list[Stamped], precheck: PreCheck) -> set[str]:
+        """The cache entries this project uses now (computed only when pruning is due)."""
+        keys = {self.key} | precheck.scan_keys()
+        keys |= {
+            key_for_digest(f.digest, f.module, f.rel) for f in files if run.new.files[f.rel].full
+        }
+        return keys
