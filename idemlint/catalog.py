@@ -38,8 +38,13 @@ class Rule:
     bad: tuple[str, ...]
     good: tuple[str, ...]
 
-    def format_message(self, detail: str = "") -> str:
-        text = self.message.format(detail=detail) if "{detail}" in self.message else self.message
+    def format_message(self, detail: str = "", delivery: str = "") -> str:
+        """The message for one finding: ``detail`` names the call or field, ``delivery``
+        the mechanism that makes the task run twice (a clause; "" drops its part)."""
+        text = self.message
+        if not delivery:
+            text = text.replace(": {delivery}", "").replace("; {delivery}", "")
+        text = text.replace("{detail}", detail).replace("{delivery}", delivery)
         return " ".join(text.split())
 
     @property

@@ -50,6 +50,10 @@ class Finding:
     """Call chain from the task to the function holding this line; empty when it is the task."""
     source: str = field(default="", compare=False)
     """The offending statement's first source line (fingerprints, ``--show-source``)."""
+    delivery: tuple[str, str, str] = field(default=("", "", ""), compare=False)
+    """How the task can run twice here: mechanism (``redelivery``, ``retry``,
+    ``retry-call``, ``schedule``, ``assumed``), where it is configured (``path:line``),
+    and the words of the message; empty for notices."""
 
     @property
     def checklist(self) -> str:
@@ -67,6 +71,15 @@ class Finding:
             "message": self.message,
             "task": self.task,
             "via": list(self.via),
+            "delivery": (
+                {
+                    "mechanism": self.delivery[0],
+                    "source": self.delivery[1],
+                    "detail": self.delivery[2],
+                }
+                if self.delivery[0]
+                else None
+            ),
         }
 
 

@@ -36,7 +36,6 @@ SPEC_RULES = {
 """The rule set of the analyzer's contract (rules-spec): the catalog holds exactly these."""
 
 TASK_LEVEL = {
-    "IDM101": "fires only when the retried task also reaches an IDM2xx-IDM6xx finding",
     "IDM602": "is made of the unguarded side effects, each reported on its own line",
 }
 """Rules whose bad examples necessarily carry other findings. For them the rule must be

@@ -106,11 +106,13 @@ TRICKY = {
         q = Queue(connection=Redis())
     """,
     "proj/views.py": """
+        from rq import Retry
+
         from proj.queues import q
         from proj.work import process
 
         def view(request):
-            q.enqueue(process, request.user_id)
+            q.enqueue(process, request.user_id, retry=Retry(max=3))
     """,
     "proj/work.py": """
         import requests

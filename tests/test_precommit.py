@@ -25,7 +25,7 @@ CLEAN_TASK = """from celery import shared_task
 from shop.models import Payment
 
 
-@shared_task
+@shared_task(acks_late=True)
 def refund_once(idempotency_key, user_id, amount_cents):
     payment, _created = Payment.objects.get_or_create(
         idempotency_key=idempotency_key,
@@ -39,7 +39,7 @@ PROFILE_TASK = """from celery import shared_task
 from shop.models import Profile
 
 
-@shared_task
+@shared_task(acks_late=True)
 def import_profile(email, name):
     Profile.objects.get_or_create(email=email, defaults={"name": name})
 """

@@ -14,12 +14,18 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from weakref import WeakKeyDictionary
 
+from idemlint.lint.index.delivery import Mechanism
 from idemlint.lint.index.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.lint.index.tasks import Task
 from idemlint.lint.knowledge import Effect, Knowledge, Patterns, glob
 from idemlint.lint.summary.model import Event, Span, Value
 
+ASSUMED = "assume-retries = true treats every task as one that runs twice"
+REMOTE_KINDS = frozenset({"payment", "http-write", "message"})
+"""Effects on another service: their call can fail after the other side acted."""
+INERT_ROOTS = frozenset({"logging", "logger", "log", "print", "len", "str", "int", "isinstance"})
 MAX_CALL_DEPTH = 4
 """How many calls deep the walk follows helpers from a task (the issue asks for at least 3)."""
 
@@ -27,6 +33,12 @@ EQUALITY_SUFFIXES = ("__exact", "__iexact")
 MODEL_ARG_CALLS = frozenset({"get", "query", "select", "scalars", "get_one"})
 """SQLAlchemy calls whose first argument is the model they return rows of."""
 NON_FIELD_KWARGS = frozenset({"defaults", "create_defaults", "using"})
+PEER_DEPTH = 2
+"""How many calls deep a function's facts read the project functions it calls: a getter
+that returns a lookup, a dedupe function, the state fields a helper writes."""
+TRANSPARENT_CALLS = frozenset({"len", "bool", "list", "tuple", "set", "any", "all"})
+"""Builtins whose result is true exactly when their argument is (for ``if`` tests)."""
+WRITE_CALLS = frozenset({"update", "update_or_create", "bulk_update", "save"})
 
 
 @dataclass
@@ -60,6 +72,9 @@ class Hit:
     """The file, relative to the project root."""
     via: tuple[str, ...]
     stmt: str
+    delivery: tuple[str, str, str] = ("", "", "")
+    """How the task can run twice for this hit: mechanism kind, where it is configured
+    (``path:line``), and the words the message uses; empty for notices."""
 
 
 def blocks_contain(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
@@ -75,11 +90,52 @@ def is_truthy(value: Value | None) -> bool:
     )
 
 
-class FunctionFacts:
-    """Everything the checks ask about one function, computed once."""
+@dataclass
+class Check:
+    """What an ``if`` test, or a value a function returns, says about whether the work was
+    already done."""
 
-    def __init__(self, project: Project, ref: FunctionRef) -> None:
+    guard: bool = False
+    sense: int = 0
+    """+1: true when the work was done (a row was found); -1: true when it was not (a claim
+    was won, nothing was found); 0: unknown (a state compared to a value)."""
+    objs: set[str] = field(default_factory=set)
+    """The objects whose state the test reads."""
+    fields: set[str] = field(default_factory=set)
+    """The state fields the test reads (``"order.status"``)."""
+
+    def flipped(self) -> Check:
+        return Check(self.guard, -self.sense, self.objs, self.fields)
+
+
+def combine(parts: list[Check]) -> Check:
+    """``a and b`` / ``a or b``: a guard when one side is; its sense when they agree."""
+    guards = [p for p in parts if p.guard]
+    if not guards:
+        return Check()
+    senses = {p.sense for p in guards}
+    out = Check(True, senses.pop() if len(senses) == 1 else 0)
+    for p in guards:
+        out.objs |= p.objs
+        out.fields |= p.fields
+    return out
+
+
+_PEERS: WeakKeyDictionary[Project, dict[tuple[str, int], tuple[FunctionFacts, frozenset[str]]]]
+_PEERS = WeakKeyDictionary()
+"""Facts of the functions a function calls, per project, by (function, depth left)."""
+
+
+class FunctionFacts:
+    """Everything the checks ask about one function, computed once.
+
+    ``depth`` bounds how far its facts read the functions it calls (:meth:`peer`): what a
+    project getter returns, whether a helper refuses duplicates, which fields it writes.
+    """
+
+    def __init__(self, project: Project, ref: FunctionRef, depth: int = PEER_DEPTH) -> None:
         self.project = project
+        self.depth = depth
         self.k: Knowledge = project.knowledge
         self.ref = ref
         self.file = ref.file
@@ -100,16 +156,50 @@ class FunctionFacts:
             for b in self.branches
             if b.kind == "with" and self._with_matches(b, self.k.locks)
         }
+        self.params = {p.name for p in self.func.params}
+        self._peers: dict[str, FunctionFacts | None] = {}
+        self.written = self._written_fields()
+        """Fields (last segments) this function, or a function it calls, writes."""
         self.guard_branches: dict[int, set[str]] = {}
         """Guarding ``if`` ids -> the objects whose state fields the test reads."""
         self.checked_fields: dict[int, set[str]] = {}
         """Guarding ``if`` ids -> the state fields the test reads (``"order.status"``)."""
+        self.guard_sense: dict[int, int] = {}
+        """Guarding ``if`` ids -> the sense of the test (see :attr:`Check.sense`)."""
         for b in self.branches:
-            if b.kind == "if":
-                objs = self._guard_objects(b)
-                if objs is not None:
-                    self.guard_branches[b.id] = objs
-        self.claims = [c.event for c in self.calls if c.upsert or self._is_claim(c)]
+            if b.kind == "if" and b.value is not None:
+                check = self.check(b.value, b.span)
+                if check.guard:
+                    self.guard_branches[b.id] = check.objs
+                    self.guard_sense[b.id] = check.sense
+                    if check.fields:
+                        self.checked_fields[b.id] = check.fields
+        self.try_guards = self._try_guards()
+        """``try`` ids whose body looks a row up and whose handler creates it."""
+        self.claims = [
+            c.event for c in self.calls if c.upsert or self._is_claim(c) or self._raises_dup(c)
+        ]
+        self.returns = combine(
+            [
+                self.check(ev.value, ev.span)
+                for ev in self.func.events
+                if ev.type == "exit" and ev.op == "return" and ev.value is not None
+            ]
+        )
+        """What the function's result says when a caller tests it (a project getter's
+        result is a lookup's)."""
+        self.dedupe = self._dedupe()
+        """``"raise"`` / ``"bool"``: the function records a marker and refuses a duplicate by
+        raising / by returning a false value; ``None`` otherwise."""
+        self.lock_param = self._lock_param()
+        """The parameter that makes the function read its rows with a lock (``for_update``)."""
+        self.returns_locked = self._returns_locked()
+        self.row_lock_lines = sorted(
+            c.event.span.line for c in self.calls if self.takes_row_lock(c)
+        )
+        self.effectful = self._effectful()
+        """This function, or one it calls, has a side effect or a counter (or calls past
+        what its facts read)."""
         self.decorated_guard = (
             any(
                 self.k.guard_decorators.match(self._decorator_paths(d.value))
@@ -190,7 +280,11 @@ class FunctionFacts:
         if fact.model is not None and seg == "update":
             filters = self.chain_filters(value)
             fact.state_write = any(self.is_state_field(k) for k in value.kwargs)
-            fact.cas = filters is not None and any(self.is_state_field(f) for f in filters)
+            # `filter(pk=x, sent_at__isnull=True).update(sent_at=now)`: any lookup on a
+            # state field makes the update a compare-and-set
+            fact.cas = filters is not None and any(
+                self.is_state_field(f) for f in self.filter_keys(value)
+            )
         fact.lookup = (
             fact.effect is None and not fact.upsert and (self.k.lookups.match(cands) or fact.cas)
         )
@@ -205,6 +299,8 @@ class FunctionFacts:
         if effect.unless_chain and any(
             f".{m}(" in chain or chain.endswith(f".{m}") for m in effect.unless_chain
         ):
+            return False
+        if effect.unless_chain and self._chain_continues(fact.event, effect.unless_chain):
             return False
         if effect.arg_type is not None:
             if not value.args:
@@ -222,6 +318,20 @@ class FunctionFacts:
                 return False
         return fact.model is None or not self.k.not_effect_models.match(
             [fact.model.qualname.rsplit(".", 1)[-1]]
+        )
+
+    def _chain_continues(self, ev: Event, methods: tuple[str, ...]) -> bool:
+        """``stmt = insert(T).values(...)`` then ``stmt = stmt.on_conflict_do_nothing()``
+        (or ``execute(stmt.on_conflict_do_nothing())``): the chain goes on through a local."""
+        if len(ev.targets) != 1 or "." in ev.targets[0]:
+            return False
+        prefix = f"{ev.targets[0]}."
+        return any(
+            other.type == "call"
+            and other.value is not None
+            and (other.value.path or "").startswith(prefix)
+            and any(f".{m}(" in (other.value.path or "") or (other.value.path or "").endswith(f".{m}") for m in methods)
+            for other in self.func.events
         )
 
     def k_match(self, pattern: str, resolved: str) -> bool:
@@ -280,61 +390,331 @@ class FunctionFacts:
         base = name.split("__", 1)[0]
         return self.k.state_fields.match([base])
 
-    # -- guards ------------------------------------------------------------
-    def _guard_objects(self, branch: Event) -> set[str] | None:
-        """If ``branch`` tests whether work was done, the objects it reads state from."""
-        if branch.value is None:
+    # -- the functions this one calls ----------------------------------------
+    def peer(self, ref: FunctionRef) -> FunctionFacts | None:
+        """The facts of a project function this one calls, ``None`` past :data:`PEER_DEPTH`."""
+        if self.depth <= 0:
             return None
-        test_block = f"t{branch.id}"
-        is_guard = False
-        objs: set[str] = set()
-        for c in self.calls:
-            if test_block in c.event.blocks and (
-                c.lookup or c.upsert or c.cas or (c.target is not None and branch.body_exits)
-            ):
-                is_guard = True
-        assigned = {t for ev in self.func.events if ev.type == "assign" for t in ev.targets}
-        for v in branch.value.walk():
-            # `if review.decision is not None:` then `review.decision = ...`: whatever its
-            # name, a field tested for being unset and then set is a state
-            if v.kind == "compare" and v.op in ("is", "is not"):
-                sides = [a for a in v.args if a.kind == "attr" and a.path in assigned]
-                if sides and any(a.kind == "none" for a in v.args):
-                    path = sides[0].path or ""
-                    is_guard = True
-                    objs.add(split_root(path)[0])
-                    self.checked_fields.setdefault(branch.id, set()).add(path)
-            if v.kind not in ("name", "attr") or v.path is None:
-                continue
-            root, rest = split_root(v.path)
-            if rest.startswith(".") and self.is_state_field(last_segment(v.path)):
-                is_guard = True
-                objs.add(root)
-                self.checked_fields.setdefault(branch.id, set()).add(v.path)
-            elif not rest and (self.is_state_field(root) or root == "created"):
-                is_guard = True
-            elif self._bound_to_check(root):
-                is_guard = True
-                objs.add(root)
-        return objs if is_guard else None
+        if ref.qualified not in self._peers:
+            cache = _PEERS.setdefault(self.project, {})
 
-    def _bound_to_check(self, name: str) -> bool:
-        """A local assigned from a lookup, an upsert or a compare-and-set, also when the
-        call is wrapped (``ids = list(qs.values_list("pk", flat=True)[:100])``)."""
-        statements = [
-            ev.span
-            for ev in self.func.events
-            if ev.type == "assign" and ev.op is None and name in ev.targets
-        ]
+            def compute() -> FunctionFacts:
+                self.project.tracker.touch(ref.path)
+                return FunctionFacts(self.project, ref, self.depth - 1)
+
+            key = (ref.qualified, self.depth - 1)
+            self._peers[ref.qualified] = self.project.tracker.memo(cache, key, compute)
+        return self._peers[ref.qualified]
+
+    def _peer_of(self, c: CallFact) -> FunctionFacts | None:
+        return self.peer(c.target) if c.target is not None else None
+
+    def _written_fields(self) -> set[str]:
+        out: set[str] = set()
+        for ev in self.func.events:
+            if ev.type == "assign" and ev.op is None:
+                out |= {last_segment(t) for t in ev.targets if "." in t}
         for c in self.calls:
-            if (c.lookup or c.upsert or c.cas) and any(
-                s.line <= c.event.span.line <= s.end_line for s in statements
+            seg = last_segment(c.resolved)
+            if seg in WRITE_CALLS:
+                out |= {k.split("__", 1)[0] for k in c.value.kwargs}
+                fields = c.value.kwargs.get("update_fields")
+                out |= {a.text for a in fields.args if a.text} if fields is not None else set()
+            elif seg == "setattr" and len(c.value.args) > 1 and c.value.args[1].text:
+                out.add(c.value.args[1].text)
+            peer = self._peer_of(c)
+            if peer is not None:
+                out |= peer.written
+        return out
+
+    # -- guards ------------------------------------------------------------
+    def check(self, value: Value, span: Span, seen: frozenset[str] = frozenset()) -> Check:
+        """Whether ``value``, tested in the statement at ``span``, shows the work was done."""
+        kind = value.kind
+        if kind == "not":
+            return self.check(value.args[0], span, seen).flipped() if value.args else Check()
+        if kind == "boolop":
+            return combine([self.check(a, span, seen) for a in value.args])
+        if kind == "compare":
+            return self._compare_check(value, span, seen)
+        if kind == "call":
+            return self._call_check(value, span, seen)
+        if kind == "name" and value.path:
+            return self._name_check(value.path, span, seen)
+        if kind == "attr" and value.path:
+            return self._attr_check(value.path)
+        return Check()
+
+    def _compare_check(self, value: Value, span: Span, seen: frozenset[str]) -> Check:
+        op, sides = value.op, value.args
+        if len(sides) != 2:
+            return combine([self.check(a, span, seen) for a in sides])
+        nones = [a for a in sides if a.kind == "none"]
+        if nones and op in ("is", "is not", "==", "!="):
+            side = sides[0] if sides[1].kind == "none" else sides[1]
+            found = self.check(side, span, seen)
+            if not found.guard and side.kind == "attr" and side.path in self._assigned:
+                # `if review.decision is not None:` then `review.decision = ...`: whatever
+                # its name, a field tested for being unset and then set is a state
+                root = split_root(side.path)[0]
+                found = Check(True, 1, {root}, {side.path})
+            return found.flipped() if op in ("is", "==") else found
+        numbers = [a for a in sides if a.kind == "num"]
+        if len(numbers) == 1:
+            other = sides[0] if sides[1] is numbers[0] else sides[1]
+            found = self.check(other, span, seen)
+            try:
+                n = float(numbers[0].text or "")
+            except ValueError:
+                return Check(found.guard, 0, found.objs, found.fields)
+            if sides[0] is numbers[0]:  # `0 < n`: read as `n > 0`
+                op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op or "", op)
+            present = (op == ">" and n >= 0) or (op == ">=" and n == 1) or (op == "!=" and n == 0)
+            absent = (op in ("==", "<=") and n == 0) or (op == "<" and n == 1)
+            sense = found.sense if present else -found.sense if absent else 0
+            return Check(found.guard, sense, found.objs, found.fields)
+        found = combine([self.check(a, span, seen) for a in sides])
+        return Check(found.guard, 0, found.objs, found.fields)
+
+    def _call_check(self, value: Value, span: Span, seen: frozenset[str]) -> Check:
+        if value.path in TRANSPARENT_CALLS and value.args:
+            return self.check(value.args[0], span, seen)
+        c = self._call_at(value, span)
+        if c is None:
+            return Check()
+        if c.cas or self.is_claim_call(c):
+            return Check(True, -1)  # true when this run took it
+        if c.lookup or c.upsert:
+            return Check(True, 1)
+        peer = self._peer_of(c)
+        if peer is not None:
+            if peer.dedupe == "bool":
+                return Check(True, -1)  # true when this run recorded the marker
+            if peer.returns.guard:
+                return Check(True, peer.returns.sense)
+        return Check()
+
+    def _name_check(self, name: str, span: Span, seen: frozenset[str]) -> Check:
+        """A local: what the value last bound to it before ``span`` shows. A parameter is an
+        input, not something this run looked up (``if cancelled: raise``)."""
+        if name in seen:
+            return Check()
+        binding = None
+        for ev in self.func.events:
+            if ev.span.line >= span.line:
+                break
+            if ev.type == "assign" and ev.op is None and name in ev.targets:
+                binding = ev
+        if binding is None or binding.value is None:
+            return Check()
+        if len(binding.targets) > 1:
+            # `obj, created = M.objects.get_or_create(...)`: `created` is true for a new row
+            c = self._call_at(binding.value, binding.span)
+            if c is not None and c.upsert and binding.targets.index(name) == 1:
+                return Check(True, -1, {name})
+            return Check()
+        found = self.check(binding.value, binding.span, seen | {name})
+        if found.guard:
+            found.objs = found.objs | {name}
+        return found
+
+    def _attr_check(self, path: str) -> Check:
+        """``order.sent_at``: a state field, or any field this run (or what it calls) sets;
+        a precondition field it never sets is not (``if invoice.cancelled: return``)."""
+        root, rest = split_root(path)
+        field_name = last_segment(path)
+        if not rest.startswith(".") or "(" in rest:
+            return Check()
+        if path in self._assigned or field_name in self.written:
+            return Check(True, 1, {root}, {path})
+        if self.is_state_field(field_name) and not self.k.precondition_fields.match([field_name]):
+            return Check(True, 1, {root}, {path})
+        return Check()
+
+    @cached_property
+    def _assigned(self) -> set[str]:
+        return {t for ev in self.func.events if ev.type == "assign" for t in ev.targets}
+
+    def _call_at(self, value: Value, span: Span) -> CallFact | None:
+        """The classified call that ``value`` is, in the statement at ``span``."""
+        for c in self.calls:
+            if c.value.path == value.path and span.line <= c.event.span.line <= span.end_line:
+                return c
+        return None
+
+    def is_claim_call(self, c: CallFact) -> bool:
+        """``r.set(key, 1, nx=True)``, ``cache.add(key, 1)``: true only for the first taker."""
+        if any(is_truthy(c.value.kwargs.get(k)) for k in self.k.claim_kwargs):
+            return True
+        return self.k.claims.match(c.candidates)
+
+    def lookup_model(self, c: CallFact) -> ModelInfo | None:
+        """The model a lookup reads: ``Tag.objects.get(...)``, ``session.get(Tag, pk)``."""
+        if c.model is not None:
+            return c.model
+        for v in c.value.walk():
+            if v.kind == "call" and v.args and last_segment(v.path or "") in MODEL_ARG_CALLS:
+                resolved = self.resolve_value(v.args[0])
+                found = self.project.model_of(resolved) if resolved else None
+                if found is not None:
+                    return found
+        return None
+
+    def _try_guards(self) -> set[int]:
+        """``try: Tag.objects.get(slug=s) except Tag.DoesNotExist: Tag.objects.create(...)``:
+        the handler runs only when the row was not found."""
+        out: set[int] = set()
+        for b in self.branches:
+            if b.kind != "try":
+                continue
+            looked_up = {
+                m.qualname
+                for c in self.calls
+                if c.lookup and f"b{b.id}" in c.event.blocks
+                for m in [self.lookup_model(c)]
+                if m is not None
+            }
+            if any(
+                c.effect is not None
+                and c.effect.kind == "row-create"
+                and c.model is not None
+                and c.model.qualname in looked_up
+                and f"e{b.id}" in c.event.blocks
+                for c in self.calls
             ):
+                out.add(b.id)
+        return out
+
+    def _raises_dup(self, c: CallFact) -> bool:
+        """A call to a function that raises when its work was already done: what follows
+        the call runs once."""
+        peer = self._peer_of(c)
+        return peer is not None and peer.dedupe == "raise"
+
+    def _dedupe(self) -> str | None:
+        """Whether this function refuses a duplicate: a check that the work was done exits by
+        raising (or returning a false value), and the function records it otherwise."""
+        for c in self.calls:
+            if self._raises_dup(c) and not any(
+                b.kind == "try" and f"b{b.id}" in c.event.blocks for b in self.branches
+            ):
+                return "raise"
+        for b in self.branches:
+            if b.id not in self.guard_branches or self.guard_sense[b.id] < 0 or not b.body_exits:
+                continue
+            body = f"b{b.id}"
+            exits = [
+                ev
+                for ev in self.func.events
+                if ev.type == "exit" and ev.blocks and ev.blocks[-1] == body
+            ]
+            if not exits or not self._records_after(b):
+                continue
+            last = exits[-1]
+            if last.op == "raise":
+                return "raise"
+            if last.op == "return" and not is_truthy(last.value):
+                return "bool"
+        return None
+
+    def _records_after(self, branch: Event) -> bool:
+        """After ``branch``, the function records that the work was done: a created row, an
+        upsert, a claim, or a state field set."""
+
+        def after(ev: Event) -> bool:
+            return ev.span.line > branch.end_line and blocks_contain(branch.blocks, ev.blocks)
+
+        for c in self.calls:
+            if not after(c.event):
+                continue
+            if c.upsert or c.state_write or self.is_claim_call(c):
                 return True
-        for value in self.locals().get(name, []):
-            if value.kind == "attr" and value.path and value.path.endswith("()[]"):
-                cands = self.project.candidates(self.resolve(value.path[:-4]))
-                if self.k.upserts.match(cands):
+            if c.effect is not None and c.effect.kind == "row-create":
+                return True
+        return any(
+            ev.type == "assign"
+            and ev.op is None
+            and after(ev)
+            and any("." in t and self.is_state_field(last_segment(t)) for t in ev.targets)
+            for ev in self.func.events
+        )
+
+    # -- locks -------------------------------------------------------------
+    def takes_row_lock(self, c: CallFact) -> bool:
+        """The call reads rows with a lock held to the end of the transaction:
+        ``select_for_update()``, ``for_update=True`` to a getter, a getter that locks."""
+        if self.holds_row_lock(c.value):
+            return True
+        peer = self._peer_of(c)
+        if peer is None:
+            return False
+        if peer.returns_locked:
+            return True
+        return peer.lock_param is not None and is_truthy(c.value.kwargs.get(peer.lock_param))
+
+    def _lock_param(self) -> str | None:
+        """``if for_update: qs = qs.select_for_update()``: the lock is the caller's choice."""
+        for b in self.branches:
+            if b.kind != "if" or b.value is None or b.value.kind != "name":
+                continue
+            if b.value.path not in self.params:
+                continue
+            if any(f"b{b.id}" in c.event.blocks and self.holds_row_lock(c.value) for c in self.calls):
+                return b.value.path
+        return None
+
+    def _returns_locked(self) -> bool:
+        """The function returns rows it read with a lock it always takes."""
+        conditional = {
+            f"b{b.id}"
+            for b in self.branches
+            if b.kind == "if" and b.value is not None and b.value.path == self.lock_param
+        }
+        for ev in self.func.events:
+            if ev.type != "exit" or ev.op != "return" or ev.value is None:
+                continue
+            if self.holds_row_lock(ev.value):
+                return True
+            for c in self.calls:
+                if ev.span.line <= c.event.span.line <= ev.span.end_line:
+                    peer = self._peer_of(c)
+                    if peer is not None and peer.returns_locked:
+                        return True
+            if ev.value.kind == "name" and ev.value.path:
+                for bound in self.func.events:
+                    if (
+                        bound.type == "assign"
+                        and bound.targets == [ev.value.path]
+                        and bound.value is not None
+                        and not conditional & set(bound.blocks)
+                        and self.holds_row_lock(bound.value)
+                    ):
+                        return True
+        return False
+
+    def under_row_lock(self, ev: Event | Span) -> bool:
+        """A row lock was taken before ``ev`` in this function, or ``ev`` is in a lock."""
+        span = ev if isinstance(ev, Span) else ev.span
+        if isinstance(ev, Event) and self.in_lock(ev):
+            return True
+        return self.locked_at(span.line)
+
+    def locked_at(self, line: int) -> bool:
+        """Something at ``line`` runs under a lock this function holds."""
+        if any(lock_line <= line for lock_line in self.row_lock_lines):
+            return True
+        return any(
+            b.kind == "with" and f"b{b.id}" in self.lock_blocks and b.span.line <= line <= b.end_line
+            for b in self.branches
+        )
+
+    def _effectful(self) -> bool:
+        for c in self.calls:
+            if c.effect is not None or c.counter:
+                return True
+            if c.target is not None:
+                peer = self.peer(c.target)
+                if peer is None or peer.effectful:
                     return True
         return False
 
@@ -359,15 +739,29 @@ class FunctionFacts:
         return {k for k in kwargs if k != "**"}
 
     def guarded(self, ev: Event) -> bool:
-        """Whether something before ``ev`` in this function checks that the work was done."""
+        """Whether something before ``ev`` in this function checks that the work was done.
+
+        Which side of a guarding ``if`` runs only when the work was not done follows from
+        its sense: ``if exists: return`` guards what comes after, ``if not exists:`` its body;
+        ``if obj is None: return`` guards nothing (the object was missing: a precondition)."""
         if self.decorated_guard or any(b in self.runner_blocks for b in ev.blocks):
+            return True
+        if any(f"e{t}" in ev.blocks for t in self.try_guards):
             return True
         for b in self.branches:
             if b.id not in self.guard_branches:
                 continue
-            if f"b{b.id}" in ev.blocks or f"e{b.id}" in ev.blocks:
+            sense = self.guard_sense.get(b.id, 0)
+            in_body = f"b{b.id}" in ev.blocks
+            in_else = f"e{b.id}" in ev.blocks
+            after = (
+                b.body_exits and ev.span.line > b.end_line and blocks_contain(b.blocks, ev.blocks)
+            )
+            if sense > 0 and (in_else or after):
                 return True
-            if b.body_exits and ev.span.line > b.end_line and blocks_contain(b.blocks, ev.blocks):
+            if sense < 0 and in_body:
+                return True
+            if sense == 0 and (in_body or in_else or after):
                 return True
         for claim in self.claims:
             if claim is ev:
@@ -391,7 +785,7 @@ class FunctionFacts:
             if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
                 return True
             if v.kind == "call" and any(
-                is_truthy(v.kwargs.get(m)) for m in self.k.row_lock_methods
+                is_truthy(v.kwargs.get(m)) for m in (*self.k.row_lock_methods, *self.k.row_lock_kwargs)
             ):
                 return True
         return False
@@ -410,6 +804,17 @@ class FunctionFacts:
                     if found is not None:
                         return found
         return None
+
+    @staticmethod
+    def filter_keys(value: Value) -> set[str]:
+        """The fields a query chain's filters name, whatever their lookup (``x__isnull``)."""
+        out: set[str] = set()
+        cur: Value | None = value.recv
+        while cur is not None:
+            if last_segment(cur.path or "") in ("filter", "get", "filter_by"):
+                out |= {k.split("__", 1)[0] for k in cur.kwargs if k != "**"}
+            cur = cur.recv
+        return out
 
     def chain_filters(self, value: Value) -> set[str] | None:
         """Equality fields a query chain filters on; ``None`` if it filters on something opaque."""
@@ -452,6 +857,12 @@ class Reached:
     guarded: bool
     """The call site that led here was already guarded."""
     via: tuple[str, ...]
+    callers: tuple[tuple[FunctionFacts, int], ...] = ()
+    """Each caller from the task down, with the line of its call that led here: what runs
+    after an effect in a helper includes what its callers do after the call."""
+    locked: bool = False
+    """The call site that led here runs under a lock a caller holds (a row it read with
+    ``select_for_update``, a ``with lock(...)``): checks here cannot race."""
 
 
 @dataclass
@@ -463,6 +874,7 @@ class TaskContext:
     facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]]
     """Shared by the tasks of one run, with the files each entry was computed from."""
     hits: list[Hit] = field(default_factory=list)
+    _raises: dict[tuple[str, tuple[str, ...]], bool] = field(default_factory=dict)
 
     def facts(self, ref: FunctionRef) -> FunctionFacts:
         def compute() -> FunctionFacts:
@@ -474,29 +886,37 @@ class TaskContext:
     @cached_property
     def reached(self) -> list[Reached]:
         out: list[Reached] = []
-        seen: set[tuple[str, bool]] = set()
-        queue: deque[tuple[FunctionRef, bool, tuple[str, ...]]] = deque(
-            [(self.task.ref, False, ())]
+        seen: set[tuple[str, bool, bool]] = set()
+        Callers = tuple[tuple[FunctionFacts, int], ...]
+        queue: deque[tuple[FunctionRef, bool, tuple[str, ...], Callers, bool]] = deque(
+            [(self.task.ref, False, (), (), False)]
         )
         while queue:
-            ref, guarded, via = queue.popleft()
-            if (ref.qualified, guarded) in seen or (ref.qualified, False) in seen:
+            ref, guarded, via, callers, locked = queue.popleft()
+            # a visit at least as exposed (unguarded, unlocked) already covers this one
+            if any(
+                (ref.qualified, g, lk) in seen for g in {False, guarded} for lk in {False, locked}
+            ):
                 continue
-            seen.add((ref.qualified, guarded))
+            seen.add((ref.qualified, guarded, locked))
             facts = self.facts(ref)
-            out.append(Reached(facts, guarded, via))
+            out.append(Reached(facts, guarded, via, callers, locked))
             if len(via) >= MAX_CALL_DEPTH:
                 continue
             for c in facts.calls:
                 here = guarded or facts.guarded(c.event)
+                held = locked or facts.under_row_lock(c.event)
+                site = (*callers, (facts, c.event.span.line))
                 if c.target is not None and not c.chain_inner:
-                    queue.append((c.target, here, (*via, c.target.qualified)))
+                    queue.append((c.target, here, (*via, c.target.qualified), site, held))
                 if c.runner:
                     for arg in c.value.args:
                         if arg.kind in ("name", "attr") and arg.path:
                             target = self.project.function_for_call(facts.resolve(arg.path))
                             if target is not None:
-                                queue.append((target, True, (*via, target.qualified)))
+                                queue.append(
+                                    (target, True, (*via, target.qualified), site, held)
+                                )
         return out
 
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:
@@ -506,7 +926,115 @@ class TaskContext:
                     yield r, c
 
     def hit(self, rule: str, r: Reached, ev: Event | Span, detail: str = "") -> None:
+        """Record a finding, if the task can really run twice at this point: a checklist
+        finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
+        :meth:`exposure`), or ``assume-retries = true``."""
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
-        self.hits.append(Hit(rule, span, detail, r.facts.file.path, r.via, stmt))
+        delivery = ("", "", "")
+        if rule[3] not in "01":
+            remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
+            mechanism = self.exposure(r, span.line, remote)
+            if mechanism is not None:
+                itself = (
+                    remote is not None
+                    and mechanism.kind == "retry"
+                    and not any(
+                        c is not remote and self._can_raise(c, mechanism.exceptions, 0)
+                        for c in self._calls_after(r, span.line)
+                    )
+                )
+                delivery = (mechanism.kind, mechanism.source, mechanism.words(itself=itself))
+            elif self.project.knowledge.assume_retries:
+                delivery = ("assumed", "", ASSUMED)
+            else:
+                return
+        self.hits.append(Hit(rule, span, detail, r.facts.file.path, r.via, stmt, delivery))
+
+    # -- delivery: can this point of the run happen twice? ---------------------
+    def exposure(self, r: Reached, line: int, remote: CallFact | None = None) -> Mechanism | None:
+        """The first of the task's mechanisms that repeats what runs at ``line`` of
+        ``r``'s function: redelivery and schedules repeat anything; a retry on failure
+        repeats it when a failure can follow it (a later call, in this function or in a
+        caller after its call); a retry on given exception types, when a later call can
+        raise one; a ``self.retry()`` call, when it comes after it in the task body.
+        ``remote`` is the effect's own call when it acts on another service: it can fail
+        after the other side acted (a lost response), so its own errors count too."""
+        for m in self.task.mechanisms:
+            if m.kind in ("redelivery", "schedule"):
+                return m
+            if m.kind == "retry-call":
+                task_line = r.callers[0][1] if r.callers else line
+                if m.line > task_line:
+                    return m
+            elif m.kind == "retry":
+                if remote is not None and self._can_raise(remote, m.exceptions, 0):
+                    return m
+                if self._raises_after(r, line, m.exceptions):
+                    return m
+        return None
+
+    def _remote_call(self, r: Reached, ev: Event) -> CallFact | None:
+        for c in r.facts.calls:
+            if c.event is ev and c.effect is not None and c.effect.kind in REMOTE_KINDS:
+                return c
+        return None
+
+    @staticmethod
+    def _calls_after(r: Reached, line: int) -> list[CallFact]:
+        frames = [(r.facts, line), *reversed(r.callers)]
+        return [c for facts, after in frames for c in facts.calls if c.event.span.line > after]
+
+    def _raises_after(self, r: Reached, line: int, types: tuple[str, ...]) -> bool:
+        if any(self._can_raise(c, types, 0) for c in self._calls_after(r, line)):
+            return True
+        frames = [(r.facts, line), *reversed(r.callers)]
+        for facts, after in frames:
+            for ev in facts.func.events:
+                raises = ev.type == "exit" and ev.op == "raise" and ev.span.line > after
+                if raises and (not types or self._names_type(facts, ev.value, types)):
+                    return True
+        return False
+
+    def _can_raise(self, c: CallFact, types: tuple[str, ...], depth: int) -> bool:
+        """Whether call ``c`` can raise one of ``types`` (any failure when empty)."""
+        if not types:
+            return not self._inert(c)
+        roots = {t.split(".", 1)[0] for t in types if "." in t}
+        if any(t.rsplit(".", 1)[0] in ("", "builtins") or "." not in t for t in types):
+            return not self._inert(c)  # a builtin type: almost any call raises it
+        if c.target is None:
+            if c.resolved.split(".", 1)[0] in roots:
+                return True
+            for calls, raised in self.project.knowledge.raises:
+                if calls.match(c.candidates) and raised.match(types):
+                    return True
+        if c.target is None or depth >= MAX_CALL_DEPTH:
+            return False
+        key = (c.target.qualified, types)
+        if key not in self._raises:
+            self._raises[key] = False  # a cycle answers no
+            facts = self.facts(c.target)
+            self._raises[key] = any(
+                self._can_raise(inner, types, depth + 1) for inner in facts.calls
+            ) or any(
+                ev.type == "exit" and ev.op == "raise" and self._names_type(facts, ev.value, types)
+                for ev in facts.func.events
+            )
+        return self._raises[key]
+
+    def _names_type(
+        self, facts: FunctionFacts, value: Value | None, types: tuple[str, ...]
+    ) -> bool:
+        """``raise X(...)`` / ``raise X`` where X is one of ``types`` or a project subclass."""
+        if value is None or value.path is None:
+            return False
+        resolved = facts.resolve(value.path.removesuffix("()"))
+        names = {resolved, *self.project.class_bases(resolved)}
+        return any(t in names for t in types)
+
+    def _inert(self, c: CallFact) -> bool:
+        """Logging calls and builtins: they do not fail a task in practice."""
+        root = c.resolved.split(".", 1)[0]
+        return root in INERT_ROOTS or ("." not in c.resolved and c.target is None)

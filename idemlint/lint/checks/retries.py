@@ -1,4 +1,11 @@
-"""assume-retries: IDM101, a task configured to retry that reaches unguarded unsafe work."""
+"""assume-retries: IDM101, a retry or redelivery setting that cannot be read statically.
+
+Every other finding already names the mechanism that repeats its work (its message and
+``delivery``), so this rule never restates them. What is left for the checklist item
+itself is the configuration: where a task's ``autoretry_for`` or a project setting is
+not a literal (a constant built elsewhere, a value from the environment), idemlint
+assumes the task runs twice, and says so here once, at the task.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,8 @@ from idemlint.lint.analysis.walk import TaskContext
 
 
 def check(ctx: TaskContext) -> None:
-    if not ctx.task.retries:
-        return
-    unsafe = [h for h in ctx.hits if not h.rule.startswith(("IDM0", "IDM1"))]
-    if unsafe:
-        # name one finding: it may be reported under another task that reaches it too
-        first = min(unsafe, key=lambda h: (h.path, h.span.line))
-        where = f"{first.rule} at {first.path}:{first.span.line}"
-        ctx.hit("IDM101", ctx.reached[0], ctx.task.span, f"{ctx.task.retry_reason}; {where}")
+    unread = [m for m in ctx.task.mechanisms if not m.resolved]
+    if unread:
+        m = unread[0]
+        where = f" at {m.source}" if m.source else ""
+        ctx.hit("IDM101", ctx.reached[0], ctx.task.span, f"{m.detail}{where}")

@@ -219,13 +219,22 @@ def trigger_roots(knowledge: Knowledge) -> list[str] | None:
     for tl in knowledge.task_lists:
         if knowledge.uses_framework(tl.framework):
             globs.append(tl.class_name)
+    for sc in knowledge.schedule_calls:  # `*.add_periodic_task`: the method's name
+        globs.append(sc.call if _literal_root(sc.call) else sc.call.rsplit(".", 1)[-1])
     roots = []
     for glob in globs:
         root = _literal_root(glob)
         if not root:
             return None
         roots.append(root)
+    # files that configure how tasks run twice: project-wide settings by name
+    roots += [n for setting in knowledge.delivery_settings for n in setting.names]
     return sorted(set(roots))
+
+
+def _dict_keys(knowledge: Knowledge) -> list[str]:
+    """Regexes for the string keys of schedule dicts (``"task": ...`` in a beat schedule)."""
+    return [rf"""["']{re.escape(sd.key)}["']\s*:""" for sd in knowledge.schedule_dicts]
 
 
 def trigger_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
@@ -237,7 +246,8 @@ def trigger_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
         return re.compile(r"(?!)")  # no task rules at all: nothing can be a task
     # a resolved name's first segment is a whole identifier (of some text, or the
     # start of a module name), so a root only counts at an identifier's start
-    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(r) for r in roots) + ")")
+    words = r"(?<!\w)(?:" + "|".join(re.escape(r) for r in roots) + ")"
+    return re.compile("|".join([words, *_dict_keys(knowledge)]))
 
 
 class TooComplex(Exception):

@@ -7,17 +7,34 @@ framework's spelling comes from the knowledge base, not from this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from idemlint.lint.index.delivery import (
+    KINDS,
+    Mechanism,
+    decorator_mechanisms,
+    retry_call,
+    schedule_targets,
+    scheduled_task,
+    setting_mechanisms,
+    truthy,
+)
 from idemlint.lint.index.project import FunctionRef, Project, last_segment
 from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.summary.model import Event, FileSummary, FunctionSummary, Span, Value
 
-PHASES = 3
+PHASES = 4
 """Declarations are merged in phase order (decorated functions, task classes and lists,
-registrations), then by file, then in source order: the first one for a function sets
-its framework and span; a later one can only add that it retries."""
+registrations, then delivery: schedules and project-wide settings), then by file, then
+in source order: the first one for a function sets its framework and span; a later one
+can only add ways it runs twice (:class:`~idemlint.lint.index.delivery.Mechanism`)."""
+
+DELIVERY_PHASE = 3
+ALL_TASKS = "*"
+"""A delivery declaration's ``qualified`` prefix for a setting that applies to every
+task of its framework (``"*celery"``)."""
 
 
 @dataclass
@@ -27,10 +44,25 @@ class Task:
     framework: str
     span: Span
     """Where task-level findings go: the task decorator's line, else the ``def``/class line."""
-    retries: bool
-    retry_reason: str = ""
+    mechanisms: list[Mechanism] = field(default_factory=list)
+    """How it can run twice (:mod:`idemlint.lint.index.delivery`); empty: at most once."""
     project: Project | None = field(default=None, repr=False, compare=False)
     _ref: FunctionRef | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def retries(self) -> bool:
+        """Whether the task's own delivery lets it run twice."""
+        return bool(self.mechanisms)
+
+    @property
+    def retry_reason(self) -> str:
+        return self.mechanisms[0].words() if self.mechanisms else ""
+
+    def add(self, mechanisms: tuple[Mechanism, ...] | list[Mechanism]) -> None:
+        for m in mechanisms:
+            if m not in self.mechanisms:
+                self.mechanisms.append(m)
+        self.mechanisms.sort(key=lambda m: KINDS.index(m.kind))
 
     @property
     def ref(self) -> FunctionRef:
@@ -43,28 +75,27 @@ class Task:
             self._ref = ref
         return self._ref
 
-    def record(self) -> tuple[str, str, tuple[int, int, int, int], bool, str]:
+    def record(self) -> tuple[str, str, tuple[int, int, int, int], str]:
         """What the analysis of this task depends on, besides the files it reads."""
         s = self.span
         return (
             self.name,
             self.framework,
             (s.line, s.column, s.end_line, s.end_column),
-            self.retries,
-            self.retry_reason,
+            json.dumps([m.to_json() for m in self.mechanisms]),
         )
 
 
 @dataclass(frozen=True)
 class Declaration:
-    """One place that makes a function a task: a decorator, a task class, a registration."""
+    """One place that makes a function a task (a decorator, a task class, a registration),
+    or that adds a way tasks run twice (a schedule, a project-wide setting)."""
 
     phase: int
     qualified: str
     framework: str
     span: Span
-    retries: bool
-    reason: str
+    mechanisms: tuple[Mechanism, ...]
 
     def to_json(self) -> list[object]:
         s = self.span
@@ -73,45 +104,26 @@ class Declaration:
             self.qualified,
             self.framework,
             [s.line, s.column, s.end_line, s.end_column],
-            self.retries,
-            self.reason,
+            [m.to_json() for m in self.mechanisms],
         ]
 
     @classmethod
     def from_json(cls, data: list[object]) -> Declaration:
-        phase, qualified, framework, span, retries, reason = data
-        assert isinstance(span, list)
+        phase, qualified, framework, span, mechanisms = data
+        assert isinstance(span, list) and isinstance(mechanisms, list)
         return cls(
             int(str(phase)),
             str(qualified),
             str(framework),
             Span(*(int(x) for x in span)),
-            bool(retries),
-            str(reason),
+            tuple(Mechanism.from_json(m) for m in mechanisms),
         )
 
 
-def _truthy(value: Value | None) -> bool:
-    if value is None:
-        return False
-    if value.kind == "none" or (value.kind == "bool" and value.text == "False"):
-        return False
-    return not (value.kind == "num" and value.text in ("0", "0.0"))
-
-
-def _is_zero(value: Value | None) -> bool:
-    return value is not None and value.kind == "num" and value.text in ("0", "0.0")
-
-
 def retry_signal(project: Project, ref: FunctionRef) -> str:
-    """The first call in the body that makes the task retry (``self.retry``, ``raise Retry``)."""
-    for ev in ref.func.events:
-        if ev.type == "call" and ev.value is not None and ev.value.path:
-            raw = ev.value.path
-            resolved = project.resolve(raw, ref.file, ref.func)
-            if project.knowledge.retry_signals.match([raw, resolved]):
-                return raw
-    return ""
+    """The task body's retry call as JSON ("" when none): what the snapshot keeps."""
+    found = retry_call(project, ref)
+    return json.dumps(found.to_json()) if found is not None else ""
 
 
 class TaskFinder:
@@ -127,7 +139,8 @@ class TaskFinder:
         self.found: list[Declaration] = []
 
     def declarations(self, file: FileSummary) -> list[Declaration]:
-        """What makes a function a task in ``file`` (the task may live in another file)."""
+        """What makes a function a task in ``file`` (the task may live in another file),
+        and the schedules and settings in it that make tasks run twice."""
         self.found = []
         self._phase = 0
         for qual in file.functions:
@@ -142,14 +155,16 @@ class TaskFinder:
         self._registrations(file, None, file.module_events)
         for fn in file.functions.values():
             self._registrations(file, fn, fn.events)
+        self._phase = DELIVERY_PHASE
+        self._delivery(file)
         return self.found
 
     def _add(
-        self, ref: FunctionRef, framework: str, span: Span, retries: bool, reason: str
+        self, ref: FunctionRef, framework: str, span: Span, mechanisms: tuple[Mechanism, ...]
     ) -> None:
         if not self.k.uses_framework(framework):
             return
-        self.found.append(Declaration(self._phase, ref.qualified, framework, span, retries, reason))
+        self.found.append(Declaration(self._phase, ref.qualified, framework, span, mechanisms))
 
     def _decorated(self, ref: FunctionRef) -> None:
         for dec in ref.func.decorators:
@@ -166,16 +181,21 @@ class TaskFinder:
                 if not td.matcher.match(names):
                     continue
                 kwargs = value.kwargs if value.kind == "call" else {}
-                retries, reason = False, ""
-                for kw in td.retry_kwargs:
-                    if _truthy(kwargs.get(kw)):
-                        retries, reason = True, f"{kw}="
-                        break
-                if td.retries_by_default and not any(
-                    _is_zero(kwargs.get(kw)) for kw in td.no_retry_kwargs
-                ):
-                    retries, reason = True, f"{td.framework} retries by default"
-                self._add(ref, td.framework, dec.span, retries, reason)
+                mechanisms = decorator_mechanisms(
+                    self.project,
+                    kwargs,
+                    ref.file,
+                    dec.span,
+                    retry_kwargs=td.retry_kwargs,
+                    retry_on_kwargs=td.retry_on_kwargs,
+                    redelivery_kwargs=td.redelivery_kwargs,
+                    retries_by_default=td.retries_by_default,
+                    no_retry_kwargs=td.no_retry_kwargs,
+                    default_detail=td.default_detail,
+                    redelivers_by_default=td.redelivers_by_default,
+                    scheduled=td.scheduled,
+                )
+                self._add(ref, td.framework, dec.span, mechanisms)
                 return
 
     def _wrapped_decorators(self, decorator: str) -> list[str]:
@@ -201,17 +221,26 @@ class TaskFinder:
             ref = self.project.functions.get(f"{qual}.{tc.method}")
             if ref is None:
                 return
-            retries, reason = False, ""
-            for cls in [qual, *bases]:
+            attributes: dict[str, Value] = {}
+            for cls in reversed([qual, *bases]):  # the class's own attributes win
                 entry = self.project.classes.get(cls)
-                if entry is None:
-                    continue
-                for attr in tc.retry_attributes:
-                    if _truthy(entry[1].attributes.get(attr)):
-                        retries, reason = True, f"{attr} ="
-            if tc.retries_by_default and not retries:
-                retries, reason = True, f"{tc.framework} retries by default"
-            self._add(ref, tc.framework, span, retries, reason)
+                if entry is not None:
+                    attributes.update(entry[1].attributes)
+            mechanisms = decorator_mechanisms(
+                self.project,
+                attributes,
+                file,
+                span,
+                retry_kwargs=tc.retry_attributes,
+                retry_on_kwargs=tc.retry_on_attributes,
+                redelivery_kwargs=tc.redelivery_attributes,
+                retries_by_default=tc.retries_by_default,
+                no_retry_kwargs=(),
+                default_detail=f"{tc.base} subclasses retry by default",
+                redelivers_by_default="",
+                scheduled=False,
+            )
+            self._add(ref, tc.framework, span, mechanisms)
             return
 
     def _task_list(self, file: FileSummary, class_name: str, attributes: dict[str, Value]) -> None:
@@ -223,7 +252,12 @@ class TaskFinder:
                 if item.kind == "call":  # `func(f, max_tries=...)`: a registration
                     self._registration(file, None, item)
                 else:
-                    self._register_value(file, None, item, tl.framework, False, "")
+                    default = (
+                        (Mechanism("redelivery", tl.redelivers_by_default),)
+                        if tl.redelivers_by_default
+                        else ()
+                    )
+                    self._register_value(file, None, item, tl.framework, default)
 
     def _registrations(
         self, file: FileSummary, func: FunctionSummary | None, events: list[Event]
@@ -235,11 +269,18 @@ class TaskFinder:
                 and ev.value.path is not None
                 and last_segment(ev.value.path).startswith(self.registration_tails)
             ):
-                self._registration(file, func, ev.value)
+                self._registration(file, func, ev.value, ev.span)
 
-    def _registration(self, file: FileSummary, func: FunctionSummary | None, call: Value) -> None:
+    def _registration(
+        self,
+        file: FileSummary,
+        func: FunctionSummary | None,
+        call: Value,
+        span: Span | None = None,
+    ) -> None:
         resolved = self.project.resolve(call.path or "", file, func)
         spellings = self.project.library_spellings(resolved)
+        line = span.line if span is not None else 0
         for reg in self.k.task_registrations:
             if not reg.matcher.match(spellings):
                 continue
@@ -248,11 +289,16 @@ class TaskFinder:
                 target = call.args[reg.arg]
             if target is None:
                 continue
-            retries, reason = False, ""
+            mechanisms: list[Mechanism] = []
             for kw in reg.retry_kwargs:
-                if _truthy(call.kwargs.get(kw)):
-                    retries, reason = True, f"{kw}="
-            self._register_value(file, func, target, reg.framework, retries, reason)
+                if truthy(call.kwargs.get(kw)):
+                    detail = f"{kw}= at the {last_segment(call.path or '')}() call"
+                    mechanisms.append(Mechanism("retry", detail, file.path, line))
+                    if kw in reg.redelivery_kwargs:
+                        mechanisms.append(Mechanism("redelivery", detail, file.path, line))
+            if reg.redelivers_by_default:
+                mechanisms.append(Mechanism("redelivery", reg.redelivers_by_default, "", 0))
+            self._register_value(file, func, target, reg.framework, tuple(mechanisms))
             return
 
     def _register_value(
@@ -261,8 +307,7 @@ class TaskFinder:
         func: FunctionSummary | None,
         target: Value,
         framework: str,
-        retries: bool,
-        reason: str,
+        mechanisms: tuple[Mechanism, ...],
     ) -> None:
         if target.kind == "str" and target.text:
             qualified = self.project.resolve_qualified(target.text)
@@ -274,7 +319,21 @@ class TaskFinder:
         if ref is None:
             return
         where = ref.func.decorators[0].span if ref.func.decorators else ref.func.span
-        self._add(ref, framework, where, retries, reason)
+        self._add(ref, framework, where, mechanisms)
+
+    def _delivery(self, file: FileSummary) -> None:
+        """Schedules naming a task, and project-wide settings, found in ``file``."""
+        for framework, mechanism in setting_mechanisms(self.project, file):
+            if self.k.uses_framework(framework):
+                span = Span(mechanism.line, 1, mechanism.line, 1)
+                self.found.append(
+                    Declaration(self._phase, ALL_TASKS + framework, framework, span, (mechanism,))
+                )
+        for target, mechanism, func in schedule_targets(self.project, file):
+            qualified = scheduled_task(self.project, target, file, func)
+            if qualified is not None:
+                span = Span(mechanism.line, 1, mechanism.line, 1)
+                self.found.append(Declaration(self._phase, qualified, "", span, (mechanism,)))
 
 
 def merge_declarations(
@@ -284,26 +343,35 @@ def merge_declarations(
 ) -> dict[str, Task]:
     """The project's tasks from every file's declarations (in file order), and sets
     ``project.task_names``. ``signal`` finds the call in a task's body that makes it
-    retry (default :func:`retry_signal`)."""
+    retry (default :func:`retry_signal`), as JSON."""
     tasks: dict[str, Task] = {}
-    for phase in range(PHASES):
+    for phase in range(DELIVERY_PHASE):
         for found in declarations:
             for d in found:
                 if d.phase != phase:
                     continue
                 existing = tasks.get(d.qualified)
                 if existing is not None:
-                    if d.retries and not existing.retries:
-                        existing.retries, existing.retry_reason = True, d.reason
+                    existing.add(d.mechanisms)
                     continue
                 if d.qualified not in project.functions.where:
                     continue
-                task = Task(d.qualified, d.framework, d.span, d.retries, d.reason, project)
-                if not task.retries:
-                    called = signal(task) if signal is not None else retry_signal(project, task.ref)
-                    if called:
-                        task.retries, task.retry_reason = True, f"calls {called}()"
+                task = Task(d.qualified, d.framework, d.span, [], project)
+                task.add(d.mechanisms)
+                called = signal(task) if signal is not None else retry_signal(project, task.ref)
+                if called:
+                    task.add([Mechanism.from_json(json.loads(called))])
                 tasks[d.qualified] = task
+    for found in declarations:
+        for d in found:
+            if d.phase != DELIVERY_PHASE:
+                continue
+            if d.qualified.startswith(ALL_TASKS):
+                for task in tasks.values():
+                    if task.framework == d.framework:
+                        task.add(d.mechanisms)
+            elif d.qualified in tasks:
+                tasks[d.qualified].add(d.mechanisms)
     project.task_names = {name: t.framework for name, t in tasks.items()}
     return tasks
 

@@ -45,6 +45,7 @@ EXTENSION_KEYS: dict[str, str] = {
     "upserts": "list of call globs",
     "state-fields": "list of field-name globs",
     "idempotent-apis": 'list of tables: {url = "https://api.example.com/*", header = "..."}',
+    "assume-retries": "true or false",
 }
 """The knowledge keys a user may set in ``[tool.idemlint]``, with the shape each takes."""
 
@@ -97,11 +98,24 @@ class Effect:
 
 @dataclass(frozen=True)
 class TaskDecorator:
+    """A decorator that makes a task, and what in its options makes the task run twice:
+    ``retry_kwargs`` (any true value: it retries on failure), ``retry_on_kwargs`` (the
+    exception types it retries on), ``redelivery_kwargs`` (redelivered after a worker
+    crash), ``schedule``-ing keywords (global, :attr:`Knowledge.schedule_kwargs`)."""
+
     name: str
     framework: str
     retry_kwargs: tuple[str, ...] = ()
     retries_by_default: bool = False
     no_retry_kwargs: tuple[str, ...] = ()
+    retry_on_kwargs: tuple[str, ...] = ()
+    redelivery_kwargs: tuple[str, ...] = ()
+    default_detail: str = ""
+    """How the framework retries by default, in words (with ``retries_by_default``)."""
+    redelivers_by_default: str = ""
+    """How the framework redelivers a task by default, in words ("" when it does not)."""
+    scheduled: bool = False
+    """The decorator itself puts the task on a schedule (``@periodic_task``)."""
     matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
 
 
@@ -112,6 +126,8 @@ class TaskClass:
     method: str
     retry_attributes: tuple[str, ...] = ()
     retries_by_default: bool = False
+    retry_on_attributes: tuple[str, ...] = ()
+    redelivery_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,8 @@ class TaskRegistration:
     arg: int
     kwarg: str | None
     retry_kwargs: tuple[str, ...] = ()
+    redelivers_by_default: str = ""
+    redelivery_kwargs: tuple[str, ...] = ()
     matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
 
 
@@ -129,6 +147,35 @@ class TaskList:
     class_name: str
     attribute: str
     framework: str
+    redelivers_by_default: str = ""
+
+
+@dataclass(frozen=True)
+class DeliverySetting:
+    """A project-wide setting that makes every task of ``framework`` run twice when true."""
+
+    names: tuple[str, ...]
+    framework: str
+    mechanism: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ScheduleCall:
+    """A call that puts the task at ``arg``/``kwarg`` on a schedule."""
+
+    call: str
+    arg: int
+    kwarg: str | None
+    matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
+
+
+@dataclass(frozen=True)
+class ScheduleDict:
+    """A dict literal whose ``key`` names a scheduled task, with one of ``beside``."""
+
+    key: str
+    beside: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -165,6 +212,25 @@ class Knowledge:
     unstable_sources: Patterns
     key_names: Patterns
     key_kwargs: frozenset[str]
+    row_lock_kwargs: frozenset[str] = frozenset()
+    """Keywords that make a call read its rows with a lock (``get(pk, for_update=True)``)."""
+    claims: Patterns = field(default_factory=lambda: Patterns(()))
+    """Calls that take a key atomically and return true only for the first taker."""
+    claim_kwargs: frozenset[str] = frozenset()
+    """A truthy one of these keywords makes a call such a claim (``r.set(k, 1, nx=True)``)."""
+    key_headers: Patterns = field(default_factory=lambda: Patterns(()))
+    """HTTP header names (lower case) that carry an idempotency or delivery key."""
+    precondition_fields: Patterns = field(default_factory=lambda: Patterns(()))
+    """State fields that say whether work may run (``cancelled``), not whether it ran."""
+    delivery_settings: list[DeliverySetting] = field(default_factory=list)
+    schedule_calls: list[ScheduleCall] = field(default_factory=list)
+    schedule_dicts: list[ScheduleDict] = field(default_factory=list)
+    schedule_kwargs: frozenset[str] = frozenset()
+    broad_exceptions: frozenset[str] = frozenset()
+    raises: list[tuple[Patterns, Patterns]] = field(default_factory=list)
+    """(calls, exception types) pairs: calls of one library that raise another's errors."""
+    assume_retries: bool = False
+    """``[tool.idemlint] assume-retries``: every task may run twice, whatever its delivery."""
     frameworks: frozenset[str] | None = None
 
     def effect_for(self, candidates: Sequence[str]) -> list[Effect]:
@@ -212,6 +278,11 @@ def _task_decorator(entry: Mapping[str, Any]) -> TaskDecorator:
         retry_kwargs=_strs(entry.get("retry-kwargs")),
         retries_by_default=bool(entry.get("retries-by-default", retries is True)),
         no_retry_kwargs=_strs(entry.get("no-retry-kwargs")),
+        retry_on_kwargs=_strs(entry.get("retry-on-kwargs")),
+        redelivery_kwargs=_strs(entry.get("redelivery-kwargs")),
+        default_detail=str(entry.get("default-detail", "")),
+        redelivers_by_default=str(entry.get("redelivers-by-default", "")),
+        scheduled=entry.get("scheduled") is True,
         matcher=Patterns([str(entry["name"])]),
     )
 
@@ -227,6 +298,10 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
     if key not in EXTENSION_KEYS:
         raise ConfigError("unknown knowledge key", file=file, key=key, accepted=EXTENSION_KEYS)
     shape = EXTENSION_KEYS[key]
+    if key == "assume-retries":
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected {shape}", file=file, key=key)
+        return
     if not isinstance(value, list):
         raise ConfigError(f"expected a {shape}", file=file, key=key)
     for i, item in enumerate(value):
@@ -254,7 +329,12 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                 where,
                 required="name",
                 names=("framework",),
-                lists={"retry-kwargs": "keyword names", "no-retry-kwargs": "keyword names"},
+                lists={
+                    "retry-kwargs": "keyword names",
+                    "no-retry-kwargs": "keyword names",
+                    "retry-on-kwargs": "keyword names",
+                    "redelivery-kwargs": "keyword names",
+                },
             )
         elif key == "task-classes":
             _check_table(
@@ -264,7 +344,11 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                 where,
                 required="base",
                 names=("method", "framework"),
-                lists={"retry-attributes": "attribute names"},
+                lists={
+                    "retry-attributes": "attribute names",
+                    "retry-on-attributes": "attribute names",
+                    "redelivery-attributes": "attribute names",
+                },
             )
         elif key == "idempotent-apis":
             if not (
@@ -337,6 +421,8 @@ def load_knowledge(
                 framework=e["framework"],
                 method=e["method"],
                 retry_attributes=_strs(e.get("retry-attributes")),
+                retry_on_attributes=_strs(e.get("retry-on-attributes")),
+                redelivery_attributes=_strs(e.get("redelivery-attributes")),
             )
             for e in data["task-class"]
         ]
@@ -347,6 +433,8 @@ def load_knowledge(
                 method=str(e.get("method", "run")),
                 retry_attributes=_strs(e.get("retry-attributes")),
                 retries_by_default=e.get("retries") is True,
+                retry_on_attributes=_strs(e.get("retry-on-attributes")),
+                redelivery_attributes=_strs(e.get("redelivery-attributes")),
             )
             for e in user("task-classes")
         ],
@@ -357,12 +445,20 @@ def load_knowledge(
                 arg=int(e["arg"]),
                 kwarg=e.get("kwarg"),
                 retry_kwargs=_strs(e.get("retry-kwargs")),
+                redelivers_by_default=str(e.get("redelivers-by-default", "")),
+                redelivery_kwargs=_strs(e.get("redelivery-kwargs")),
                 matcher=Patterns([e["call"]]),
             )
             for e in data["task-registration"]
         ],
         task_lists=[
-            TaskList(e["class-name"], e["attribute"], e["framework"]) for e in data["task-list"]
+            TaskList(
+                e["class-name"],
+                e["attribute"],
+                e["framework"],
+                str(e.get("redelivers-by-default", "")),
+            )
+            for e in data["task-list"]
         ],
         retry_signals=Patterns(data["retry-signals"]["calls"]),
         model_bases={e["base"]: e["kind"] for e in data["model-base"]},
@@ -388,5 +484,31 @@ def load_knowledge(
         unstable_sources=Patterns(data["unstable-sources"]["calls"]),
         key_names=Patterns(data["key-names"]["names"]),
         key_kwargs=frozenset(data["key-names"]["kwargs"]),
+        row_lock_kwargs=frozenset(data["row-locks"]["keywords"]),
+        claims=Patterns(data["claims"]["calls"]),
+        claim_kwargs=frozenset(data["claims"]["keywords"]),
+        key_headers=Patterns(data["key-names"]["headers"]),
+        precondition_fields=Patterns(data["state-fields"]["preconditions"]),
+        delivery_settings=[
+            DeliverySetting(
+                _strs(e["names"]), e["framework"], e["mechanism"], str(e.get("detail", ""))
+            )
+            for e in data["delivery-setting"]
+        ],
+        schedule_calls=[
+            ScheduleCall(e["call"], int(e["arg"]), e.get("kwarg"), Patterns([e["call"]]))
+            for e in data["schedule-call"]
+        ],
+        schedule_dicts=[
+            ScheduleDict(str(e["key"]), _strs(e.get("with")))
+            for e in data["delivery"]["schedule-dicts"]
+        ],
+        schedule_kwargs=frozenset(data["delivery"]["schedule-kwargs"]),
+        broad_exceptions=frozenset(data["delivery"]["broad-exceptions"]),
+        raises=[
+            (Patterns(_strs(e["calls"])), Patterns(_strs(e["exceptions"])))
+            for e in data["delivery"]["raises"]
+        ],
+        assume_retries=ext.get("assume-retries") is True,
         frameworks=frozenset(frameworks) if frameworks is not None else None,
     )

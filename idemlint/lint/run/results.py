@@ -20,11 +20,11 @@ from idemlint.lint.files.comments import Suppression, suppressions_in
 from idemlint.lint.run.incremental import Outcome, Run, Stamped
 
 
-def message(rule: str, detail: str) -> str:
+def message(rule: str, detail: str, delivery: str = "") -> str:
     try:
-        return get_rule(rule).format_message(detail)
+        return get_rule(rule).format_message(detail, delivery)
     except CatalogError:
-        return f"{rule} {detail}".strip()
+        return f"{rule} {detail} {delivery}".strip()
 
 
 def findings_from_hits(
@@ -44,12 +44,13 @@ def findings_from_hits(
             line=hit.span.line,
             column=hit.span.column,
             rule=hit.rule,
-            message=message(hit.rule, hit.detail),
+            message=message(hit.rule, hit.detail, hit.delivery[2]),
             end_line=hit.span.end_line,
             end_column=hit.span.end_column,
             task=task,
             via=hit.via,
             source=hit.stmt,
+            delivery=hit.delivery,
         )
     lines_with_key_rule = {(f.path, f.line) for f in by_place.values() if f.rule[3] == "2"}
     findings = [

@@ -43,7 +43,7 @@ from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
 from idemlint.lint.summary.model import ParseError, Span
 
-FORMAT = 2
+FORMAT = 3
 RACY_NS = 2_000_000_000
 """A file modified this close to when it was read may change again within the same
 timestamp; its stamp is not trusted next time (its bytes are hashed again)."""
@@ -102,7 +102,7 @@ class FileState:
 
 @dataclass
 class TaskState:
-    record: tuple[str, str, tuple[int, int, int, int], bool, str]
+    record: tuple[str, str, tuple[int, int, int, int], str]
     hits: list[Hit]
     deps: frozenset[str]
 
@@ -216,9 +216,9 @@ class Snapshot:
         for name, (called, d) in data["signals"].items():
             snap.signals[name] = (str(called), deps(d))
         for name, record, hits, d in data["tasks"]:
-            qualified, framework, span, retries, reason = record
+            qualified, framework, span, mechanisms = record
             snap.tasks[name] = TaskState(
-                (qualified, framework, tuple(span), bool(retries), reason),
+                (str(qualified), str(framework), tuple(span), str(mechanisms)),
                 [_hit_from_json(h, paths) for h in hits],
                 deps(d),
             )
@@ -250,13 +250,17 @@ def _hit_json(hit: Hit, number: dict[str, int]) -> list[Any]:
         number.get(hit.path, hit.path),
         list(hit.via),
         hit.stmt,
+        list(hit.delivery),
     ]
 
 
 def _hit_from_json(data: list[Any], paths: list[str]) -> Hit:
-    rule, span, detail, where, via, stmt = data
+    rule, span, detail, where, via, stmt, delivery = data
     path = paths[where] if isinstance(where, int) else str(where)
-    return Hit(str(rule), Span(*span), str(detail), path, tuple(via), str(stmt))
+    kind, source, words = (str(x) for x in delivery)
+    return Hit(
+        str(rule), Span(*span), str(detail), path, tuple(via), str(stmt), (kind, source, words)
+    )
 
 
 # -- storage ---------------------------------------------------------------

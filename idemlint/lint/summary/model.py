@@ -300,7 +300,8 @@ class FileSummary:
     functions: dict[str, FunctionSummary] = field(default_factory=dict)
     classes: dict[str, ClassSummary] = field(default_factory=dict)
     module_events: list[Event] = field(default_factory=list)
-    """Calls made at module level (task registrations such as ``q.enqueue(f)``)."""
+    """Calls made at module level (task registrations such as ``q.enqueue(f)``), and
+    assignments to attributes or items there (``app.conf.task_acks_late = True``)."""
     error: ParseError | None = None
 
     def to_dict(self) -> dict[str, Any]:

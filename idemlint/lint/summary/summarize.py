@@ -71,6 +71,11 @@ _COMPOPS: dict[type[cst.BaseCompOp], str] = {
 }
 
 
+SETTING_KINDS = frozenset({"dict", "seq", "bool", "num"})
+"""Module-level values that may be settings (``X = True``, ``SCHEDULE = {...}``): their
+assignment is kept as an event too, so a message can point at its line."""
+
+
 def dotted(node: cst.BaseExpression) -> str | None:
     """``a.b(x).c`` -> ``"a.b().c"``; ``None`` when the chain starts at no name."""
     parts: list[str] = []
@@ -388,6 +393,12 @@ class _Summarizer:
                         for t in small.targets:
                             if isinstance(t.target, cst.Name):
                                 self.assigns[t.target.value] = v
+                                if v.kind in SETTING_KINDS:  # its line, for messages
+                                    self.module_attribute_assign(stmt, t.target, v)
+                            elif isinstance(t.target, (cst.Attribute, cst.Subscript)):
+                                # `app.conf.x = True`, `app.conf.beat_schedule["b"] = {...}`:
+                                # project-wide settings the delivery model reads
+                                self.module_attribute_assign(stmt, t.target, v)
                     elif (
                         isinstance(small, cst.AnnAssign)
                         and small.value is not None
@@ -423,6 +434,19 @@ class _Summarizer:
                     self.module_events,
                     FunctionSummary("<module>", "<module>", Span(1, 1, 1, 1)),
                 )
+
+    def module_attribute_assign(
+        self, stmt: cst.SimpleStatementLine, target: cst.BaseExpression, value: Value
+    ) -> None:
+        base = target.value if isinstance(target, cst.Subscript) else target
+        path = dotted(base)
+        if path is None:
+            return
+        if isinstance(target, cst.Subscript):
+            path += "[]"
+        self.module_events.append(
+            Event("assign", self.span(stmt), (), value, [path], stmt=self.stmt_text(stmt))
+        )
 
     def class_def(self, node: cst.ClassDef, prefix: str) -> ClassSummary:
         qual = f"{prefix}{node.name.value}"

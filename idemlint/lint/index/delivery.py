@@ -1,0 +1,363 @@
+"""How a task can run more than once: its delivery model.
+
+A finding is only true if its task can really run twice. That depends on the
+framework's defaults and on the project's own configuration, each a *mechanism*:
+
+* ``redelivery``: the message is acknowledged only after the run (Celery
+  ``acks_late``, Dramatiq, arq, Django-Q), so a worker crash or a deploy runs it again;
+  every effect that is not the run's last act is at risk;
+* ``retry``: the task is retried on failure; ``exceptions`` names the types it
+  retries on (empty: any failure), so an effect is at risk only where a retrying
+  exception can arise after it;
+* ``retry-call``: the body calls ``self.retry()`` (or raises a retry); an effect
+  before that call is at risk;
+* ``schedule``: the task runs on a schedule; an overlapping run, or the run after a
+  crash, redoes what the last run did but never recorded.
+
+A task with none of them (a plain Celery task: early acknowledgement, no retries)
+runs twice only from outside, by a double enqueue; it is reported only with
+``assume-retries = true``. Mechanisms come from the knowledge base: the engine names
+no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idemlint.lint.index.project import FunctionRef, Project, last_segment
+from idemlint.lint.knowledge import Knowledge
+from idemlint.lint.summary.model import Event, FileSummary, FunctionSummary, Span, Value
+
+KINDS = ("redelivery", "schedule", "retry", "retry-call")
+"""Mechanism kinds, the ones that put every effect at risk first."""
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One way a task can run twice, and where it is configured."""
+
+    kind: str
+    detail: str
+    """What configures it, as written: ``acks_late=True``, ``autoretry_for=(X,)``."""
+    path: str = ""
+    """The file that configures it, relative to the project root ("" for a default)."""
+    line: int = 0
+    exceptions: tuple[str, ...] = ()
+    """For ``retry``: resolved exception types it retries on; empty means any failure."""
+    resolved: bool = True
+    """False when the configuring value could not be read statically (a name bound to
+    something opaque, a setting read from the environment): assumed to be set."""
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.line}" if self.path else ""
+
+    def to_json(self) -> list[object]:
+        return [
+            self.kind,
+            self.detail,
+            self.path,
+            self.line,
+            list(self.exceptions),
+            self.resolved,
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[object]) -> Mechanism:
+        kind, detail, path, line, exceptions, resolved = data
+        assert isinstance(exceptions, list)
+        return cls(
+            str(kind),
+            str(detail),
+            str(path),
+            int(str(line)),
+            tuple(map(str, exceptions)),
+            bool(resolved),
+        )
+
+    def words(self, *, itself: bool = False) -> str:
+        """The mechanism as a message's closing clause, with where it is configured."""
+        where = f", {self.source}" if self.source else ""
+        unread = "" if self.resolved else ", not readable statically: assumed set"
+        if self.kind == "redelivery":
+            return f"the task is redelivered after a worker crash ({self.detail}{where}{unread})"
+        if self.kind == "schedule":
+            return (
+                f"the task runs on a schedule ({self.detail}{where}), and a run can overlap "
+                "the last one or follow a crashed one"
+            )
+        if self.kind == "retry-call":
+            return f"the task retries through `{self.detail}` at line {self.line}, after this"
+        if self.exceptions:
+            names = ", ".join(last_segment(e) for e in self.exceptions)
+            after = (
+                "which this call can raise after the other side acted"
+                if itself
+                else "which can be raised after this"
+            )
+            return f"the task is retried on {names} ({self.detail}{where}), {after}"
+        after = "this call can fail after the other side acted" if itself else "after this"
+        return f"the task is retried on failure ({self.detail}{where}{unread}), {after}"
+
+
+def truthy(value: Value | None) -> bool:
+    if value is None:
+        return False
+    if value.kind == "none" or (value.kind == "bool" and value.text == "False"):
+        return False
+    return not (value.kind == "num" and value.text in ("0", "0.0"))
+
+
+def is_zero(value: Value | None) -> bool:
+    return value is not None and value.kind == "num" and value.text in ("0", "0.0")
+
+
+def written(name: str, value: Value) -> str:
+    """``name=value`` as a message shows it, short."""
+    if value.kind in ("name", "attr") and value.path:
+        text = value.path
+    elif value.kind == "seq":
+        text = "(" + ", ".join(written("", v).lstrip("=") for v in value.args[:3]) + ",)"
+    elif value.kind == "str":
+        text = repr(value.text or "")
+    elif value.text is not None:
+        text = value.text
+    elif value.kind == "call" and value.path:
+        text = f"{value.path}(...)"
+    else:
+        text = "..."
+    return f"{name}={text}" if name else text
+
+
+def exception_types(
+    project: Project, value: Value, file: FileSummary, func: FunctionSummary | None
+) -> tuple[str, ...] | None:
+    """Resolved exception types of ``autoretry_for=(A, B)``; ``None`` when they cannot be
+    read statically (a name bound to something opaque) or include a broad type."""
+    items = value.args if value.kind == "seq" else [value]
+    out: list[str] = []
+    for item in items:
+        if item.kind not in ("name", "attr") or not item.path:
+            return None
+        resolved = project.resolve(item.path, file, func)
+        if resolved.endswith(")"):  # bound to what a call returns: not a type we can read
+            return None
+        if last_segment(resolved).isupper():  # a constant holding the tuple: follow it
+            module, _, name = resolved.rpartition(".")
+            home = project.module_file(module)
+            bound = home.assigns.get(name) if home is not None else None
+            if home is None or bound is None or bound.kind != "seq":
+                return None
+            inner = exception_types(project, bound, home, None)
+            if inner is None:
+                return None
+            out.extend(inner)
+            continue
+        if resolved in project.knowledge.broad_exceptions or last_segment(resolved) in {
+            last_segment(b) for b in project.knowledge.broad_exceptions
+        }:
+            return None
+        out.append(resolved)
+    return tuple(out)
+
+
+def _broad(project: Project, value: Value, file: FileSummary) -> bool:
+    """``value`` lists a broad exception type (``Exception``): readable, and any failure."""
+    broad = {last_segment(b) for b in project.knowledge.broad_exceptions}
+    items = value.args if value.kind == "seq" else [value]
+    return any(
+        i.kind in ("name", "attr")
+        and i.path is not None
+        and last_segment(project.resolve(i.path, file, None)) in broad
+        for i in items
+    )
+
+
+def literal(value: Value) -> bool:
+    """A value written as a literal (a setting's value that can be read statically)."""
+    return value.kind in ("bool", "num", "str", "none", "seq", "dict")
+
+
+def decorator_mechanisms(
+    project: Project,
+    kwargs: dict[str, Value],
+    file: FileSummary,
+    span: Span,
+    *,
+    retry_kwargs: tuple[str, ...],
+    retry_on_kwargs: tuple[str, ...],
+    redelivery_kwargs: tuple[str, ...],
+    retries_by_default: bool,
+    no_retry_kwargs: tuple[str, ...],
+    default_detail: str,
+    redelivers_by_default: str,
+    scheduled: bool,
+) -> tuple[Mechanism, ...]:
+    """The mechanisms a task's own decorator (or registration, or class attributes)
+    configures, each pointing at the decorator's line."""
+    k: Knowledge = project.knowledge
+    out: list[Mechanism] = []
+    at = (file.path, span.line)
+    for kw in redelivery_kwargs:
+        if truthy(kwargs.get(kw)):
+            out.append(Mechanism("redelivery", written(kw, kwargs[kw]), *at))
+    if redelivers_by_default:
+        out.append(Mechanism("redelivery", redelivers_by_default, *at))
+    if scheduled:
+        out.append(Mechanism("schedule", "a periodic task decorator", *at))
+    for kw in sorted(k.schedule_kwargs & kwargs.keys()):
+        if truthy(kwargs[kw]):
+            out.append(Mechanism("schedule", written(kw, kwargs[kw]), *at))
+    for kw in retry_on_kwargs:
+        value = kwargs.get(kw)
+        if truthy(value) and value is not None:
+            types = exception_types(project, value, file, None)
+            readable = types is not None or _broad(project, value, file)
+            out.append(Mechanism("retry", written(kw, value), *at, types or (), readable))
+    for kw in retry_kwargs:
+        if truthy(kwargs.get(kw)):
+            out.append(Mechanism("retry", written(kw, kwargs[kw]), *at))
+    if (
+        retries_by_default
+        and not any(is_zero(kwargs.get(kw)) for kw in no_retry_kwargs)
+        and not any(m.kind == "retry" for m in out)
+    ):
+        out.append(Mechanism("retry", default_detail or "retries by default", *at))
+    return tuple(out)
+
+
+def retry_call(project: Project, ref: FunctionRef) -> Mechanism | None:
+    """The last call in the body that makes the task retry (``self.retry``, ``raise
+    Retry``): an effect before it can be repeated."""
+    found: Mechanism | None = None
+    for ev in ref.func.events:
+        if ev.type in ("call", "exit") and ev.value is not None and ev.value.path:
+            raw = ev.value.path
+            resolved = project.resolve(raw, ref.file, ref.func)
+            if project.knowledge.retry_signals.match([raw, resolved]):
+                found = Mechanism("retry-call", f"{raw}()", ref.file.path, ev.span.line)
+    return found
+
+
+def setting_mechanisms(project: Project, file: FileSummary) -> list[tuple[str, Mechanism]]:
+    """Project-wide settings in ``file`` that make every task of a framework run twice:
+    ``(framework, mechanism)``. Read from module-level assignments (``NAME = True``,
+    ``app.conf.name = True``) and call keywords (``app.conf.update(name=True)``) at
+    module level or in any function (an app factory)."""
+    settings = project.knowledge.delivery_settings
+    if not settings:
+        return []
+    by_name = {n: s for s in settings for n in s.names}
+    out: list[tuple[str, Mechanism]] = []
+    events = [*file.module_events]
+    for fn in file.functions.values():
+        events.extend(fn.events)
+    for name, value in file.assigns.items():
+        setting = by_name.get(last_segment(name))
+        if setting is not None and truthy(value):
+            line = _assign_line(file, name)
+            readable = literal(value)
+            out.append(
+                (
+                    setting.framework,
+                    Mechanism(
+                        setting.mechanism,
+                        f"{name}={written('', value)}",
+                        file.path,
+                        line,
+                        resolved=readable,
+                    ),
+                )
+            )
+    for ev in events:
+        if ev.type == "assign" and ev.value is not None:
+            for target in ev.targets:
+                setting = by_name.get(last_segment(target))
+                if setting is not None and truthy(ev.value) and "." in target:
+                    detail = f"{target}={written('', ev.value)}"
+                    mech = Mechanism(
+                        setting.mechanism,
+                        detail,
+                        file.path,
+                        ev.span.line,
+                        resolved=literal(ev.value),
+                    )
+                    out.append((setting.framework, mech))
+        if ev.type == "call" and ev.value is not None:
+            for kw, value in ev.value.kwargs.items():
+                setting = by_name.get(kw)
+                if setting is not None and truthy(value):
+                    detail = written(kw, value)
+                    mech = Mechanism(
+                        setting.mechanism, detail, file.path, ev.span.line, resolved=literal(value)
+                    )
+                    out.append((setting.framework, mech))
+    return out
+
+
+def _assign_line(file: FileSummary, name: str) -> int:
+    for ev in file.module_events:
+        if ev.type == "assign" and name in ev.targets:
+            return ev.span.line
+    return 1
+
+
+Scheduled = tuple[Value, Mechanism, "FunctionSummary | None"]
+"""A value naming a scheduled task, the schedule, and the function it was found in."""
+
+
+def schedule_targets(project: Project, file: FileSummary) -> list[Scheduled]:
+    """Values in ``file`` that name a task put on a schedule: the ``"task"`` of a beat
+    schedule entry, the task (or its signature) given to a scheduling call."""
+    k = project.knowledge
+    out: list[Scheduled] = []
+    scopes: list[tuple[FunctionSummary | None, list[Event]]] = [(None, file.module_events)]
+    scopes += [(fn, fn.events) for fn in file.functions.values()]
+    values: list[tuple[FunctionSummary | None, Value, int]] = [
+        (None, v, _assign_line(file, n)) for n, v in file.assigns.items()
+    ]
+    for func, events in scopes:
+        for ev in events:
+            if ev.value is not None and ev.type in ("assign", "call"):
+                values.append((func, ev.value, ev.span.line))
+    for func, value, line in values:
+        for v in value.walk():
+            if v.kind == "dict":
+                for sd in k.schedule_dicts:
+                    target = v.kwargs.get(sd.key)
+                    if target is not None and (
+                        not sd.beside or any(b in v.kwargs for b in sd.beside)
+                    ):
+                        detail = "a schedule entry"
+                        out.append((target, Mechanism("schedule", detail, file.path, line), func))
+            if v.kind == "call" and v.path:
+                resolved = project.resolve(v.path, file, func)
+                for sc in k.schedule_calls:
+                    if not sc.matcher.match(project.library_spellings(resolved)):
+                        continue
+                    target = v.kwargs.get(sc.kwarg) if sc.kwarg else None
+                    if target is None and len(v.args) > sc.arg:
+                        target = v.args[sc.arg]
+                    if target is not None:
+                        detail = f"{last_segment(v.path)}(...)"
+                        out.append((target, Mechanism("schedule", detail, file.path, line), func))
+                    break
+    return out
+
+
+def scheduled_task(
+    project: Project, target: Value, file: FileSummary, func: FunctionSummary | None
+) -> str | None:
+    """The qualified name of the project function ``target`` names: a reference, a
+    ``"dotted.path"`` string, or a signature (``task.s()``, ``task.signature()``)."""
+    if target.kind == "str" and target.text:
+        return project.resolve_qualified(target.text)
+    if (
+        target.kind == "call"
+        and target.path
+        and last_segment(target.path) in ("s", "si", "signature")
+    ):
+        target = Value("attr", path=target.path.rsplit(".", 1)[0])
+    if target.kind in ("name", "attr") and target.path:
+        return project.resolve(target.path, file, func)
+    return None

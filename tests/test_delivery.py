@@ -1,0 +1,107 @@
+"""The delivery model: a finding is reported only where its task can really run twice,
+and its message and ``delivery`` name the mechanism and where it is configured.
+
+The fixture projects ``delivery``, ``delivery_settings`` and ``delivery_assumed`` hold one
+task per mechanism; ``tests/test_fixtures.py`` checks which lines are reported, and this
+module checks *why*: the mechanism and its source, for every finding.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from idemlint.config import load_config
+from idemlint.errors import ConfigError
+from idemlint.lint.run.engine import check
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+EXPECTED = {
+    "delivery": {
+        ("mail/client.py", 13): ("schedule", "config/settings.py:7"),
+        ("mail/sweeps.py", 14): ("schedule", "config/settings.py:7"),
+        ("mail/sweeps.py", 20): ("schedule", "config/celery.py:12"),
+        ("mail/tasks.py", 25): ("redelivery", "mail/tasks.py:21"),
+        ("mail/tasks.py", 40): ("retry", "mail/tasks.py:37"),
+        ("mail/tasks.py", 47): ("retry-call", "mail/tasks.py:51"),
+        ("mail/tasks.py", 66): ("redelivery", "mail/tasks.py:63"),
+        ("mail/tasks.py", 73): ("redelivery", "mail/tasks.py:69"),
+    },
+    "delivery_settings": {
+        ("proj/tasks.py", 10): ("redelivery", "proj/celeryconfig.py:4"),
+    },
+    "delivery_assumed": {
+        ("app/tasks.py", 8): ("assumed", ""),
+    },
+}
+
+
+def _prefix(name: str) -> str:
+    return f"fixtures/{name}/"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_finding_names_its_mechanism_and_source(name: str) -> None:
+    root = FIXTURES / name
+    config = load_config([root]).with_overrides(no_cache=True)
+    result = check([root], config, cwd=FIXTURES.parent)
+    got = {
+        (f.path.removeprefix(_prefix(name)), f.line): (f.delivery[0], f.delivery[1])
+        for f in result.findings
+    }
+    assert got == EXPECTED[name]
+    for f in result.findings:
+        assert f.delivery[2] and f.delivery[2] in f.message, f.message
+
+
+def test_messages_say_what_repeats_the_work() -> None:
+    root = FIXTURES / "delivery"
+    config = load_config([root]).with_overrides(no_cache=True)
+    by_line = {
+        (f.path.rsplit("/", 1)[-1], f.line): f.message
+        for f in check([root], config, cwd=FIXTURES.parent).findings
+    }
+    assert (
+        "redelivered after a worker crash (acks_late=True, mail/tasks.py:21)"
+        in (by_line[("tasks.py", 25)])
+    )
+    assert "retried on SendGridException" in by_line[("tasks.py", 40)]
+    assert "which can be raised after this" in by_line[("tasks.py", 40)]
+    assert "`self.retry()` at line 51, after this" in by_line[("tasks.py", 47)]
+    assert (
+        "runs on a schedule (add_periodic_task(...), config/celery.py:12)"
+        in (by_line[("sweeps.py", 20)])
+    )
+    assert "a retry" not in " ".join(by_line.values())
+
+
+def test_json_carries_the_delivery_object() -> None:
+    root = FIXTURES / "delivery_settings"
+    result = subprocess.run(
+        [sys.executable, "-m", "idemlint", "check", "--no-cache", "--format", "json", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = json.loads(result.stdout)["findings"]
+    assert [f["delivery"] for f in findings] == [
+        {
+            "mechanism": "redelivery",
+            "source": "proj/celeryconfig.py:4",
+            "detail": findings[0]["delivery"]["detail"],
+        }
+    ]
+    assert findings[0]["delivery"]["detail"].startswith("the task is redelivered")
+
+
+def test_assume_retries_must_be_a_boolean(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.idemlint]\nassume-retries = "yes"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([tmp_path])
+    assert "assume-retries" in str(err.value)
+    assert "pyproject.toml" in str(err.value)
