@@ -18,6 +18,7 @@ from idemlint.runtime.decorator import (
 from idemlint.runtime.errors import (
     AlreadyInProgress,
     ConfigurationError,
+    DurabilityError,
     IdempotencyError,
     KeyBuildError,
     KeyReuseError,
@@ -37,6 +38,7 @@ __all__ = [
     "AlreadyInProgress",
     "AsyncIdempotentFunction",
     "ConfigurationError",
+    "DurabilityError",
     "Execution",
     "IdempotencyError",
     "IdempotentFunction",

@@ -33,13 +33,13 @@ from idemlint.runtime.errors import (
     KeyReuseError,
     LeaseLost,
     ResultTooLarge,
-    SerializationError,
     StoreError,
 )
 from idemlint.runtime.execution import (
     Execution,
     HeartbeatThread,
     heartbeat_task,
+    record_within_lease,
     reset_current,
     set_current,
 )
@@ -269,7 +269,11 @@ class _Spec:
         )
 
     def encode(self, store: Store, lease: Lease, value: Any) -> bytes:
-        """Serialise the result; on failure release the claim and raise."""
+        """Serialise the result; on any failure release the claim and raise.
+
+        Any: the documented promise is that a failure releases the claim, and a
+        claim left held blocks every retry for the whole lease.
+        """
         try:
             data = serialize(self.serializer, value, key=lease.key)
             limit = self.max_result_bytes(store)
@@ -281,14 +285,17 @@ class _Spec:
                     size=len(data),
                     limit=limit,
                 )
-        except (SerializationError, ResultTooLarge) as exc:
+        except BaseException as exc:
             self.release(store, lease, exc)
             raise
         return data
 
     def complete(self, store: Store, lease: Lease, data: bytes, started: float) -> None:
+        """Record the result; a transient store error is retried within the lease."""
         try:
-            store.complete(lease, data, ttl=self.ttl)
+            record_within_lease(
+                lease, lambda: store.complete(lease, data, ttl=self.ttl), "the completion"
+            )
         except LeaseLost:
             lease.lost = True
             emit(RuntimeEvent(FENCED, lease.key, lease.epoch, extra={"op": "complete"}), self.hooks)

@@ -75,10 +75,13 @@ class LeaseLost(IdempotencyError):
 
 
 class KeyBuildError(IdempotencyError):
-    """The idempotency key (or the argument fingerprint) could not be built.
+    """The idempotency key (or the argument fingerprint) could not be built, or is unusable.
 
     Raised before the function runs: a call we cannot identify is never run
-    without protection.
+    without protection. A key is unusable when some store could not keep it
+    exactly as given (empty, longer than 255 characters, a NUL character, a
+    lone surrogate that has no UTF-8 form); every store refuses the same keys,
+    so moving to another store never changes which calls run.
     """
 
 
@@ -98,26 +101,49 @@ class ResultTooLarge(IdempotencyError):
 class SerializationError(IdempotencyError, TypeError):
     """The result could not be serialised (or a stored one not deserialised).
 
-    Also a ``TypeError`` because that is what ``json.dumps`` raises for the
-    same mistake. On the way in, the claim is released before this is raised.
+    Whatever the serializer raised (a type it does not know, a value nested
+    too deeply - Python's ``RecursionError`` -, an error in a ``default=``
+    hook) becomes this error, with the original as ``__cause__``. Also a
+    ``TypeError`` because that is what ``json.dumps`` raises for the same
+    mistake. On the way in, the claim is released before this is raised.
     """
 
 
 class StoreError(IdempotencyError):
-    """The store failed (connection lost, server error) and retrying did not help.
+    """The store failed (connection lost, timed out, server error) and retrying did not help.
 
     A store error never marks a job done: a claim whose completion failed
     stays in progress until its lease expires, then a retry takes over.
+    ``transient`` is True when the failure may pass on its own (connection
+    refused or lost, too many connections, a timeout, a deadlock): the
+    decorator retries a completion that failed this way, within the lease.
     """
+
+    def __init__(self, message: str, *, key: str | None = None, transient: bool = False) -> None:
+        super().__init__(message, key=key)
+        self.transient = transient
 
 
 class ConfigurationError(IdempotencyError, ValueError):
     """The runtime was set up wrongly: bad store URL, missing driver, bad option."""
 
 
+class DurabilityError(ConfigurationError):
+    """The store would lose records on a restart, and ``require_durable=True`` was given.
+
+    Raised by ``open_store`` (or, when the server was unreachable at open, by
+    the first claim) for a Redis server without persistence (no ``appendonly``
+    and no ``save`` points), one whose settings cannot be read (``CONFIG``
+    disabled), one that evicts keys under memory pressure, and for the
+    in-memory SQLite store. Without ``require_durable`` the same finding is a
+    logged warning and ``store.durability_warning``.
+    """
+
+
 __all__ = [
     "AlreadyInProgress",
     "ConfigurationError",
+    "DurabilityError",
     "IdempotencyError",
     "KeyBuildError",
     "KeyReuseError",

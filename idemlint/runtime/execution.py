@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from idemlint.runtime.errors import LeaseLost
+from idemlint.runtime.errors import LeaseLost, StoreError
 from idemlint.runtime.observability import (
     FENCED,
     HEARTBEAT,
@@ -24,7 +25,12 @@ from idemlint.runtime.observability import (
     logger,
 )
 from idemlint.runtime.serializers import Serializer
+from idemlint.runtime.stores._deadline import bounded
 from idemlint.runtime.stores.base import Lease, Store
+
+FIRST_PAUSE = 0.05
+"""First pause before a recording write is tried again; it doubles up to ``MAX_PAUSE``."""
+MAX_PAUSE = 1.0
 
 _current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
     "idemlint_runtime_execution", default=None
@@ -195,6 +201,56 @@ def _beat(execution: Execution) -> bool:
     return True
 
 
+def record_within_lease(lease: Lease, write: Callable[[], None], what: str) -> None:
+    """Run a fenced write that records work already done, retrying it while the lease lasts.
+
+    A completion (or a step result) that fails to be recorded means the work
+    runs again once the lease ends - a duplicate charge for a connection
+    hiccup. So a *transient* :class:`StoreError` (too many connections, a
+    dropped connection, a timeout) is retried with exponential backoff
+    (jittered, 50 ms doubling to 1 s), each attempt bounded by what is left
+    of the lease, and never past it: after the lease another worker may take
+    the key over, and the fence would refuse the write anyway. Retrying is
+    safe because every fenced write recognises its own earlier success.
+    If it still fails, the last error is raised: the work is not reported done.
+    """
+    pause = FIRST_PAUSE
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            if attempts == 1:
+                write()  # the first attempt has the store's own budget, lease or not
+            else:
+                with bounded(max(0.0, lease.deadline - time.monotonic())):
+                    write()
+            return
+        except StoreError as exc:
+            left = lease.deadline - time.monotonic()
+            if not exc.transient or left <= pause * 0.5:
+                if attempts == 1 and not exc.transient:
+                    raise
+                raise StoreError(
+                    f"{what} of key {lease.key!r} could not be recorded ({attempts} "
+                    f"attempt{'s' if attempts > 1 else ''}, until {max(0.0, left):.1f}s before "
+                    f"the lease ends); it is not marked done and a retry after the lease runs "
+                    f"it again. Last error: {exc}",
+                    key=lease.key,
+                    transient=exc.transient,
+                ) from exc
+            delay = min(pause * random.uniform(0.5, 1.0), left)
+            logger.warning(
+                "%s of key %r failed (%s); trying again in %.2fs, %.1fs before its lease ends",
+                what,
+                lease.key,
+                exc,
+                delay,
+                left,
+            )
+            time.sleep(delay)
+            pause = min(pause * 2, MAX_PAUSE)
+
+
 def set_current(execution: Execution | None) -> contextvars.Token[Execution | None]:
     """Make ``execution`` current (the decorator's business)."""
     return _current.set(execution)
@@ -204,4 +260,10 @@ def reset_current(token: contextvars.Token[Execution | None]) -> None:
     _current.reset(token)
 
 
-__all__ = ["Execution", "HeartbeatThread", "current_execution", "heartbeat_task"]
+__all__ = [
+    "Execution",
+    "HeartbeatThread",
+    "current_execution",
+    "heartbeat_task",
+    "record_within_lease",
+]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from idemlint.runtime.errors import ConfigurationError, KeyBuildError
-from idemlint.runtime.stores.base import MAX_KEY_LENGTH
+from idemlint.runtime.stores.base import MAX_KEY_LENGTH, validate_key
 
 KeySpec = str | Callable[..., str]
 FingerprintSpec = None | bool | Sequence[str] | Callable[..., Any]
@@ -107,7 +107,7 @@ def build_key(
             "Use ids, not whole payloads, in the key (the payload is covered by the fingerprint)",
             key=key[:64] + "…",
         )
-    return key
+    return validate_key(key)  # NUL, lone surrogates: what no store can keep as given
 
 
 def _canonical(value: Any) -> Any:

@@ -63,14 +63,27 @@ class JsonSerializer:
 DEFAULT_SERIALIZER = JsonSerializer()
 
 
+def _why(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return f"it is nested too deeply ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def serialize(serializer: Serializer, value: Any, *, key: str, what: str = "result") -> bytes:
-    """``serializer.dumps`` with the failure turned into a :class:`SerializationError`."""
+    """``serializer.dumps`` with any failure turned into a :class:`SerializationError`.
+
+    Any, not only ``TypeError``/``ValueError``: a result nested thousands deep
+    makes ``json.dumps`` raise ``RecursionError``, and a ``default=`` hook can
+    raise anything. Whatever it is, the caller must get the documented error
+    so that the decorator releases the claim instead of leaving it held for
+    the whole lease.
+    """
     try:
         data = serializer.dumps(value)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except Exception as exc:
         raise SerializationError(
-            f"the {what} for key {key!r} cannot be stored by {type(serializer).__name__}: {exc}; "
-            "return JSON-compatible data or pass serializer=",
+            f"the {what} for key {key!r} cannot be stored by {type(serializer).__name__}: "
+            f"{_why(exc)}; return JSON-compatible data or pass serializer=",
             key=key,
         ) from exc
     if not isinstance(data, bytes):
@@ -81,13 +94,13 @@ def serialize(serializer: Serializer, value: Any, *, key: str, what: str = "resu
 
 
 def deserialize(serializer: Serializer, data: bytes, *, key: str, what: str = "result") -> Any:
-    """``serializer.loads`` with the failure turned into a :class:`SerializationError`."""
+    """``serializer.loads`` with any failure turned into a :class:`SerializationError`."""
     try:
         return serializer.loads(data)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:
         raise SerializationError(
             f"the stored {what} for key {key!r} cannot be read by "
-            f"{type(serializer).__name__}: {exc}",
+            f"{type(serializer).__name__}: {_why(exc)}",
             key=key,
         ) from exc
 

@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from idemlint.runtime.errors import ConfigurationError, LeaseLost, ResultTooLarge
-from idemlint.runtime.execution import Execution, current_execution
+from idemlint.runtime.execution import Execution, current_execution, record_within_lease
 from idemlint.runtime.observability import STEP_REPLAY, STEP_RUN, RuntimeEvent, emit
 from idemlint.runtime.serializers import deserialize, serialize
+from idemlint.runtime.stores.base import validate_step_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,7 @@ def _execution_for(name: str) -> Execution:
             f"step({name!r}) ran outside an @idempotent function; it would have no key to "
             "record under, so it refuses to run unprotected"
         )
+    validate_step_name(name, execution.key)  # before it runs, not after, when saving
     execution._use_step_name(name)
     return execution
 
@@ -57,8 +59,14 @@ def _encode(execution: Execution, name: str, value: Any) -> bytes:
 
 
 def _save(execution: Execution, name: str, data: bytes) -> None:
+    """Record a step's result; a transient store error is retried within the lease
+    (the step ran: failing to record it would run it again on the retry)."""
     try:
-        execution.store.save_step(execution.lease, name, data)
+        record_within_lease(
+            execution.lease,
+            lambda: execution.store.save_step(execution.lease, name, data),
+            f"step {name!r}",
+        )
     except LeaseLost:
         execution._mark_lost()
         raise

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from idemlint.runtime.errors import ConfigurationError
+from idemlint.runtime.stores._url import check_network_url, redact
 from idemlint.runtime.stores.base import Store
 
 ENV_VAR = "IDEMLINT_STORE_URL"
@@ -42,6 +43,10 @@ def default_url() -> str:
     return f"sqlite:///{Path.cwd() / DEFAULT_DIR / DEFAULT_FILE}"
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
 def _options_from_query(query: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
@@ -54,6 +59,17 @@ def _options_from_query(query: str) -> dict[str, Any]:
                 raise ConfigurationError(
                     f"max_result_bytes must be an integer, not {value!r}"
                 ) from exc
+        elif name == "timeout":
+            try:
+                options[name] = float(value)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"timeout must be a number of seconds, not {value!r}"
+                ) from exc
+        elif name == "require_durable":
+            if value.lower() not in _TRUE + _FALSE:
+                raise ConfigurationError(f"require_durable must be true or false, not {value!r}")
+            options[name] = value.lower() in _TRUE
     return options
 
 
@@ -65,10 +81,17 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     ``mariadb://`` (PyMySQL), ``redis://`` / ``rediss://``. Options:
     ``table=`` (SQL stores) or ``prefix=`` (Redis), validated as identifiers;
     ``max_result_bytes=``; ``create=False`` to skip creating the schema (for
-    teams that run ``create_schema()`` in a migration). ``table`` and
-    ``prefix`` may also come from the URL query (``?table=jobs_keys``).
+    teams that run ``create_schema()`` in a migration); ``timeout=``,
+    ``connect_timeout=`` (and ``statement_timeout=`` on SQL servers) to
+    replace the timeouts derived from the lease; ``require_durable=True`` to
+    refuse a store that would lose records on a restart (a Redis without
+    persistence: :class:`~idemlint.runtime.errors.DurabilityError`).
+    ``table``, ``prefix``, ``max_result_bytes``, ``timeout`` and
+    ``require_durable`` may also come from the URL query (``?table=jobs_keys``).
 
-    Without ``url`` the default store is shared per process.
+    A malformed URL (bad port, bad IPv6 address, an unencoded ``/`` in the
+    password) is a :class:`ConfigurationError` naming the part, with the
+    password blanked. Without ``url`` the default store is shared per process.
     """
     if url is None:
         resolved = default_url()
@@ -89,8 +112,13 @@ def open_store(url: str | None = None, **options: Any) -> Store:
             f"unknown store URL {_redact(url)!r}: use sqlite:///file.db, sqlite://, "
             "postgresql://..., mysql://..., mariadb://... or redis://..."
         )
-    parts = urlsplit(url)
-    merged = {**_options_from_query(parts.query), **options}
+    if backend != "sqlite":
+        check_network_url(url)
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        raise ConfigurationError(f"store URL {_redact(url)!r} cannot be parsed") from None
+    merged = {**_options_from_query(query), **options}
     try:
         return _open(backend, url, merged)
     except TypeError as exc:
@@ -117,11 +145,7 @@ def _open(backend: str, url: str, options: dict[str, Any]) -> Store:
 
 def _redact(url: str) -> str:
     """The URL without its password, for error messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    return redact(url)
 
 
 def missing_driver(driver: str, extra: str, exc: ImportError) -> ConfigurationError:

@@ -16,11 +16,13 @@ done by me" (success) from "someone else holds it" (:class:`LeaseLost`).
 from __future__ import annotations
 
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from idemlint.runtime.errors import ConfigurationError, IdempotencyError, LeaseLost, StoreError
+from idemlint.runtime.errors import IdempotencyError, LeaseLost, StoreError
+from idemlint.runtime.stores._deadline import bounded, unbounded
 from idemlint.runtime.stores.base import (
     COMPLETED,
     IN_PROGRESS,
@@ -31,7 +33,12 @@ from idemlint.runtime.stores.base import (
     Store,
     interpret_claim,
     new_owner_token,
+    validate_fingerprint,
     validate_identifier,
+    validate_key,
+    validate_max_result_bytes,
+    validate_seconds,
+    validate_step_name,
 )
 
 T = TypeVar("T")
@@ -83,14 +90,20 @@ class SQLStore(Store):
         table: str = "idemlint_keys",
         create: bool = True,
         max_result_bytes: int | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
+        require_durable: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            timeout=timeout, connect_timeout=connect_timeout, require_durable=require_durable
+        )
         self.table = validate_identifier(table)
         self.steps_table = validate_identifier(f"{table}_steps", "steps table name")
         if max_result_bytes is not None:
-            if max_result_bytes <= 0:
-                raise ConfigurationError("max_result_bytes must be positive")
-            self.max_result_bytes = int(max_result_bytes)
+            self.max_result_bytes = validate_max_result_bytes(max_result_bytes)
+        self.statement_timeout = validate_seconds(statement_timeout, "statement_timeout")
+        """Server-side cap on one statement; None: the operation's budget (tied to the lease)."""
         self._statements: dict[str, str] = {}
         self._create = create
         self._schema_ready = not create
@@ -118,8 +131,10 @@ class SQLStore(Store):
         return sql
 
     def _ensure_schema(self) -> None:
+        """Create the schema on first use, under its own budget (``admin_timeout``), not the
+        operation's: it happens once per store, and concurrent creators queue on locks."""
         if not self._schema_ready:
-            with self._schema_lock:
+            with self._schema_lock, unbounded():
                 if not self._schema_ready:
                     self.create_schema()
 
@@ -130,7 +145,10 @@ class SQLStore(Store):
             for statement in statements:
                 cur.execute(statement)
 
-        self._guarded(lambda: self._transact(run, round_trips=len(statements)))
+        with bounded(self.admin_timeout()):
+            self._guarded(
+                lambda: self._transact(run, round_trips=len(statements)), "schema creation"
+            )
         self._schema_ready = True
 
     def drop_schema(self) -> None:
@@ -138,38 +156,66 @@ class SQLStore(Store):
             cur.execute(self._sql("DROP TABLE IF EXISTS {s}"))
             cur.execute(self._sql("DROP TABLE IF EXISTS {t}"))
 
-        self._guarded(lambda: self._transact(run, round_trips=2))
+        with bounded(self.admin_timeout()):
+            self._guarded(lambda: self._transact(run, round_trips=2), "drop_schema")
         self._schema_ready = not self._create
 
-    def _guarded(self, fn: Callable[[], T]) -> T:
-        """``fn()`` with driver errors turned into :class:`StoreError`."""
+    def _guarded(self, fn: Callable[[], T], what: str, key: str | None = None) -> T:
+        """``fn()`` with driver errors as a short :class:`StoreError` saying what failed."""
         try:
             return fn()
         except IdempotencyError:
             raise
         except Exception as exc:
-            raise StoreError(f"{self.dialect} store {self.table!r} failed: {exc!r}") from exc
+            raise StoreError(
+                f"{self.dialect} store {self.table!r}: {what} failed: {describe_error(exc)}",
+                key=key,
+                transient=self._transient(exc),
+            ) from exc
 
-    def _op(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether a driver error may pass on its own (so a completion is worth retrying)."""
+        return isinstance(exc, self.connection_errors)
+
+    def _op(
+        self,
+        fn: Callable[[Any], T],
+        *,
+        round_trips: int = 1,
+        what: str = "operation",
+        key: str | None = None,
+    ) -> T:
         """Run a store operation, translating driver errors to :class:`StoreError`."""
         self._ensure_schema()
-        return self._guarded(lambda: self._transact(fn, round_trips=round_trips))
+        return self._guarded(lambda: self._transact(fn, round_trips=round_trips), what, key)
+
+    def _timed_out(self, seconds: float, attempts: int) -> StoreError:
+        """The error for an operation that ran out of its budget (the server did not answer)."""
+        tries = f", {attempts} attempt{'s' if attempts > 1 else ''}" if attempts else ""
+        return StoreError(
+            f"{self.dialect} store {self.table!r}: no answer within {seconds:.2f}s{tries}; "
+            "the operation timeout is tied to the lease (timeout= to change it)",
+            transient=True,
+        )
+
+    def _wanted_statement_timeout(self, budget: float) -> float:
+        return self.statement_timeout if self.statement_timeout is not None else budget
 
     def _row(self, values: Sequence[Any] | None) -> RecordRow | None:
         if values is None:
             return None
         key, status, epoch, run, owner, fp, lease_expires, expires_at, result, kind, now = values
         return RecordRow(
-            key=key,
-            status=status,
+            key=_text(key),
+            status=_text(status),
             epoch=int(epoch),
             run=int(run),
-            owner=owner,
-            fingerprint=fp,
+            owner=_text(owner),
+            fingerprint=_text(fp),
             lease_expires=float(lease_expires),
             expires_at=None if expires_at is None else float(expires_at),
             result=None if result is None else bytes(result),
-            claim_kind=kind,
+            claim_kind=_text(kind),
             now=float(now),
         )
 
@@ -186,21 +232,26 @@ class SQLStore(Store):
         }
 
     def claim(self, key: str, fingerprint: str, *, lease: float, ttl: float | None) -> ClaimResult:
+        validate_key(key)
+        validate_fingerprint(fingerprint, key)
         owner = new_owner_token()
         params = self._claim_params(key, fingerprint, lease, ttl, owner)
 
         def attempt() -> ClaimResult:
-            import time
-
             sent = time.monotonic()
             row = self._op(
-                lambda cur: self._claim_row(cur, params), round_trips=self._claim_round_trips
+                lambda cur: self._claim_row(cur, params),
+                round_trips=self._claim_round_trips,
+                what=f"claim of key {key!r}",
+                key=key,
             )
             return interpret_claim(
                 row, key=key, owner=owner, fingerprint=fingerprint, lease_seconds=lease, sent=sent
             )
 
-        return self._claim_loop(attempt)
+        self._ensure_schema()
+        with bounded(self.operation_timeout(lease)):
+            return self._claim_loop(attempt)
 
     _claim_round_trips = 1
 
@@ -226,10 +277,13 @@ class SQLStore(Store):
     ) -> None:
         params = {"key": lease.key, "epoch": lease.epoch, "owner": lease.owner, **extra}
         sql = self._sql(f"UPDATE {{t}} SET {assignments} WHERE {FENCE}")
-        matched = self._op(lambda cur: _rowcount(cur, sql, params))
-        if matched:
-            return
-        row = self._op(lambda cur: self._select_row(cur, lease.key))
+        what = f"{op} of key {lease.key!r}"
+        self._ensure_schema()
+        with bounded(self.operation_timeout(lease.lease_seconds)):
+            matched = self._op(lambda cur: _rowcount(cur, sql, params), what=what, key=lease.key)
+            if matched:
+                return
+            row = self._op(lambda cur: self._select_row(cur, lease.key), what=what, key=lease.key)
         if (
             done_status is not None
             and row is not None
@@ -277,15 +331,24 @@ class SQLStore(Store):
 
         def run(cur: Any) -> dict[str, bytes]:
             cur.execute(sql, {"key": lease.key, "run": lease.run})
-            return {name: bytes(result) for name, result in cur.fetchall()}
+            return {_text(name): bytes(result) for name, result in cur.fetchall()}
 
-        return self._op(run)
+        self._ensure_schema()
+        with bounded(self.operation_timeout(lease.lease_seconds)):
+            return self._op(run, what=f"loading the steps of key {lease.key!r}", key=lease.key)
 
     @abstractmethod
     def _insert_step_sql(self) -> str:
         """INSERT ... SELECT from the record row under FENCE (locking it), ignoring duplicates."""
 
     def save_step(self, lease: Lease, name: str, result: bytes) -> None:
+        validate_step_name(name, lease.key)
+        self._ensure_schema()
+        with bounded(self.operation_timeout(lease.lease_seconds)):
+            self._save_step(lease, name, result)
+
+    def _save_step(self, lease: Lease, name: str, result: bytes) -> None:
+        what = f"step {name!r} of key {lease.key!r}"
         params = {
             "key": lease.key,
             "epoch": lease.epoch,
@@ -294,7 +357,7 @@ class SQLStore(Store):
             "result": result,
         }
         sql = self._sql(self._insert_step_sql())
-        if self._op(lambda cur: _rowcount(cur, sql, params)):
+        if self._op(lambda cur: _rowcount(cur, sql, params), what=what, key=lease.key):
             return
         # Nothing inserted: either the fence failed, or the step is already recorded in
         # this run (our own write whose reply was lost, or an earlier attempt's): the
@@ -308,21 +371,31 @@ class SQLStore(Store):
             cur.execute(check, params)
             return cur.fetchone() is not None
 
-        if self._op(mine):
+        if self._op(mine, what=what, key=lease.key):
             return  # our earlier write went through; its reply was lost
-        raise _lease_lost(lease, f"step {name!r}", self.get(lease.key))
+        row = self._op(lambda cur: self._select_row(cur, lease.key), what=what, key=lease.key)
+        raise _lease_lost(lease, f"step {name!r}", row)
 
     # -- administration -----------------------------------------------------------
     def get(self, key: str) -> RecordRow | None:
-        return self._op(lambda cur: self._select_row(cur, key))
+        validate_key(key)
+        self._ensure_schema()
+        with bounded(self.operation_timeout()):
+            return self._op(
+                lambda cur: self._select_row(cur, key), what=f"reading key {key!r}", key=key
+            )
 
     def delete(self, key: str) -> bool:
+        validate_key(key)
+
         def run(cur: Any) -> bool:
             cur.execute(self._sql("DELETE FROM {s} WHERE idem_key = %(key)s"), {"key": key})
             cur.execute(self._sql("DELETE FROM {t} WHERE idem_key = %(key)s"), {"key": key})
             return bool(cur.rowcount)
 
-        return self._op(run, round_trips=2)
+        self._ensure_schema()
+        with bounded(self.operation_timeout()):
+            return self._op(run, round_trips=2, what=f"deleting key {key!r}", key=key)
 
     def purge_expired(self) -> int:
         expired = self._sql(
@@ -340,7 +413,43 @@ class SQLStore(Store):
             cur.execute(orphans)
             return count
 
-        return self._op(run, round_trips=2)
+        self._ensure_schema()
+        with bounded(self.admin_timeout()):
+            return self._op(run, round_trips=2, what="purge_expired")
+
+
+def _text(value: Any) -> str:
+    """A text column as str (MySQL's binary key columns come back as bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8")
+    return str(value)
+
+
+_MAX_DETAIL = 240
+
+
+def describe_error(exc: BaseException) -> str:
+    """A driver error in one short line: its type and message, never the statement it ran.
+
+    Driver messages can carry a whole SQL statement (PyMySQL's encoding
+    errors hold the formatted query, values and all); an operator needs the
+    error's kind and the server's words, not a kilobyte of SQL.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, UnicodeError):
+        reason = getattr(exc, "reason", "")
+        start = getattr(exc, "start", None)
+        where = f" at position {start} of a value" if isinstance(start, int) else ""
+        return f"{name}: {reason}{where}"
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = f"({args[0]}) {args[1]}"  # PyMySQL: (code, message)
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    if len(text) > _MAX_DETAIL:
+        text = text[: _MAX_DETAIL - 1] + "…"
+    return f"{name}: {text}" if text else name
 
 
 def _rowcount(cur: Any, sql: str, params: dict[str, Any]) -> int:
@@ -363,4 +472,4 @@ def _lease_lost(lease: Lease, op: str, row: RecordRow | None) -> LeaseLost:
     )
 
 
-__all__ = ["COLUMNS", "DEAD", "FENCE", "IN_PROGRESS", "TAKEABLE", "SQLStore"]
+__all__ = ["COLUMNS", "DEAD", "FENCE", "IN_PROGRESS", "TAKEABLE", "SQLStore", "describe_error"]

@@ -38,7 +38,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from idemlint.runtime.errors import ConfigurationError, KeyReuseError, StoreError
+from idemlint.runtime.errors import (
+    ConfigurationError,
+    DurabilityError,
+    KeyBuildError,
+    KeyReuseError,
+    StoreError,
+)
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -47,8 +53,19 @@ RELEASED = "released"
 MAX_KEY_LENGTH = 255
 """Longest key every backend indexes (a MariaDB primary key is the tight one)."""
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline, which let
+# "jobs\n" through as a table name and "idemlint\n" as a Redis prefix
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+
+LEASE_FRACTION = 0.25
+"""Default time budget of a store operation, as a fraction of the caller's lease."""
+MIN_TIMEOUT = 2.0
+"""Floor of the default budget: a tiny lease must not turn a normal round trip into a timeout."""
+MAX_TIMEOUT = 10.0
+"""Ceiling of the default budget, and the budget of ``get``/``delete`` (no lease)."""
+ADMIN_TIMEOUT = 60.0
+"""Default budget of the whole-table operations: schema creation, ``drop_schema``, purge."""
 
 
 def validate_identifier(name: str, what: str = "table name") -> str:
@@ -57,7 +74,7 @@ def validate_identifier(name: str, what: str = "table name") -> str:
     Table names are the one piece of SQL text that cannot be a parameter, so
     they must match this pattern before they come near a statement.
     """
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ConfigurationError(
             f"invalid {what} {name!r}: use letters, digits and underscores, "
             "starting with a letter or underscore, at most 48 characters"
@@ -66,12 +83,84 @@ def validate_identifier(name: str, what: str = "table name") -> str:
 
 
 def validate_prefix(prefix: str) -> str:
-    """Return a Redis key prefix if it is tame (no spaces, braces or globs)."""
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    """Return a Redis key prefix if it is tame (no spaces, newlines, braces or globs)."""
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ConfigurationError(
             f"invalid key prefix {prefix!r}: use letters, digits and _ . : -, at most 64 characters"
         )
     return prefix
+
+
+def _text_problem(text: object, limit: int) -> str | None:
+    """What makes ``text`` unstorable by some backend, or None when every backend keeps it."""
+    if not isinstance(text, str):
+        return f"is a {type(text).__name__}, not a str"
+    if not text:
+        return "is empty"
+    if len(text) > limit:
+        return f"is {len(text)} characters long; the limit is {limit}"
+    nul = text.find("\x00")
+    if nul >= 0:
+        return f"contains a NUL character (at position {nul}), which PostgreSQL cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate {text[exc.start]!r} (at position {exc.start}), "
+            "which has no UTF-8 form"
+        )
+    return None
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if every store can keep it exactly as given, else :class:`KeyBuildError`.
+
+    Checked by every store, so all of them refuse the same keys with the same
+    error (and say what is wrong), instead of one storing a key another
+    cannot, or failing with a driver's encoding error.
+    """
+    problem = _text_problem(key, MAX_KEY_LENGTH)
+    if problem is not None:
+        shown = key[:64] + "…" if isinstance(key, str) and len(key) > 64 else key
+        raise KeyBuildError(
+            f"the idempotency key {shown!r} {problem}",
+            key=shown if isinstance(shown, str) else None,
+        )
+    return key
+
+
+def validate_fingerprint(fingerprint: str, key: str) -> str:
+    """Return ``fingerprint`` if every store can keep it (a hash, normally), else KeyBuildError."""
+    problem = _text_problem(fingerprint, 64)
+    if problem is not None:
+        raise KeyBuildError(f"the argument fingerprint of key {key!r} {problem}", key=key)
+    return fingerprint
+
+
+def validate_step_name(name: str, key: str | None = None) -> str:
+    """Return a step name if every store can keep it exactly, else :class:`ConfigurationError`."""
+    problem = _text_problem(name, MAX_KEY_LENGTH)
+    if problem is not None:
+        raise ConfigurationError(f"the step name {name!r} {problem}", key=key)
+    return name
+
+
+def validate_max_result_bytes(value: object) -> int:
+    """A positive whole number of bytes, else :class:`ConfigurationError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(
+            f"max_result_bytes must be a positive whole number of bytes, not {value!r}"
+        )
+    return value
+
+
+def validate_seconds(value: object, name: str) -> float | None:
+    """None, or a positive finite number of seconds, else :class:`ConfigurationError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def new_owner_token() -> str:
@@ -281,9 +370,64 @@ class Store(ABC):
     url: str = ""
     max_result_bytes: int = 1024 * 1024
     """Largest serialised result (or step result) the store accepts."""
+    durability: str = "database"
+    """How records survive a restart of the store: ``database`` (a SQL server's commits),
+    ``file`` (SQLite), ``memory`` (lost with the store object), and on Redis ``aof``,
+    ``rdb``, ``none`` or ``unknown`` (see docs/runtime/stores.md#durability)."""
+    durability_warning: str | None = None
+    """Why records may be lost on a restart (also logged as a warning), or None."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        require_durable: bool = False,
+    ) -> None:
         self.stats = StoreStats()
+        self.timeout = validate_seconds(timeout, "timeout")
+        """Budget of every operation; None: a fraction of the caller's lease
+        (see :meth:`operation_timeout`)."""
+        self.connect_timeout = validate_seconds(connect_timeout, "connect_timeout")
+        """Cap on opening a connection; None: whatever is left of the operation's budget."""
+        self.require_durable = bool(require_durable)
+
+    def operation_timeout(self, lease_seconds: float | None = None) -> float:
+        """The time budget of one operation for a caller holding (or asking) a lease.
+
+        The ``timeout=`` option if given; else a quarter of the lease, at least
+        1 s and at most 10 s (``get``/``delete``, which have no lease: 10 s).
+        Tying it to the lease is the point: an answer that arrives after the
+        lease is over is worth nothing, so waiting longer only holds the
+        worker; the quarter leaves room for the completion retries within
+        the lease.
+        """
+        if self.timeout is not None:
+            return self.timeout
+        if lease_seconds is None:
+            return MAX_TIMEOUT
+        return min(max(float(lease_seconds) * LEASE_FRACTION, MIN_TIMEOUT), MAX_TIMEOUT)
+
+    def admin_timeout(self) -> float:
+        """Budget of whole-table operations (schema, purge): at least ``ADMIN_TIMEOUT``."""
+        return max(self.timeout or 0.0, ADMIN_TIMEOUT)
+
+    def _durability_found(self, durability: str, warning: str | None, *, log: bool = True) -> None:
+        """Record how the store keeps records; warn, or refuse under ``require_durable``.
+
+        ``log=False`` for a store whose loss is its documented nature (SQLite in
+        memory, for tests): the warning is kept on the store, not logged.
+        """
+        from idemlint.runtime.observability import logger
+
+        self.durability = durability
+        self.durability_warning = warning
+        if warning is None:
+            return
+        if self.require_durable:
+            raise DurabilityError(f"{self.url}: {warning} (require_durable=True)")
+        if log:
+            logger.warning("idempotency store %s: %s", self.url, warning)
 
     # -- schema -------------------------------------------------------------
     @abstractmethod

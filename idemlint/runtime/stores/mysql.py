@@ -9,20 +9,33 @@ them asks "is the owner now my token?" instead of re-evaluating the
 condition against half-updated columns. The read-back then tells the caller
 whether the token is theirs (see ``interpret_claim``).
 
-Keys compare byte-wise (``utf8mb4_bin``): with the default case-insensitive
-collation ``charge:A`` and ``charge:a`` would be the same job. The clock is
-the server's ``NOW(6)``.
+Keys, step names, owners and fingerprints are ``VARBINARY`` columns, so they
+compare as the bytes of their UTF-8 form: with a text collation ``charge:A``
+and ``charge:a`` are one job under the default case-insensitive collations,
+and ``k`` and ``k `` are one job under every ``PAD SPACE`` collation
+(``utf8mb4_bin`` included), which ignores trailing spaces. Tables created by
+earlier versions keep their text columns; :meth:`MySQLStore.create_schema`
+logs a warning with the ``ALTER TABLE`` that migrates them
+(docs/runtime/stores.md#key-comparison). The clock is the server's ``NOW(6)``.
+
+Every operation is bounded by its budget (tied to the caller's lease): the
+socket timeouts of PyMySQL bound each wait for the server, and the session's
+``max_statement_time`` (MariaDB) or ``max_execution_time`` (MySQL) and
+``innodb_lock_wait_timeout`` make the server give up on a stuck statement too.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from idemlint.runtime.errors import ConfigurationError
+from idemlint.runtime.stores._deadline import bounded, deadline
 from idemlint.runtime.stores._sql import COLUMNS, DEAD, FENCE, TAKEABLE, SQLStore
+from idemlint.runtime.stores._url import check_network_url
 from idemlint.runtime.stores.base import ConnectionPool, RecordRow
 
 T = TypeVar("T")
@@ -37,6 +50,15 @@ else:
     _import_error = None
 
 _RETRY_CODES = frozenset({1205, 1213})  # lock wait timeout, deadlock: the server rolled back
+_STORE_OPTIONS = (
+    "table",
+    "create",
+    "max_result_bytes",
+    "timeout",
+    "connect_timeout",
+    "statement_timeout",
+    "require_durable",
+)
 _MINE = "{t}.owner = VALUES(owner)"
 
 CLAIM = (
@@ -65,20 +87,18 @@ class MySQLStore(SQLStore):
     dialect = "mysql"
     now_sql = "(UNIX_TIMESTAMP(NOW(6)) + 0E0)"
 
-    def __init__(self, *, connect_timeout: float = 10.0, **options: Any) -> None:
+    def __init__(self, **options: Any) -> None:
         if pymysql is None:
             from idemlint.runtime.stores import missing_driver
 
             assert _import_error is not None
             raise missing_driver("PyMySQL", "mysql", _import_error)
-        store_options = {
-            k: options.pop(k) for k in ("table", "create", "max_result_bytes") if k in options
-        }
+        store_options = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
         super().__init__(**store_options)
+        self._socket_caps = (options.pop("read_timeout", None), options.pop("write_timeout", None))
         self._connect_args: dict[str, Any] = {
             "charset": "utf8mb4",
             "autocommit": True,
-            "connect_timeout": connect_timeout,
             "client_flag": CLIENT.MULTI_STATEMENTS | CLIENT.FOUND_ROWS,
             **options,
         }
@@ -90,6 +110,7 @@ class MySQLStore(SQLStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MySQLStore:
+        check_network_url(url)
         parts = urlsplit(url)
         database = parts.path.lstrip("/")
         if not database:
@@ -112,13 +133,64 @@ class MySQLStore(SQLStore):
 
     def _connect(self) -> Any:
         self.stats.add(1)
-        return pymysql.connect(**self._connect_args)
+        left = self._left()
+        connect = left if self.connect_timeout is None else min(left, self.connect_timeout)
+        # PyMySQL's connect_timeout covers the TCP connect only; the handshake
+        # that follows waits under read_timeout, so both are bounded
+        read, write = self._socket_timeouts(left)
+        return pymysql.connect(
+            **self._connect_args,
+            connect_timeout=max(0.001, connect),
+            read_timeout=read,
+            write_timeout=write,
+        )
+
+    def _left(self) -> float:
+        end = deadline()
+        if end is None:
+            return self.operation_timeout()
+        return max(0.001, end - time.monotonic())
+
+    def _socket_timeouts(self, left: float) -> tuple[float, float]:
+        read_cap, write_cap = self._socket_caps
+        return (
+            left if read_cap is None else min(left, float(read_cap)),
+            left if write_cap is None else min(left, float(write_cap)),
+        )
+
+    def _prepare(self, conn: Any, left: float, budget: float) -> None:
+        """Bound this operation's waits on ``conn``: socket timeouts, server-side timeouts."""
+        conn._read_timeout, conn._write_timeout = self._socket_timeouts(left)
+        wanted = round(self._wanted_statement_timeout(budget), 3)
+        if getattr(conn, "_idemlint_statement_timeout", None) == wanted:
+            return
+        self.stats.add(1)
+        with conn.cursor() as cur:
+            if "mariadb" in str(conn.get_server_info()).lower():
+                cur.execute(
+                    "SET SESSION max_statement_time = %s, innodb_lock_wait_timeout = %s",
+                    (wanted, max(1, math.ceil(wanted))),
+                )
+            else:  # MySQL: max_execution_time (ms) bounds SELECTs only; the lock wait the rest
+                cur.execute(
+                    "SET SESSION max_execution_time = %s, innodb_lock_wait_timeout = %s",
+                    (max(1, int(wanted * 1000)), max(1, math.ceil(wanted))),
+                )
+        conn._idemlint_statement_timeout = wanted
 
     def _transact(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
+        end = deadline()
+        if end is None:
+            end = time.monotonic() + self.operation_timeout()
+        budget = max(0.001, end - time.monotonic())
         broken = 0
         for attempt in range(8):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(budget, attempt)
             try:
                 with self._pool.connection() as conn:
+                    self._prepare(conn, left, budget)
                     if round_trips == 1:
                         self.stats.add(1)
                         with conn.cursor() as cur:
@@ -134,6 +206,8 @@ class MySQLStore(SQLStore):
                     conn.commit()
                     return value
             except self.connection_errors as exc:
+                if time.monotonic() >= end - 0.001:
+                    raise self._timed_out(budget, attempt + 1) from exc
                 code = exc.args[0] if exc.args else None
                 if code in _RETRY_CODES and attempt < 7:
                     time.sleep(0.002 * (attempt + 1))
@@ -144,18 +218,62 @@ class MySQLStore(SQLStore):
         raise AssertionError("unreachable")
 
     def _schema_statements(self) -> Sequence[str]:
-        key = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        # VARBINARY: byte-wise and no padding (see the module docstring); 1020 bytes
+        # hold MAX_KEY_LENGTH (255) characters of up to 4 UTF-8 bytes each
+        key = "VARBINARY(1020)"
         return (
             "CREATE TABLE IF NOT EXISTS {t} ("
             f" idem_key {key} NOT NULL PRIMARY KEY, status VARCHAR(16) NOT NULL,"
-            " epoch BIGINT NOT NULL, run BIGINT NOT NULL, owner VARCHAR(64) NOT NULL,"
-            " fingerprint VARCHAR(64) NOT NULL, lease_expires DOUBLE NOT NULL,"
+            " epoch BIGINT NOT NULL, run BIGINT NOT NULL, owner VARBINARY(64) NOT NULL,"
+            " fingerprint VARBINARY(64) NOT NULL, lease_expires DOUBLE NOT NULL,"
             " expires_at DOUBLE NULL, result LONGBLOB NULL, claim_kind VARCHAR(16) NOT NULL,"
             " updated_at DOUBLE NOT NULL, KEY {t}_expires (expires_at)) ENGINE=InnoDB",
             "CREATE TABLE IF NOT EXISTS {s} ("
             f" idem_key {key} NOT NULL, run BIGINT NOT NULL, name {key} NOT NULL,"
             " epoch BIGINT NOT NULL, result LONGBLOB NULL, created_at DOUBLE NOT NULL,"
             " PRIMARY KEY (idem_key, run, name)) ENGINE=InnoDB",
+        )
+
+    def create_schema(self) -> None:
+        super().create_schema()
+        self._warn_if_text_keys()
+
+    def _warn_if_text_keys(self) -> None:
+        """Warn when the table predates binary keys (one query, at schema creation only)."""
+        sql = (
+            "SELECT table_name, column_name, data_type, collation_name"
+            " FROM information_schema.columns WHERE table_schema = DATABASE()"
+            " AND table_name IN (%(t)s, %(s)s) AND column_name IN"
+            " ('idem_key', 'name', 'owner', 'fingerprint') AND data_type <> 'varbinary'"
+        )
+
+        def run(cur: Any) -> list[Any]:
+            cur.execute(sql, {"t": self.table, "s": self.steps_table})
+            return list(cur.fetchall())
+
+        with bounded(self.admin_timeout()):
+            text_columns = self._guarded(lambda: self._transact(run), "schema check")
+        if text_columns:
+            from idemlint.runtime.observability import logger
+
+            found = ", ".join(f"{_s(t)}.{_s(c)} ({_s(k)})" for t, c, _, k in text_columns)
+            logger.warning(
+                "idempotency table %s was created with text key columns (%s): keys that differ "
+                "only by trailing spaces (or by case, with a *_ci collation) are one key there. "
+                "Migrate with: %s",
+                self.table,
+                found,
+                self.migration_sql(),
+            )
+
+    def migration_sql(self) -> str:
+        """The ``ALTER TABLE`` statements that give a table of an earlier version binary keys."""
+        t, s = self.table, self.steps_table
+        return (
+            f"ALTER TABLE {t} MODIFY idem_key VARBINARY(1020) NOT NULL,"
+            " MODIFY owner VARBINARY(64) NOT NULL, MODIFY fingerprint VARBINARY(64) NOT NULL;"
+            f" ALTER TABLE {s} MODIFY idem_key VARBINARY(1020) NOT NULL,"
+            " MODIFY name VARBINARY(1020) NOT NULL;"
         )
 
     def _claim_row(self, cur: Any, params: dict[str, Any]) -> RecordRow | None:
@@ -172,11 +290,12 @@ class MySQLStore(SQLStore):
             f" WHERE {FENCE} LOCK IN SHARE MODE ON DUPLICATE KEY UPDATE name = {{s}}.name"
         )
 
-    def drop_schema(self) -> None:
-        super().drop_schema()
-
     def close(self) -> None:
         self._pool.close()
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 __all__ = ["MySQLStore"]

@@ -58,6 +58,14 @@ class SQLiteStore(SQLStore):
         self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
             self._connect, lambda c: c.close()
         )
+        if path:
+            self._durability_found("file", None)
+        else:
+            self._durability_found(
+                "memory",
+                "records are kept in this process's memory and lost with the store object",
+                log=False,
+            )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -105,6 +113,10 @@ class SQLiteStore(SQLStore):
             return
         with self._pool.connection() as conn:
             yield conn
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Locked past the busy timeout may pass (another writer finishes); nothing else does."""
+        return isinstance(exc, sqlite3.OperationalError) and _busy(exc)
 
     def _param(self, sql: str) -> str:
         return _NAMED.sub(r":\1", sql)
