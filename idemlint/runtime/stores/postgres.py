@@ -110,11 +110,12 @@ class PostgresStore(SQLStore):
                     return value
             except _Cut as cut:
                 return cast(T, cut.value)
-            except self.connection_errors:
+            except self.connection_errors as exc:
                 # the pool dropped the broken connection; one fresh try, if time is left
-                if alarm is not None and not alarm.disarm():
-                    raise self._timed_out(budget, attempt) from None
-                if attempt == 2 or time.monotonic() >= end:
+                cut = alarm is not None and not alarm.disarm()
+                if cut or time.monotonic() >= end:  # the watchdog, or the connect timeout
+                    raise self._timed_out(budget, attempt) from exc
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
