@@ -31,6 +31,7 @@ EXPECTED = {
         ("mail/tasks.py", 47): ("retry-call", "mail/tasks.py:51"),
         ("mail/tasks.py", 66): ("redelivery", "mail/tasks.py:63"),
         ("mail/tasks.py", 73): ("redelivery", "mail/tasks.py:69"),
+        ("mail/fanout.py", 27): ("redelivery", "mail/fanout.py:23"),
     },
     "delivery_settings": {
         ("proj/tasks.py", 10): ("redelivery", "proj/celeryconfig.py:4"),

@@ -11,7 +11,7 @@ its call chain (``via``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from weakref import WeakKeyDictionary
@@ -22,6 +22,7 @@ from idemlint.lint.index.tasks import Task
 from idemlint.lint.knowledge import Effect, Knowledge, Patterns, glob
 from idemlint.lint.summary.model import Event, Span, Value
 
+ENQUEUE_RULE = "IDM305"
 ASSUMED = "assume-retries = true treats every task as one that runs twice"
 REMOTE_KINDS = frozenset({"payment", "http-write", "message"})
 """Effects on another service: their call can fail after the other side acted."""
@@ -59,6 +60,9 @@ class CallFact:
     state_write: bool = False
     target: FunctionRef | None = None
     model: ModelInfo | None = None
+    param_object: str | None = None
+    """A save or ``session.add`` of an object the function was given: a create only when
+    the caller built it (see :func:`origin_up`)."""
 
 
 @dataclass
@@ -140,6 +144,8 @@ class FunctionFacts:
         self.ref = ref
         self.file = ref.file
         self.func = ref.func
+        self.params = {p.name for p in self.func.params}
+        self._peers: dict[str, FunctionFacts | None] = {}
         call_events = [
             ev
             for ev in self.func.events
@@ -156,8 +162,6 @@ class FunctionFacts:
             for b in self.branches
             if b.kind == "with" and self._with_matches(b, self.k.locks)
         }
-        self.params = {p.name for p in self.func.params}
-        self._peers: dict[str, FunctionFacts | None] = {}
         self.written = self._written_fields()
         """Fields (last segments) this function, or a function it calls, writes."""
         self.guard_branches: dict[int, set[str]] = {}
@@ -188,6 +192,7 @@ class FunctionFacts:
         )
         """What the function's result says when a caller tests it (a project getter's
         result is a lookup's)."""
+        self.returns_new = self._returns_new()
         self.dedupe = self._dedupe()
         """``"raise"`` / ``"bool"``: the function records a marker and refuses a duplicate by
         raising / by returning a false value; ``None`` otherwise."""
@@ -316,9 +321,86 @@ class FunctionFacts:
             text = self.literal_text(value.args[0]) if value.args else None
             if text is None or not effect.arg_text.search(text):
                 return False
+        obj = self._saved_object(effect, value)
+        if obj is not None:
+            # `obj.save()` / `session.add(obj)` of a row read from the database is an update
+            origin = self.origin(obj, fact.event.span.line)
+            if origin == "loaded":
+                return False
+            if origin == "param":
+                fact.param_object = obj
         return fact.model is None or not self.k.not_effect_models.match(
             [fact.model.qualname.rsplit(".", 1)[-1]]
         )
+
+    @staticmethod
+    def _saved_object(effect: Effect, value: Value) -> str | None:
+        """The local an effect persists: ``obj`` in ``obj.save()`` or ``session.add(obj)``."""
+        if effect.arg_type is not None:
+            arg = value.args[0] if value.args else None
+            return arg.path if arg is not None and arg.kind == "name" else None
+        if effect.call.endswith("().save") and value.path:
+            root, rest = split_root(value.path)
+            return root if rest == ".save" else None
+        return None
+
+    def origin(self, name: str, line: int) -> str:
+        """Where the object bound to ``name`` before ``line`` comes from: ``"new"`` (built
+        here: a model constructed, a row created, a factory's result), ``"loaded"`` (a
+        lookup, a project getter, an attribute of another object), ``"param"``, or ``""``.
+        One loading binding is enough: ``x = get(...)`` then ``if x is None: x = X()`` is
+        the row found, or the one the check allowed to create."""
+        origins = [
+            self.value_origin(ev.value)
+            for ev in self.func.events
+            if ev.type == "assign"
+            and ev.op is None
+            and ev.targets == [name]
+            and ev.value is not None
+            and ev.span.line < line
+        ]
+        if any(
+            b.kind == "for" and name in b.targets and b.span.line < line for b in self.func.events
+        ):
+            origins.append("loaded")  # a row of a loop over a query
+        if not origins:
+            return "param" if name in self.params else ""
+        return "loaded" if "loaded" in origins else origins[-1]
+
+    def value_origin(self, value: Value) -> str:
+        if value.kind == "attr":
+            return "loaded"
+        if value.kind != "call" or not value.path:
+            return ""
+        resolved = self.resolve(value.path)
+        prefix = self.project.class_prefix(f"{resolved}()")
+        if prefix is not None and prefix[1] == "()" and self.project.model_info(prefix[0]):
+            return "new"
+        cands = self.project.candidates(resolved)
+        if any(e.kind == "row-create" for e in self.k.effect_for(cands)):
+            return "new"
+        if self.k.lookups.match(cands) or self.k.upserts.match(cands):
+            return "loaded"
+        target = self.project.function_for_call(resolved)
+        peer = self.peer(target) if target is not None else None
+        if peer is not None:
+            if peer.returns.guard:
+                return "loaded"
+            if peer.returns_new:
+                return "new"
+        return ""
+
+    def _returns_new(self) -> bool:
+        """The function returns an object it built (a factory)."""
+        for ev in self.func.events:
+            if ev.type == "exit" and ev.op == "return" and ev.value is not None:
+                v = ev.value
+                if v.kind == "name" and v.path:
+                    if self.origin(v.path, ev.span.line) == "new":
+                        return True
+                elif self.value_origin(v) == "new":
+                    return True
+        return False
 
     def _chain_continues(self, ev: Event, methods: tuple[str, ...]) -> bool:
         """``stmt = insert(T).values(...)`` then ``stmt = stmt.on_conflict_do_nothing()``
@@ -330,7 +412,10 @@ class FunctionFacts:
             other.type == "call"
             and other.value is not None
             and (other.value.path or "").startswith(prefix)
-            and any(f".{m}(" in (other.value.path or "") or (other.value.path or "").endswith(f".{m}") for m in methods)
+            and any(
+                f".{m}(" in (other.value.path or "") or (other.value.path or "").endswith(f".{m}")
+                for m in methods
+            )
             for other in self.func.events
         )
 
@@ -659,7 +744,9 @@ class FunctionFacts:
                 continue
             if b.value.path not in self.params:
                 continue
-            if any(f"b{b.id}" in c.event.blocks and self.holds_row_lock(c.value) for c in self.calls):
+            if any(
+                f"b{b.id}" in c.event.blocks and self.holds_row_lock(c.value) for c in self.calls
+            ):
                 return b.value.path
         return None
 
@@ -704,7 +791,9 @@ class FunctionFacts:
         if any(lock_line <= line for lock_line in self.row_lock_lines):
             return True
         return any(
-            b.kind == "with" and f"b{b.id}" in self.lock_blocks and b.span.line <= line <= b.end_line
+            b.kind == "with"
+            and f"b{b.id}" in self.lock_blocks
+            and b.span.line <= line <= b.end_line
             for b in self.branches
         )
 
@@ -785,7 +874,8 @@ class FunctionFacts:
             if any(f".{m}(" in path or path.endswith(f".{m}") for m in self.k.row_lock_methods):
                 return True
             if v.kind == "call" and any(
-                is_truthy(v.kwargs.get(m)) for m in (*self.k.row_lock_methods, *self.k.row_lock_kwargs)
+                is_truthy(v.kwargs.get(m))
+                for m in (*self.k.row_lock_methods, *self.k.row_lock_kwargs)
             ):
                 return True
         return False
@@ -851,6 +941,46 @@ def compared_attrs(value: Value) -> set[str]:
     return out
 
 
+def caller_argument(
+    callee: FunctionFacts, caller: FunctionFacts, line: int, param: str
+) -> Value | None:
+    """The value ``caller`` passes, in its call at ``line``, for ``callee``'s ``param``."""
+    names = [p.name for p in callee.func.params]
+    if param not in names:
+        return None
+    skip = 1 if callee.func.class_name and names and names[0] in ("self", "cls") else 0
+    for c in caller.calls:
+        if c.event.span.line != line or c.target is None:
+            continue
+        if c.target.qualified != callee.ref.qualified:
+            continue
+        if param in c.value.kwargs:
+            return c.value.kwargs[param]
+        index = names.index(param) - skip
+        if 0 <= index < len(c.value.args):
+            return c.value.args[index]
+    return None
+
+
+def origin_up(r: Reached, name: str, line: int) -> str:
+    """:meth:`FunctionFacts.origin`, following a parameter up the callers that led here:
+    ``"new"`` when a caller built the object (a model constructed, a row created)."""
+    frames = [*r.callers, (r.facts, line)]
+    for i in range(len(frames) - 1, -1, -1):
+        facts, at = frames[i]
+        found = facts.origin(name, at)
+        if found != "param" or i == 0:
+            return found
+        caller, call_line = frames[i - 1]
+        arg = caller_argument(facts, caller, call_line, name)
+        if arg is None:
+            return ""
+        if arg.kind != "name" or not arg.path:
+            return caller.value_origin(arg)
+        name = arg.path
+    return ""
+
+
 @dataclass
 class Reached:
     facts: FunctionFacts
@@ -874,6 +1004,11 @@ class TaskContext:
     facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]]
     """Shared by the tasks of one run, with the files each entry was computed from."""
     hits: list[Hit] = field(default_factory=list)
+    enqueue_safe: Callable[[str], bool] | None = None
+    """Whether running the named task twice is harmless (the run stage answers it with
+    the checks): an enqueue of such a task is not reported."""
+    assume: bool = False
+    """Report as if the task runs twice (analysing a task that another one enqueues)."""
     _raises: dict[tuple[str, tuple[str, ...]], bool] = field(default_factory=dict)
 
     def facts(self, ref: FunctionRef) -> FunctionFacts:
@@ -914,9 +1049,7 @@ class TaskContext:
                         if arg.kind in ("name", "attr") and arg.path:
                             target = self.project.function_for_call(facts.resolve(arg.path))
                             if target is not None:
-                                queue.append(
-                                    (target, True, (*via, target.qualified), site, held)
-                                )
+                                queue.append((target, True, (*via, target.qualified), site, held))
         return out
 
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:
@@ -933,6 +1066,8 @@ class TaskContext:
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
         delivery = ("", "", "")
+        if rule == ENQUEUE_RULE and not isinstance(ev, Span) and self._enqueues_safe_task(r, ev):
+            return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
             mechanism = self.exposure(r, span.line, remote)
@@ -946,7 +1081,7 @@ class TaskContext:
                     )
                 )
                 delivery = (mechanism.kind, mechanism.source, mechanism.words(itself=itself))
-            elif self.project.knowledge.assume_retries:
+            elif self.assume or self.project.knowledge.assume_retries:
                 delivery = ("assumed", "", ASSUMED)
             else:
                 return
@@ -974,6 +1109,17 @@ class TaskContext:
                 if self._raises_after(r, line, m.exceptions):
                     return m
         return None
+
+    def _enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
+        """``ev`` enqueues a project task that is safe to run twice: a fan-out of work that
+        only recomputes is not a problem, whatever enqueues it twice."""
+        if self.enqueue_safe is None:
+            return False
+        for c in r.facts.calls:
+            if c.event is ev:
+                target = self.project.task_prefix(c.resolved)
+                return target is not None and self.enqueue_safe(target[0])
+        return False
 
     def _remote_call(self, r: Reached, ev: Event) -> CallFact | None:
         for c in r.facts.calls:

@@ -132,9 +132,10 @@ def stamp(
     return out
 
 
-def run_task(ctx: TaskContext) -> None:
+def run_task(ctx: TaskContext, *, statements_only: bool = False) -> None:
     """Every check on one task; a check that raises becomes an IDM002 hit."""
-    for label, check in (*STATEMENT_CHECKS, *TASK_CHECKS):
+    checks = STATEMENT_CHECKS if statements_only else (*STATEMENT_CHECKS, *TASK_CHECKS)
+    for label, check in checks:
         try:
             check(ctx)
         except Exception as exc:  # a rule bug must not stop the run
@@ -148,6 +149,44 @@ def run_task(ctx: TaskContext) -> None:
                     "",
                 )
             )
+
+
+class EnqueueSafety:
+    """Whether a task is safe to run twice: the checks find nothing in it when it is
+    assumed to run twice. An enqueue of such a task is not reported (issue 10: an
+    enqueue is a call, judged by what it runs). Memoised per run with the files each
+    answer read, so a task reusing it depends on them too; a task that enqueues itself,
+    directly or around a cycle, counts as unsafe while its own answer is pending."""
+
+    def __init__(
+        self,
+        project: Project,
+        tasks: Mapping[str, Task],
+        facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]],
+    ) -> None:
+        self.project = project
+        self.tasks = tasks
+        self.facts_cache = facts_cache
+        self.answers: dict[str, tuple[bool, frozenset[str]]] = {}
+        self.pending: set[str] = set()
+
+    def safe(self, name: str) -> bool:
+        task = self.tasks.get(name)
+        if task is None or name in self.pending:
+            return False
+        return self.project.tracker.memo(self.answers, name, lambda: self._analyse(task))
+
+    def _analyse(self, task: Task) -> bool:
+        self.pending.add(task.name)
+        try:
+            ctx = TaskContext(
+                self.project, task, self.facts_cache, enqueue_safe=self.safe, assume=True
+            )
+            self.project.tracker.touch(task.ref.path)
+            run_task(ctx, statements_only=True)
+        finally:
+            self.pending.discard(task.name)
+        return not any(h.rule[3] in "23456" or h.rule == "IDM002" for h in ctx.hits)
 
 
 class Run:
@@ -333,6 +372,7 @@ class Run:
             n: t.record[1] for n, t in last.tasks.items()
         }
         facts_cache: dict[str, tuple[FunctionFacts, frozenset[str]]] = {}
+        safety = EnqueueSafety(project, tasks, facts_cache)
         hits: list[tuple[str, Hit]] = []
         analysed = 0
         for name in sorted(tasks):
@@ -342,7 +382,7 @@ class Run:
                 state = old
             else:
                 analysed += 1
-                ctx = TaskContext(project, task, facts_cache)
+                ctx = TaskContext(project, task, facts_cache, enqueue_safe=safety.safe)
                 project.tracker.open()
                 try:
                     project.tracker.touch(project.functions.where[name][0])
