@@ -108,12 +108,12 @@ class PostgresStore(SQLStore):
                     if not alarm.disarm():
                         raise _Cut(value)  # it answered, just as the watchdog cut it: drop it
                     return value
-            except _Cut as cut:
-                return cast(T, cut.value)
+            except _Cut as answered:
+                return cast(T, answered.value)
             except self.connection_errors as exc:
                 # the pool dropped the broken connection; one fresh try, if time is left
-                cut = alarm is not None and not alarm.disarm()
-                if cut or time.monotonic() >= end:  # the watchdog, or the connect timeout
+                was_cut = alarm is not None and not alarm.disarm()
+                if was_cut or time.monotonic() >= end:  # the watchdog, or the connect timeout
                     raise self._timed_out(budget, attempt) from exc
                 if attempt == 2:
                     raise
