@@ -227,18 +227,18 @@ def record_within_lease(lease: Lease, write: Callable[[], None], what: str) -> N
             return
         except StoreError as exc:
             left = lease.deadline - time.monotonic()
-            if not exc.transient or left <= pause * 0.5:
+            delay = pause * random.uniform(0.5, 1.0)
+            if not exc.transient or delay >= left:  # no time for another attempt: give up
                 if attempts == 1 and not exc.transient:
                     raise
+                tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
                 raise StoreError(
-                    f"{what} of key {lease.key!r} could not be recorded ({attempts} "
-                    f"attempt{'s' if attempts > 1 else ''}, until {max(0.0, left):.1f}s before "
-                    f"the lease ends); it is not marked done and a retry after the lease runs "
-                    f"it again. Last error: {exc}",
+                    f"{what} of key {lease.key!r} could not be recorded ({tries} within its "
+                    "lease); it is not marked done, and once the lease ends a retry runs it "
+                    f"again. Last error: {exc}",
                     key=lease.key,
                     transient=exc.transient,
                 ) from exc
-            delay = min(pause * random.uniform(0.5, 1.0), left)
             logger.warning(
                 "%s of key %r failed (%s); trying again in %.2fs, %.1fs before its lease ends",
                 what,
