@@ -432,8 +432,9 @@ def describe_error(exc: BaseException) -> str:
     """A driver error in one short line: its type and message, never the statement it ran.
 
     Driver messages can carry a whole SQL statement (PyMySQL's encoding
-    errors hold the formatted query, values and all); an operator needs the
-    error's kind and the server's words, not a kilobyte of SQL.
+    errors hold the formatted query, values and all; PostgreSQL adds a
+    ``LINE 1:`` excerpt); an operator needs the error's kind and the server's
+    words, not a kilobyte of SQL.
     """
     name = type(exc).__name__
     if isinstance(exc, UnicodeError):
@@ -442,7 +443,10 @@ def describe_error(exc: BaseException) -> str:
         where = f" at position {start} of a value" if isinstance(start, int) else ""
         return f"{name}: {reason}{where}"
     args = exc.args
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+    if isinstance(primary, str) and primary:
+        text = primary  # psycopg: the server's message without its "LINE 1: <statement>"
+    elif len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         text = f"({args[0]}) {args[1]}"  # PyMySQL: (code, message)
     else:
         text = str(exc)
