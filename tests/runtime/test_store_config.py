@@ -123,10 +123,14 @@ def test_timeout_and_require_durable_from_the_url_query(redis_url: str, tmp_path
         open_store("sqlite://?require_durable=maybe")
 
 
-def test_store_errors_name_the_operation_and_quote_no_sql(store_url: str) -> None:
-    store = open_store(store_url, create=False)  # no table / scripts: every call fails
-    if store.url.startswith("redis"):
-        pytest.skip("Redis needs no schema; its errors are covered below")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_store_errors_name_the_operation_and_quote_no_sql(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    from conftest import backend_url, unique_store_url
+
+    url = unique_store_url(backend_url(backend, request))
+    store = open_store(url, create=False)  # no table: every call fails
     with pytest.raises(StoreError) as info:
         store.claim("order:1", "fp", lease=30, ttl=60)
     message = str(info.value)
