@@ -54,6 +54,11 @@ class Finding:
     """How the task can run twice here: mechanism (``redelivery``, ``retry``,
     ``retry-call``, ``schedule``, ``assumed``), where it is configured (``path:line``),
     and the words of the message; empty for notices."""
+    tasks: tuple[str, ...] = field(default=(), compare=False)
+    """Every task whose run reaches this line (a shared helper's finding is one finding);
+    ``task`` is the first of them."""
+    also: tuple[int, ...] = field(default=(), compare=False)
+    """Other lines of the same function with the same problem on the same object."""
 
     @property
     def checklist(self) -> str:
@@ -71,6 +76,8 @@ class Finding:
             "message": self.message,
             "task": self.task,
             "via": list(self.via),
+            "tasks": list(self.tasks or ((self.task,) if self.task else ())),
+            "also": list(self.also),
             "delivery": (
                 {
                     "mechanism": self.delivery[0],

@@ -106,3 +106,34 @@ def test_assume_retries_must_be_a_boolean(tmp_path: Path) -> None:
         load_config([tmp_path])
     assert "assume-retries" in str(err.value)
     assert "pyproject.toml" in str(err.value)
+
+
+def test_one_problem_one_finding_with_every_task_that_reaches_it(tmp_path: Path) -> None:
+    """Same-rule findings on one object in one function collapse into one that names the
+    other lines; a shared helper's finding lists every task that reaches it."""
+    (tmp_path / "pyproject.toml").write_text("[tool.idemlint]\n")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text(
+        "from django.db import models\n\n\n"
+        "class Note(models.Model):\n    text = models.TextField()\n"
+    )
+    (app / "tasks.py").write_text(
+        "from celery import shared_task\n\n"
+        "from app.models import Note\n\n\n"
+        "def log(text):\n"
+        "    Note.objects.create(text=text)\n"
+        "    Note.objects.create(text=text + '!')\n\n\n"
+        "@shared_task(acks_late=True)\n"
+        "def first(text):\n    log(text)\n\n\n"
+        "@shared_task(acks_late=True)\n"
+        "def second(text):\n    log(text)\n"
+    )
+    config = load_config([tmp_path]).with_overrides(no_cache=True)
+    (finding,) = check([tmp_path], config, cwd=tmp_path).findings
+    assert (finding.path, finding.line, finding.rule) == ("app/tasks.py", 7, "IDM301")
+    assert finding.also == (8,)
+    assert "(the same at line 8)" in finding.message
+    assert finding.tasks == ("app.tasks.first", "app.tasks.second")
+    assert finding.to_json()["tasks"] == ["app.tasks.first", "app.tasks.second"]

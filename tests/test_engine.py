@@ -505,6 +505,7 @@ def test_batch_task_continuing_itself_is_not_an_unguarded_enqueue() -> None:
     source = textwrap.dedent(
         """
         from celery import shared_task
+        from django.core.mail import send_mail
         from django.db import models
 
         class User(models.Model):
@@ -520,7 +521,10 @@ def test_batch_task_continuing_itself_is_not_an_unguarded_enqueue() -> None:
 
         @shared_task(acks_late=True)
         def notify():
-            pass
+            send_mail("Backfill", "done", "ops@example.com", ["ops@example.com"])
         """
     )
-    assert [(f.line, f.rule) for f in check_source(source, "app/tasks.py")] == [(14, "IDM305")]
+    assert [(f.line, f.rule) for f in check_source(source, "app/tasks.py")] == [
+        (15, "IDM305"),
+        (19, "IDM302"),
+    ]

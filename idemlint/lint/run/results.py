@@ -11,6 +11,7 @@ tokenized again). Applying suppressions and selection is the report's job.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from idemlint.catalog import CatalogError, get_rule
@@ -27,30 +28,60 @@ def message(rule: str, detail: str, delivery: str = "") -> str:
         return f"{rule} {detail} {delivery}".strip()
 
 
+def collapse(hits: Iterable[tuple[str, Hit]]) -> list[tuple[str, Hit, tuple[int, ...]]]:
+    """One problem, one finding: a task's hits of the same rule on the same object (the
+    same call or field) in one function become the first of them, with the lines of the
+    others."""
+    first: dict[tuple[str, str, tuple[str, ...], str, str], tuple[str, Hit]] = {}
+    more: dict[tuple[str, str, tuple[str, ...], str, str], list[int]] = {}
+    for task, hit in hits:
+        key = (task, hit.path, hit.via, hit.rule, hit.detail)
+        if not hit.detail or hit.rule[3] in "01":
+            key = (task, hit.path, hit.via, hit.rule, f"{hit.span.line}:{hit.span.column}")
+        kept = first.get(key)
+        if kept is None:
+            first[key] = (task, hit)
+            more[key] = []
+        elif hit.span.line != kept[1].span.line:
+            more[key].append(hit.span.line)
+    return [(task, hit, tuple(sorted(set(more[key])))) for key, (task, hit) in first.items()]
+
+
 def findings_from_hits(
     hits: Iterable[tuple[str, Hit]], root: Path, cwd: Path, report: Callable[[Path], bool]
 ) -> list[Finding]:
-    """Apply "one problem, one finding" and turn hits into findings."""
+    """Apply "one problem, one finding" and turn hits into findings: same-rule hits on one
+    object in one function collapse (:func:`collapse`); a place reached from several tasks
+    is one finding that lists them all (``tasks``), reported for the first."""
     by_place: dict[tuple[str, int, str], Finding] = {}
-    for task, hit in hits:
+    for task, hit, others in collapse(hits):
         path = root / hit.path
         if not report(path):
             continue
         place = (hit.path, hit.span.line, hit.rule)
-        if place in by_place:
-            continue  # reached from several tasks: report it once, for the first task
+        known = by_place.get(place)
+        if known is not None:
+            if task not in known.tasks:
+                by_place[place] = replace(known, tasks=(*known.tasks, task))
+            continue
+        text = message(hit.rule, hit.detail, hit.delivery[2])
+        if others:
+            where = ", ".join(str(n) for n in others)
+            text += f" (the same at line{'s' if len(others) > 1 else ''} {where})"
         by_place[place] = Finding(
             path=display_path(path, cwd),
             line=hit.span.line,
             column=hit.span.column,
             rule=hit.rule,
-            message=message(hit.rule, hit.detail, hit.delivery[2]),
+            message=text,
             end_line=hit.span.end_line,
             end_column=hit.span.end_column,
             task=task,
             via=hit.via,
             source=hit.stmt,
             delivery=hit.delivery,
+            tasks=(task,),
+            also=others,
         )
     lines_with_key_rule = {(f.path, f.line) for f in by_place.values() if f.rule[3] == "2"}
     findings = [

@@ -35,7 +35,9 @@ def finding_line(finding: Finding, *, color: bool = False) -> str:
         f"{style('[' + finding.checklist + ']', fg='cyan')} {finding.message}"
     )
     if finding.task:
-        line += " " + style(f"(task: {finding.task})", dim=True)
+        others = len(finding.tasks) - 1
+        more = f" and {others} more task{'s' if others > 1 else ''}" if others > 0 else ""
+        line += " " + style(f"(task: {finding.task}{more})", dim=True)
     return line
 
 
