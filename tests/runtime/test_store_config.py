@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -68,6 +69,30 @@ def test_a_good_ipv6_url_still_opens(pg_url: str) -> None:
     store = open_store("postgresql://postgres@[::1]:5432/test?table=t_ipv6")
     assert "[::1]" in store.url
     store.close()  # nothing was created: a store connects on first use
+
+
+def test_a_postgres_host_list_is_checked_host_by_host(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    both = f"{parts.hostname}:{parts.port},{parts.hostname}:{parts.port}"
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = open_store(pg_url.replace(parts.netloc.split("@")[-1], both, 1), table=table)
+    try:
+        assert store.get("k") is None  # libpq's multi-host URL works as before
+    finally:
+        store.drop_schema()
+        store.close()
+    with pytest.raises(ConfigurationError, match="port"):
+        open_store("postgresql://u:secret@h1:5432,h2:99999/db")
+
+
+def test_a_password_in_the_query_is_hidden_too() -> None:
+    from idemlint.runtime.stores._url import redact
+
+    shown = redact("postgresql://u@h/db?sslmode=require&password=secret&application_name=x")
+    assert "secret" not in shown and "password=***" in shown and "sslmode=require" in shown
+    with pytest.raises(ConfigurationError) as info:
+        open_store("postgresql://u@h:99999/db?password=secret")
+    assert "secret" not in str(info.value)
 
 
 @pytest.mark.parametrize("value", [-1, 0, True, 1.5, "10"])

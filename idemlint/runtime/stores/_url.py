@@ -12,6 +12,7 @@ is in.
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from idemlint.runtime.errors import ConfigurationError
@@ -52,8 +53,16 @@ def _authority(url: str) -> tuple[str, str | None, str, str] | None:
     return head + sep, userinfo, after[:end], after[end:]
 
 
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|pass|passwd)=)[^&#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL with its password replaced by ``***`` (works on URLs urllib cannot parse)."""
+    """The URL with its password replaced by ``***`` (works on URLs urllib cannot parse).
+
+    Both places a password can be: the userinfo and a ``password=`` query
+    parameter (libpq reads one).
+    """
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     parts = _authority(url)
     if parts is None or parts[1] is None or ":" not in parts[1]:
         return url
@@ -63,17 +72,32 @@ def redact(url: str) -> str:
 
 
 def check_network_url(url: str) -> None:
-    """Raise :class:`ConfigurationError` naming the part of a server URL that is malformed."""
+    """Raise :class:`ConfigurationError` naming the part of a server URL that is malformed.
+
+    A comma-separated host list (libpq's multi-host URLs) is checked host by host.
+    """
     shown = redact(url)
     parts = _authority(url)
     if parts is None:
         raise ConfigurationError(f"store URL {shown!r} has no '://'")
-    _, userinfo, hostport, _ = parts
+    _, userinfo, hostports, _ = parts
     if userinfo is not None and any(c in userinfo for c in "/?#@"):
         raise ConfigurationError(
             f"the user or password of store URL {shown!r} holds one of / ? # @; "
             "percent-encode it (/ is %2F, ? %3F, # %23, @ %40)"
         )
+    for hostport in hostports.split(","):
+        _check_host(hostport, shown)
+    if "," in hostports:
+        return  # urllib reads a host list as one host: nothing more it could tell
+    try:
+        urlsplit(url).port  # noqa: B018 - whatever urllib still refuses, refuse clearly
+    except ValueError:
+        raise ConfigurationError(f"store URL {shown!r} cannot be parsed") from None
+
+
+def _check_host(hostport: str, shown: str) -> None:
+    """One ``host[:port]`` or ``[ipv6][:port]`` of a server URL."""
     if hostport.startswith("["):
         close = hostport.find("]")
         if close < 0:
@@ -112,10 +136,6 @@ def check_network_url(url: str) -> None:
         raise ConfigurationError(
             f"the port of store URL {shown!r} is {port!r}; use a number from 1 to 65535"
         )
-    try:
-        urlsplit(url).port  # noqa: B018 - whatever urllib still refuses, refuse clearly
-    except ValueError:
-        raise ConfigurationError(f"store URL {shown!r} cannot be parsed") from None
 
 
 __all__ = ["OUR_OPTIONS", "check_network_url", "redact", "strip_our_options"]
