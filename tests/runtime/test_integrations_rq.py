@@ -56,11 +56,33 @@ def connection(redis_url: str) -> Iterator[Any]:
     conn.close()
 
 
+def forget(queue: Any) -> None:
+    """Delete the queue and everything RQ keeps for it: ``queue.delete`` leaves the job
+    registries (finished, failed, ...) and the result streams behind, without a ttl."""
+    conn = queue.connection
+    registries = [
+        queue.started_job_registry,
+        queue.finished_job_registry,
+        queue.failed_job_registry,
+        queue.deferred_job_registry,
+        queue.scheduled_job_registry,
+        queue.canceled_job_registry,
+    ]
+    ids = set(queue.get_job_ids())
+    for registry in registries:
+        ids.update(registry.get_job_ids())
+    queue.delete(delete_jobs=True)
+    names = [f"rq:{kind}:{job_id}" for job_id in ids for kind in ("job", "results")]
+    names += [registry.key for registry in registries]
+    names += [name for name in conn.scan_iter(match=f"rq:*:{queue.name}")]
+    conn.delete(*names)
+
+
 @pytest.fixture
 def queue(connection: Any) -> Iterator[Any]:
     queue = rq.Queue(f"idemlint-{uuid.uuid4().hex[:12]}", connection=connection, is_async=False)
     yield queue
-    queue.delete(delete_jobs=True)
+    forget(queue)
 
 
 def test_duplicate_enqueue_runs_once(queue: Any) -> None:
@@ -104,12 +126,13 @@ def test_in_progress_fails_the_job_for_rqs_retry(queue: Any) -> None:
 def test_real_worker_runs_duplicates_once(connection: Any) -> None:
     run = uuid.uuid4().hex
     queue = rq.Queue(f"idemlint-{uuid.uuid4().hex[:12]}", connection=connection)
+    worker = rq.SimpleWorker([queue], connection=connection)
     try:
         jobs = [queue.enqueue(charge, run, 9) for _ in range(3)]
-        worker = rq.SimpleWorker([queue], connection=connection)
         assert worker.work(burst=True)
         results = [job.return_value() for job in jobs]
         assert results == [{"order": 9, "run": run}] * 3
         assert CALLS.count((run, 9)) == 1
     finally:
-        queue.delete(delete_jobs=True)
+        forget(queue)
+        connection.delete(worker.key)  # it would expire on its own within a minute
