@@ -120,12 +120,19 @@ def check(ctx: TaskContext) -> None:
             for c in facts.calls
             if c.effect is not None and c.effect.kind == "row-create" and c.model is not None
         ]
-        if not creates:
+        if not creates or r.locked:
             continue
         for branch in facts.branches:
-            if branch.id not in facts.guard_branches:
+            if branch.id in facts.try_guards:
+                # `try: get(...) except DoesNotExist: create(...)`: the same check-then-create
+                lookups = [c for c in facts.calls if c.lookup and f"b{branch.id}" in c.event.blocks]
+            elif branch.id in facts.guard_branches:
+                lookups = _guard_lookups(facts, branch)
+            else:
                 continue
-            for lookup in _guard_lookups(facts, branch):
+            for lookup in lookups:
+                if facts.under_row_lock(lookup.event):
+                    continue  # serialised by a row lock the run holds
                 target = lookup_target(facts, lookup)
                 if target is None:
                     continue

@@ -24,10 +24,19 @@ def unstable(facts: FunctionFacts, value: Value, seen: frozenset[str] = frozense
 def named_key_values(facts: FunctionFacts, c: CallFact) -> list[tuple[str, Value]]:
     """Idempotency keys a call passes, by how they are passed (``idempotency_key=``, a header)."""
     out = [(f"{kw}=", v) for kw, v in c.value.kwargs.items() if kw in facts.k.key_kwargs]
-    headers = c.value.kwargs.get("headers")
-    if headers is not None and headers.kind == "dict":
+    headers = _headers(facts, c)
+    if headers is not None:
         out += [(name, v) for name, v in headers.kwargs.items() if _is_key_header(facts, name)]
     return out
+
+
+def _headers(facts: FunctionFacts, c: CallFact) -> Value | None:
+    """The dict literal a call passes as ``headers=``, also through a local bound to one."""
+    headers = c.value.kwargs.get("headers")
+    if headers is not None and headers.kind == "name" and headers.path:
+        bound = facts.locals().get(headers.path, [])
+        headers = bound[-1] if bound else None
+    return headers if headers is not None and headers.kind == "dict" else None
 
 
 def key_values(facts: FunctionFacts, c: CallFact) -> list[Value]:
@@ -36,9 +45,10 @@ def key_values(facts: FunctionFacts, c: CallFact) -> list[Value]:
 
 
 def _is_key_header(facts: FunctionFacts, name: str) -> bool:
+    """An idempotency key, or a delivery id the receiver dedupes on (``webhook-id``)."""
     lowered = name.lower()
     known = {api.header.lower() for api in facts.k.idempotent_apis}
-    return lowered in known or "idempotency" in lowered or "request-id" in lowered
+    return lowered in known or facts.k.key_headers.match([lowered])
 
 
 def _api_header(facts: FunctionFacts, c: CallFact) -> str | None:
@@ -65,9 +75,10 @@ def missing_key(facts: FunctionFacts, c: CallFact) -> str | None:
     if effect.kind == "http-write":
         header = _api_header(facts, c)
         if header is not None:
-            headers = c.value.kwargs.get("headers")
+            given = c.value.kwargs.get("headers")
+            headers = _headers(facts, c)
             names = {n.lower() for n in headers.kwargs} if headers is not None else set()
-            if headers is None or (headers.kind == "dict" and header.lower() not in names):
+            if given is None or (headers is not None and header.lower() not in names):
                 return f"the {header} header"
     return None
 

@@ -8,7 +8,7 @@ from idemlint.lint.checks.constraints import lookup_target
 from idemlint.lint.checks.keys import key_values
 from idemlint.lint.index.project import last_segment, split_root
 from idemlint.lint.knowledge import Patterns
-from idemlint.lint.summary.model import Event
+from idemlint.lint.summary.model import Event, Value
 
 
 def _in_region(branch: Event, ev: Event) -> bool:
@@ -29,13 +29,32 @@ def _is_status(target: str) -> bool:
     return _STATUS.match([last_segment(target)])
 
 
-def _work_in_region(facts: FunctionFacts, branch: Event) -> bool:
+def _work_in_region(facts: FunctionFacts, branch: Event, *, strict: bool = False) -> bool:
     """Something besides the transition runs when the check passes: a side effect, a counter,
-    or a project function. A bare set-if-unset of a field is harmless when it runs twice."""
-    return any(
-        (c.effect is not None or c.counter or c.target is not None) and _in_region(branch, c.event)
-        for c in facts.calls
-    )
+    or a project function (``strict``: one that has, or may have, a side effect). A bare
+    set-if-unset of a field is harmless when it runs twice."""
+    for c in facts.calls:
+        if not _in_region(branch, c.event):
+            continue
+        if c.effect is not None or c.counter:
+            return True
+        if c.target is not None:
+            peer = facts.peer(c.target) if strict else None
+            if not strict or peer is None or peer.effectful:
+                return True
+    return False
+
+
+def _constant(facts: FunctionFacts, value: Value | None) -> bool:
+    """A literal, or a constant named through a class or module (``Status.DISABLED``)."""
+    if value is None:
+        return False
+    if value.kind in ("str", "num", "bool", "none"):
+        return True
+    if value.kind == "attr" and value.path and "(" not in value.path:
+        root = split_root(value.path)[0]
+        return root not in facts.params and root not in facts.locals()
+    return False
 
 
 def _non_unique_source(facts: FunctionFacts, obj: str) -> bool:
@@ -53,7 +72,7 @@ def check_transitions(ctx: TaskContext) -> None:
         facts = r.facts
         for branch in facts.branches:
             objs = facts.guard_branches.get(branch.id)
-            if not objs or facts.in_lock(branch):
+            if not objs or r.locked or facts.under_row_lock(branch):
                 continue
             checked = facts.checked_fields.get(branch.id, set())
             for obj in sorted(objs):
@@ -81,6 +100,11 @@ def check_transitions(ctx: TaskContext) -> None:
                 # overwritten by pending -> cancelled); setting a flag or timestamp that was
                 # unset only matters when work depends on it
                 if not _is_status(transition.targets[0]) and not _work_in_region(facts, branch):
+                    continue
+                # writing a constant with nothing else to do: two passes leave the same state
+                if _constant(facts, transition.value) and not _work_in_region(
+                    facts, branch, strict=True
+                ):
                     continue
                 if any(
                     branch.span.line < claim.span.line < transition.span.line
