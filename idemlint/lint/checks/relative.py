@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from idemlint.lint.analysis.walk import FunctionFacts, Reached, TaskContext
+from idemlint.lint.analysis.walk import (
+    FunctionFacts,
+    Reached,
+    TaskContext,
+    caller_argument,
+    origin_up,
+)
 from idemlint.lint.index.project import last_segment, split_root
 from idemlint.lint.summary.model import Event, Value
+
+Frames = list[tuple[FunctionFacts, int]]
 
 UPDATE_METHODS = ("update", "values", "update_or_create")
 
@@ -108,6 +116,104 @@ def _unsafe(r: Reached, ev: Event) -> bool:
     return not (r.guarded or r.facts.guarded(ev))
 
 
+def _roots(value: Value) -> set[str]:
+    return {split_root(v.path)[0] for v in value.walk() if v.path and v.kind != "str"}
+
+
+def _is_zero(value: Value | None) -> bool:
+    return value is not None and (
+        value.kind == "none" or (value.kind == "num" and value.text in ("0", "0.0"))
+    )
+
+
+def _locked(facts: FunctionFacts, value: Value) -> bool:
+    """``value`` reads rows under a lock: ``select_for_update()``, or a getter that locks."""
+    if facts.holds_row_lock(value):
+        return True
+    paths = {v.path for v in value.walk() if v.kind == "call" and v.path}
+    return any(c.value.path in paths and facts.takes_row_lock(c) for c in facts.calls)
+
+
+def _rows_consumed(facts: FunctionFacts, name: str, rows: Value) -> bool:
+    """The rows bound to ``name`` (read by ``rows``) are deleted in this step, or zeroed
+    under the lock they were read with."""
+    links = [v.to_dict() for v in rows.walk() if v.kind == "call"]
+    for c in facts.calls:
+        path = c.value.path or ""
+        if path == f"{name}.delete":
+            return True
+        recv = c.value.recv
+        if last_segment(path) == "delete" and recv is not None and recv.to_dict() in links:
+            return True  # the same query, deleted
+        zeroed = path == f"{name}.update" and any(_is_zero(v) for v in c.value.kwargs.values())
+        if zeroed and _locked(facts, rows):
+            return True
+    return False
+
+
+def _row_consumed(facts: FunctionFacts, loop: Event, name: str) -> bool:
+    """Each row of ``for name in rows`` is deleted, or zeroed under the rows' lock."""
+    body = f"b{loop.id}"
+    for ev in facts.func.events:
+        if body not in ev.blocks:
+            continue
+        if ev.type == "call" and ev.value is not None and ev.value.path == f"{name}.delete":
+            return True
+        if (
+            ev.type == "assign"
+            and ev.op is None
+            and len(ev.targets) == 1
+            and ev.targets[0].startswith(f"{name}.")
+            and _is_zero(ev.value)
+            and loop.value is not None
+            and _locked(facts, loop.value)
+        ):
+            return True
+    return False
+
+
+def _consumed(frames: Frames, name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """The amount read through ``name`` comes from rows this step consumes: a retry finds
+    them gone (deleted) or at zero (zeroed under a lock), so it changes nothing twice."""
+    facts = frames[-1][0]
+    if name in seen or len(seen) > 12:
+        return False
+    seen = seen | {name}
+    bound = False
+    for ev in facts.func.events:
+        if ev.type == "branch" and ev.kind == "for" and name in ev.targets and ev.value:
+            bound = True
+            if _row_consumed(facts, ev, name):
+                return True
+            if any(_consumed(frames, root, seen) for root in _roots(ev.value)):
+                return True
+        elif ev.type == "assign" and ev.value is not None:
+            if not any(split_root(t)[0] == name for t in ev.targets):
+                continue
+            bound = True
+            if ev.targets == [name] and _rows_consumed(facts, name, ev.value):
+                return True
+            if any(_consumed(frames, root, seen) for root in _roots(ev.value)):
+                return True
+    if bound or name not in facts.params or len(frames) < 2:
+        return False
+    caller, call_line = frames[-2]
+    arg = caller_argument(facts, caller, call_line, name)
+    if arg is None:
+        return False
+    return any(_consumed(frames[:-1], root, frozenset()) for root in _roots(arg))
+
+
+def _safe_by_construction(r: Reached, ev: Event, target: str | None, amount: list[Value]) -> bool:
+    """The object changed was created by this run (a retry makes another), or the amount
+    comes from rows the step consumes."""
+    line = ev.span.line
+    if target is not None and origin_up(r, split_root(target)[0], line) == "new":
+        return True
+    frames: Frames = [*r.callers, (r.facts, line)]
+    return any(_consumed(frames, root) for v in amount for root in _roots(v))
+
+
 def check(ctx: TaskContext) -> None:
     for r in ctx.reached:
         facts = r.facts
@@ -119,9 +225,15 @@ def check(ctx: TaskContext) -> None:
             if not rest.startswith(".") or "(" in rest or not _unsafe(r, ev):
                 continue
             if _relative_assign(facts, ev, target) and not _reset_before(facts, ev, target):
-                if _persisted_object(facts, root):
+                if _persisted_object(facts, root) and not _safe_by_construction(
+                    r, ev, target, [ev.value]
+                ):
                     ctx.hit("IDM501", r, ev, target)
-            elif ev.op is None and _relative_operand(facts, ev.value):
+            elif (
+                ev.op is None
+                and _relative_operand(facts, ev.value)
+                and not _safe_by_construction(r, ev, target, [ev.value])
+            ):
                 ctx.hit("IDM502", r, ev, target)
         for c in facts.calls:
             if c.chain_inner or not _unsafe(r, c.event):
@@ -129,7 +241,8 @@ def check(ctx: TaskContext) -> None:
             if last_segment(c.resolved) in UPDATE_METHODS:
                 values = list(c.value.kwargs.values())
                 if any(_relative_operand(facts, v) for v in values):
-                    ctx.hit("IDM502", r, c.event, f"{c.value.path}()")
+                    if not _safe_by_construction(r, c.event, None, values):
+                        ctx.hit("IDM502", r, c.event, f"{c.value.path}()")
                     continue
             if c.counter:
                 key = facts.literal_text(c.value.args[0]) if c.value.args else None

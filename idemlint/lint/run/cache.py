@@ -23,7 +23,7 @@ from idemlint import __version__
 from idemlint.lint.summary.codec import decode, encode
 from idemlint.lint.summary.model import FileSummary
 
-FORMAT = 3
+FORMAT = 4
 PRUNE_AGE = 30 * 86400
 """Entries not used by the current project are deleted when older than this (seconds)."""
 PRUNE_EVERY = 86400

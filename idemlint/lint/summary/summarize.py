@@ -563,7 +563,8 @@ class _Summarizer:
                 test = stmt.iter if isinstance(stmt, cst.For) else stmt.test
                 targets = []
                 if isinstance(stmt, cst.For):
-                    targets = [p for p in [dotted(stmt.target)] if p]
+                    # `for key, amount in totals.items()`: each name the loop binds
+                    targets = _target_paths(stmt.target)
                 out.append(
                     Event(
                         "branch",
