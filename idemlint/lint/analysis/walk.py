@@ -647,27 +647,45 @@ class FunctionFacts:
 
     def _try_guards(self) -> set[int]:
         """``try: Tag.objects.get(slug=s) except Tag.DoesNotExist: Tag.objects.create(...)``:
-        the handler runs only when the row was not found."""
+        the handler runs only when the row was not found. When the body also exits after
+        the lookup (``try: get(...); continue``), so does what follows the ``try``
+        (:attr:`try_exits`)."""
         out: set[int] = set()
+        self.try_exits: set[int] = set()
+        """``try`` ids whose body exits once the lookup found the row."""
         for b in self.branches:
             if b.kind != "try":
                 continue
-            looked_up = {
-                m.qualname
+            lookups = [c for c in self.calls if c.lookup and f"b{b.id}" in c.event.blocks]
+            looked_up = {m.qualname for c in lookups for m in [self.lookup_model(c)] if m}
+            if not looked_up:
+                continue
+
+            made = [
+                c.event
                 for c in self.calls
-                if c.lookup and f"b{b.id}" in c.event.blocks
-                for m in [self.lookup_model(c)]
-                if m is not None
-            }
-            if any(
-                c.effect is not None
+                if c.effect is not None
                 and c.effect.kind == "row-create"
                 and c.model is not None
                 and c.model.qualname in looked_up
-                and f"e{b.id}" in c.event.blocks
-                for c in self.calls
-            ):
+            ]
+            first = min(c.event.span.line for c in lookups)
+            exits = any(
+                ev.type == "exit"
+                and ev.op != "raise"
+                and ev.blocks
+                and ev.blocks[-1] == f"b{b.id}"
+                and ev.span.line > first
+                for ev in self.func.events
+            )
+            in_handler = any(f"e{b.id}" in ev.blocks for ev in made)
+            after = exits and any(
+                ev.span.line > b.end_line and blocks_contain(b.blocks, ev.blocks) for ev in made
+            )
+            if in_handler or after:
                 out.add(b.id)
+                if exits:
+                    self.try_exits.add(b.id)
         return out
 
     def _raises_dup(self, c: CallFact) -> bool:
@@ -837,6 +855,10 @@ class FunctionFacts:
             return True
         if any(f"e{t}" in ev.blocks for t in self.try_guards):
             return True
+        for b in self.branches:
+            after = ev.span.line > b.end_line and blocks_contain(b.blocks, ev.blocks)
+            if b.id in self.try_exits and after:
+                return True
         for b in self.branches:
             if b.id not in self.guard_branches:
                 continue

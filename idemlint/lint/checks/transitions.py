@@ -29,32 +29,57 @@ def _is_status(target: str) -> bool:
     return _STATUS.match([last_segment(target)])
 
 
-def _work_in_region(facts: FunctionFacts, branch: Event, *, strict: bool = False) -> bool:
+def _work_in_region(facts: FunctionFacts, branch: Event) -> bool:
     """Something besides the transition runs when the check passes: a side effect, a counter,
-    or a project function (``strict``: one that has, or may have, a side effect). A bare
-    set-if-unset of a field is harmless when it runs twice."""
+    or a project function. A bare set-if-unset of a field is harmless when it runs twice."""
+    return any(
+        (c.effect is not None or c.counter or c.target is not None) and _in_region(branch, c.event)
+        for c in facts.calls
+    )
+
+
+def _work_beside(facts: FunctionFacts, branch: Event, transition: Event) -> bool:
+    """A side effect, a counter, or a project function that has (or may have) one, in the
+    part of the check that moves the state: its body (and what follows an early exit), or
+    the ``else`` it sits in. Work in the other part runs on another path."""
+    part = f"e{branch.id}" if f"e{branch.id}" in transition.blocks else f"b{branch.id}"
     for c in facts.calls:
-        if not _in_region(branch, c.event):
+        after = (
+            part.startswith("b")
+            and branch.body_exits
+            and c.event.span.line > branch.end_line
+            and blocks_contain(branch.blocks, c.event.blocks)
+        )
+        if part not in c.event.blocks and not after:
             continue
         if c.effect is not None or c.counter:
             return True
         if c.target is not None:
-            peer = facts.peer(c.target) if strict else None
-            if not strict or peer is None or peer.effectful:
+            peer = facts.peer(c.target)
+            if peer is None or peer.effectful:
                 return True
     return False
 
 
-def _constant(facts: FunctionFacts, value: Value | None) -> bool:
-    """A literal, or a constant named through a class or module (``Status.DISABLED``)."""
+def _absolute(facts: FunctionFacts, obj: str, value: Value | None) -> bool:
+    """The new state does not depend on the old one: a literal, a constant named through a
+    class or module (``Status.DISABLED``), a parameter, or a value built without reading
+    ``obj`` (``new_status`` from the event being handled). Two passes write the same."""
     if value is None:
         return False
     if value.kind in ("str", "num", "bool", "none"):
         return True
-    if value.kind == "attr" and value.path and "(" not in value.path:
-        root = split_root(value.path)[0]
-        return root not in facts.params and root not in facts.locals()
-    return False
+    if value.kind not in ("attr", "name") or not value.path or "(" in value.path:
+        return False
+    root = split_root(value.path)[0]
+    if root == obj:
+        return False
+    if value.kind == "attr" or root in facts.params:
+        return True
+    bound = facts.locals().get(root, [])
+    return bool(bound) and not any(
+        split_root(v.path)[0] == obj for b in bound for v in b.walk() if v.path
+    )
 
 
 def _non_unique_source(facts: FunctionFacts, obj: str) -> bool:
@@ -102,8 +127,8 @@ def check_transitions(ctx: TaskContext) -> None:
                 if not _is_status(transition.targets[0]) and not _work_in_region(facts, branch):
                     continue
                 # writing a constant with nothing else to do: two passes leave the same state
-                if _constant(facts, transition.value) and not _work_in_region(
-                    facts, branch, strict=True
+                if _absolute(facts, obj, transition.value) and not _work_beside(
+                    facts, branch, transition
                 ):
                     continue
                 if any(

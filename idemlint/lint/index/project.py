@@ -529,6 +529,9 @@ class Project:
             file, bases = entry
             for base in bases:
                 resolved = self.resolve_value(base, file, None)
+                if resolved:
+                    # `class Service(Reader[Model])`: a generic base is its class
+                    resolved = resolved.removesuffix("[]")
                 if resolved and resolved not in out:
                     out.append(resolved)
                     todo.append(resolved)
