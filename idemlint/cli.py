@@ -76,6 +76,12 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Worker processes for cold files (default: one per CPU).",
         ),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+        click.option(
+            "--min-severity",
+            type=click.Choice(["error", "warning", "info"]),
+            help="Report findings of this severity and above (default: warning, or the "
+            "config's min-severity).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -292,6 +298,7 @@ def _lint(
     extend_select: str | None,
     jobs: int | None,
     no_cache: bool,
+    min_severity: str | None = None,
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
@@ -310,6 +317,7 @@ def _lint(
         ignore=_codes(ignore),
         extend_select=_codes(extend_select),
         no_cache=no_cache,
+        min_severity=min_severity,
     )
     from idemlint.lint.run.engine import check as engine_check
 

@@ -73,6 +73,13 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
         "all",
         "Detect tasks of these frameworks only.",
     ),
+    "min-severity": (
+        "`error`, `warning` or `info`",
+        "`warning`",
+        "Report findings of this severity and above: `error` for money, messages to people "
+        "and writes to other services, `warning` for business rows, relative updates and "
+        "races, `info` for audit, log and marker rows.",
+    ),
     "cache-dir": (
         "folder path",
         f"`{DEFAULT_CACHE_DIR}`",
@@ -116,6 +123,8 @@ class Config:
     """Raw knowledge-extension tables keyed by ``side-effects``, ``locks``, ... (validated)."""
     cache_dir: Path | None = None
     """Folder of the on-disk summary cache; None means run without the cache."""
+    min_severity: str = "warning"
+    """Findings below this severity are not reported (see :data:`idemlint.findings.SEVERITIES`)."""
 
     @classmethod
     def default(cls, root: Path) -> Config:
@@ -130,6 +139,7 @@ class Config:
         ignore: Sequence[str] | None = None,
         extend_select: Sequence[str] | None = None,
         no_cache: bool = False,
+        min_severity: str | None = None,
     ) -> Config:
         """This config with command-line options applied (``select``/``ignore`` replace,
         ``extend_select`` adds), each validated like the file's keys."""
@@ -143,6 +153,8 @@ class Config:
             changes["extend_select"] = (*self.extend_select, *codes)
         if no_cache:
             changes["cache_dir"] = None
+        if min_severity is not None:
+            changes["min_severity"] = _severity(min_severity, key="--min-severity", file=None)
         return replace(self, **changes)
 
 
@@ -190,6 +202,8 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
             changes[key.replace("-", "_")] = _globs(value, key=key, file=file)
         elif key == "per-file-ignores":
             changes["per_file_ignores"] = _per_file_ignores(value, file=file)
+        elif key == "min-severity":
+            changes["min_severity"] = _severity(value, key=key, file=file)
         elif key == "task-frameworks":
             changes["task_frameworks"] = _frameworks(value, file=file)
         elif key == "cache-dir":
@@ -279,3 +293,11 @@ def _frameworks(value: object, *, file: Path | None) -> frozenset[str]:
             accepted=TASK_FRAMEWORKS,
         )
     return frozenset(value)
+
+
+def _severity(value: object, *, key: str, file: Path | None) -> str:
+    from idemlint.findings import SEVERITIES
+
+    if value not in SEVERITIES:
+        raise ConfigError(f"bad severity {value!r}", file=file, key=key, accepted=SEVERITIES)
+    return str(value)

@@ -26,6 +26,19 @@ NOTICE = "notice"
 """Checklist slug of IDM0xx findings: the tool's own notices (unparsable file, rule error, ...)."""
 
 
+SEVERITIES = ("info", "warning", "error")
+"""From least to most severe. ``error``: money, messages to people, writes to other
+services; ``warning``: business rows, relative updates, enqueues of unsafe tasks, races;
+``info``: audit, log and marker rows. Reports show findings at ``min-severity`` and above
+(default ``warning``)."""
+
+DEFAULT_SEVERITY = "warning"
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 1
+
+
 def checklist_for(rule: str) -> str:
     """The checklist slug a rule code maps to, read off its hundreds digit."""
     digit = int(rule[3])
@@ -54,6 +67,8 @@ class Finding:
     """How the task can run twice here: mechanism (``redelivery``, ``retry``,
     ``retry-call``, ``schedule``, ``assumed``), where it is configured (``path:line``),
     and the words of the message; empty for notices."""
+    severity: str = field(default=DEFAULT_SEVERITY, compare=False)
+    """``error``, ``warning`` or ``info`` (see :data:`SEVERITIES`)."""
     tasks: tuple[str, ...] = field(default=(), compare=False)
     """Every task whose run reaches this line (a shared helper's finding is one finding);
     ``task`` is the first of them."""
@@ -68,6 +83,7 @@ class Finding:
         return {
             "rule": self.rule,
             "checklist": self.checklist,
+            "severity": self.severity,
             "path": self.path,
             "line": self.line,
             "column": self.column,

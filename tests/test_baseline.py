@@ -102,17 +102,29 @@ def test_cli_baseline_round_trip_survives_edits_and_counts_copies(tmp_path: Path
     done = run_idemlint("check", "--baseline", baseline, cwd=project)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    # A second copy of the same statement in the same task is new.
+    # A second copy of the same statement in the same function is the same problem: it
+    # joins the known finding (one problem, one finding), which names its line.
     line = line_of(tasks, "Payment.objects.create(user_id=user_id,")
     lines = text.splitlines()
     lines.insert(line, lines[line - 1])
     tasks.write_text("\n".join(lines) + "\n")
+    done = run_idemlint("check", "--baseline", baseline, cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_idemlint("check", "--format", "json", cwd=project)
+    (known,) = [f for f in json.loads(done.stdout)["findings"] if f["line"] == line]
+    assert known["also"] == [line + 1]
+
+    # The same statement in another task is new.
+    with tasks.open("a") as out:
+        out.write(
+            "\n\n@shared_task(acks_late=True)\ndef charge_again(user_id, amount_cents):\n"
+            "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)\n"
+        )
+    added = len(tasks.read_text().splitlines())
     done = run_idemlint("check", "--baseline", baseline, "--format", "json", cwd=project)
     assert done.returncode == 1
     new = json.loads(done.stdout)["findings"]
-    assert [(f["path"], f["line"], f["rule"]) for f in new] == [
-        ("shop/tasks.py", line + 1, "IDM301")
-    ]
+    assert [(f["path"], f["line"], f["rule"]) for f in new] == [("shop/tasks.py", added, "IDM301")]
 
     # Remove the helper's finding: --show-fixed lists it, in text and JSON.
     helpers = project / "shop" / "helpers.py"

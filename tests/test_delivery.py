@@ -137,3 +137,84 @@ def test_one_problem_one_finding_with_every_task_that_reaches_it(tmp_path: Path)
     assert "(the same at line 8)" in finding.message
     assert finding.tasks == ("app.tasks.first", "app.tasks.second")
     assert finding.to_json()["tasks"] == ["app.tasks.first", "app.tasks.second"]
+
+
+SEVERITY_PROJECT = {
+    "app/__init__.py": "",
+    "app/models.py": (
+        "from django.db import models\n\n\n"
+        "class Order(models.Model):\n    total = models.IntegerField()\n\n\n"
+        "class OrderLog(models.Model):\n    text = models.TextField()\n"
+    ),
+    "app/tasks.py": (
+        "from celery import shared_task\n"
+        "from django.core.mail import send_mail\n\n"
+        "from app.models import Order, OrderLog\n\n\n"
+        "@shared_task(acks_late=True)\n"
+        "def place(total, email):\n"
+        "    Order.objects.create(total=total)\n"
+        "    OrderLog.objects.create(text='placed')\n"
+        '    send_mail("Placed", "ok", "shop@example.com", [email])\n'
+    ),
+}
+
+
+def _severity_project(tmp_path: Path, table: str = "") -> Path:
+    (tmp_path / "pyproject.toml").write_text("[tool.idemlint]\n" + table)
+    for name, text in SEVERITY_PROJECT.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_severity_by_effect_kind_and_log_models(tmp_path: Path) -> None:
+    from idemlint.report.checking import check_project
+
+    root = _severity_project(tmp_path)
+    config = load_config([root]).with_overrides(no_cache=True)
+    raw = {f.line: f.severity for f in check([root], config, cwd=root).findings}
+    assert raw == {9: "warning", 10: "info", 11: "error"}
+    # min-severity defaults to warning: the log row is not reported
+    assert [f.line for f in check_project(root, cwd=root)] == [9, 11]
+
+
+def test_min_severity_and_user_overrides(tmp_path: Path) -> None:
+    from idemlint.report.checking import check_project
+
+    root = _severity_project(
+        tmp_path,
+        'min-severity = "info"\n'
+        'severity = [{ model = "Order", level = "error" }, '
+        '{ call = "django.core.mail.send_mail", level = "warning" }]\n',
+    )
+    got = {f.line: f.severity for f in check_project(root, cwd=root)}
+    assert got == {9: "error", 10: "info", 11: "warning"}
+
+
+def test_min_severity_on_the_command_line_and_in_sarif(tmp_path: Path) -> None:
+    root = _severity_project(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "idemlint", "check", "--no-cache", "--min-severity", "error",
+         "--format", "sarif", str(root)],
+        capture_output=True, text=True, check=False, cwd=root,
+    )  # fmt: skip
+    results = json.loads(out.stdout)["runs"][0]["results"]
+    assert [(r["ruleId"], r["level"]) for r in results] == [("IDM302", "error")]
+    bad = subprocess.run(
+        [sys.executable, "-m", "idemlint", "check", "--min-severity", "fatal", str(root)],
+        capture_output=True, text=True, check=False, cwd=root,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "fatal" in bad.stderr
+
+
+def test_a_bad_severity_config_names_the_file_and_key(tmp_path: Path) -> None:
+    root = _severity_project(tmp_path, 'severity = [{ model = "Order", level = "loud" }]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([root])
+    assert "severity[0]" in str(err.value) and "loud" in str(err.value)
+    root2 = tmp_path / "second"
+    root2.mkdir()
+    (root2 / "pyproject.toml").write_text('[tool.idemlint]\nmin-severity = "loud"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config([root2])
+    assert "min-severity" in str(err.value)

@@ -16,7 +16,7 @@ from idemlint.report.baseline import fingerprint
 from idemlint.report.formats import Report, github, gitlab, junit, text
 from idemlint.report.formats import json as json_output
 
-ANNOTATION = re.compile(r"^::(warning|notice) file=([^,]*),line=(\d+),col=(\d+),.*?::(.*)$")
+ANNOTATION = re.compile(r"^::(error|warning|notice) file=([^,]*),line=(\d+),col=(\d+),.*?::(.*)$")
 
 
 def sample(tmp_path: Path) -> Report:
@@ -42,7 +42,7 @@ def sample(tmp_path: Path) -> Report:
 def test_text_line_format() -> None:
     finding = Finding("app/t.py", 12, 5, "IDM301", "msg", 12, 9, "app.t.charge_order")
     assert text.finding_line(finding) == (
-        "app/t.py:12:5: IDM301 [check-prior-art] msg (task: app.t.charge_order)"
+        "app/t.py:12:5: IDM301 [check-prior-art] warning: msg (task: app.t.charge_order)"
     )
     notice = Finding("app/t.py", 1, 1, "IDM001", "does not parse", 1, 2)
     assert text.finding_line(notice) == "app/t.py:1:1: IDM001 [notice] does not parse"

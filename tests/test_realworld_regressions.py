@@ -39,9 +39,9 @@ def mail_all(emails):
 FN_NOT_IN_GUARD = """\
 from celery import shared_task
 
-@shared_task(acks_late=True)
+@shared_task
 def send_one(user_id):
-    pass
+    requests.post("https://hooks.example.com/users", json={"id": user_id})
 
 @shared_task(acks_late=True)
 def notify(specific, global_):
@@ -297,9 +297,9 @@ FN_ENQUEUE_IN_ON_COMMIT = """\
 from celery import shared_task
 from django.db import transaction
 
-@shared_task(acks_late=True)
+@shared_task
 def notify(order_id):
-    pass
+    requests.post("https://hooks.example.com/orders", json={"id": order_id})
 
 @shared_task(acks_late=True)
 def confirm(order_id):
@@ -311,9 +311,7 @@ CASES = [
     pytest.param(FN_CHAINED_EFFECT, [(6, "IDM304"), (11, "IDM304")], id="fn_chained_effect"),
     pytest.param(FN_NESTED_FUNCTION, [(7, "IDM302")], id="fn_nested_function"),
     pytest.param(FN_ENQUEUE_IN_ON_COMMIT, [(11, "IDM305")], id="fn_enqueue_in_on_commit"),
-    pytest.param(
-        FN_NOT_IN_GUARD, [(10, "IDM305"), (13, "IDM305")], id="fn_not_in_guard"
-    ),
+    pytest.param(FN_NOT_IN_GUARD, [(10, "IDM305")], id="fn_not_in_guard"),
     pytest.param(FN_PARTIAL_DECORATOR, [(14, "IDM302")], id="fn_partial_decorator"),
     pytest.param(FN_SESSION_SEND, [(8, "IDM304")], id="fn_session_send"),
     pytest.param(FP_601_RAISE_CHAIN, [], id="fp_601_raise_chain"),
@@ -323,7 +321,7 @@ CASES = [
     pytest.param(
         FP_ACCUMULATE_AFTER_RESET_CALL, [(21, "IDM501")], id="fp_accumulate_after_reset_call"
     ),
-    pytest.param(FP_CORRELATION_KEY, [(12, "IDM301"), (13, "IDM301")], id="fp_correlation_key"),
+    pytest.param(FP_CORRELATION_KEY, [(12, "IDM301")], id="fp_correlation_key"),
     pytest.param(FP_LOCK_CLAIM_LOOP, [], id="fp_lock_claim_loop"),
     pytest.param(FP_RELATED_LOOKUP_402, [(20, "IDM301")], id="fp_related_lookup_402"),
     pytest.param(FP_STATE_SUCCEEDED, [], id="fp_state_succeeded"),

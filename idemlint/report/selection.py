@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from idemlint.config import Config
-from idemlint.findings import Finding
+from idemlint.findings import Finding, severity_rank
 from idemlint.lint.files.comments import Suppression
 from idemlint.lint.files.project_root import path_from_root
 from idemlint.report.suppression import apply_suppressions
@@ -46,7 +46,10 @@ def report_filter(
 
 
 def is_reported(finding: Finding, config: Config, *, cwd: Path) -> bool:
-    """Whether config selects the finding's rule for the finding's file."""
+    """Whether config selects the finding's rule for the finding's file, at or above
+    ``min-severity``."""
+    if severity_rank(finding.severity) < severity_rank(config.min_severity):
+        return False
     if not rule_enabled(finding.rule, config):
         return False
     if config.per_file_ignores:

@@ -79,6 +79,8 @@ class Hit:
     delivery: tuple[str, str, str] = ("", "", "")
     """How the task can run twice for this hit: mechanism kind, where it is configured
     (``path:line``), and the words the message uses; empty for notices."""
+    severity: str = "warning"
+    """``error``, ``warning`` or ``info`` (see :meth:`TaskContext.severity`)."""
 
 
 def blocks_contain(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
@@ -1107,7 +1109,32 @@ class TaskContext:
                 delivery = ("assumed", "", ASSUMED)
             else:
                 return
-        self.hits.append(Hit(rule, span, detail, r.facts.file.path, r.via, stmt, delivery))
+        severity = self.severity(rule, r, ev)
+        self.hits.append(
+            Hit(rule, span, detail, r.facts.file.path, r.via, stmt, delivery, severity)
+        )
+
+    def severity(self, rule: str, r: Reached, ev: Event | Span) -> str:
+        """How bad a duplicate is: a user override for the call or its model, else by the
+        effect's kind (a row of an audit or log model is ``info``), else by rule."""
+        k = self.project.knowledge
+        fact = None
+        if not isinstance(ev, Span):
+            fact = next((c for c in r.facts.calls if c.event is ev), None)
+        if fact is not None:
+            for calls, level in k.severity_calls:
+                if calls.match(fact.candidates):
+                    return level
+            model = fact.model.qualname.rsplit(".", 1)[-1] if fact.model is not None else None
+            if model is not None:
+                for models, level in k.severity_models:
+                    if models.match([model]):
+                        return level
+            if fact.effect is not None and rule[3] == "3":
+                if fact.effect.kind == "row-create" and model and k.info_models.match([model]):
+                    return "info"
+                return k.severity_kinds.get(fact.effect.kind, "warning")
+        return k.severity_rules.get(rule[:4], "warning")
 
     # -- delivery: can this point of the run happen twice? ---------------------
     def exposure(self, r: Reached, line: int, remote: CallFact | None = None) -> Mechanism | None:

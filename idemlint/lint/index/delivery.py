@@ -146,6 +146,8 @@ def exception_types(
             module, _, name = resolved.rpartition(".")
             home = project.module_file(module)
             bound = home.assigns.get(name) if home is not None else None
+            if home is not None:
+                project.tracker.touch(home.path)
             if home is None or bound is None or bound.kind != "seq":
                 return None
             inner = exception_types(project, bound, home, None)

@@ -173,6 +173,9 @@ class TaskFinder:
                 continue
             resolved = self.project.resolve(value.path, ref.file, None)
             names = [resolved, value.path]
+            alias = self._alias_call(value, ref.file)
+            if alias is not None:  # `task_with_retry = shared_task(acks_late=True)`
+                names.append(resolved.removesuffix("()"))
             if resolved in self.project.classes:  # class MyJob(rq.decorators.job)
                 names += self.project.class_bases(resolved)
             elif resolved in self.project.functions:  # def actor(**kw): ... dramatiq.actor(fn)
@@ -181,11 +184,16 @@ class TaskFinder:
                 if not td.matcher.match(names):
                     continue
                 kwargs = value.kwargs if value.kind == "call" else {}
+                where, at = ref.file, dec.span
+                if alias is not None:  # the alias's options, then the decorator's own
+                    if not kwargs:  # configured at the alias: point there
+                        where, at = alias[0], alias[1]
+                    kwargs = {**alias[2].kwargs, **kwargs}
                 mechanisms = decorator_mechanisms(
                     self.project,
                     kwargs,
-                    ref.file,
-                    dec.span,
+                    where,
+                    at,
                     retry_kwargs=td.retry_kwargs,
                     retry_on_kwargs=td.retry_on_kwargs,
                     redelivery_kwargs=td.redelivery_kwargs,
@@ -197,6 +205,36 @@ class TaskFinder:
                 )
                 self._add(ref, td.framework, dec.span, mechanisms)
                 return
+
+    def _alias_call(
+        self, value: Value, file: FileSummary
+    ) -> tuple[FileSummary, Span, Value] | None:
+        """The call a decorator name is bound to at module level (``task_with_retry =
+        shared_task(acks_late=True, ...)``, here or in the module it is imported from):
+        a configured alias whose options every task it decorates carries."""
+        if value.kind not in ("name", "call") or not value.path or "." in value.path:
+            return None
+        name = value.path
+        home: FileSummary | None = file
+        if name not in file.assigns and name in file.imports:
+            module, _, name = file.imports[name].rpartition(".")
+            home = self.project.module_file(module)
+        bound = home.assigns.get(name) if home is not None else None
+        if home is None or bound is None or bound.kind != "call":
+            return None
+        self.project.tracker.touch(home.path)
+        span = next(
+            (
+                ev.span
+                for ev in home.module_events
+                if ev.type == "call"
+                and ev.value is not None
+                and ev.value.path == bound.path
+                and ev.value.kwargs.keys() == bound.kwargs.keys()
+            ),
+            Span(1, 1, 1, 1),
+        )
+        return home, span, bound
 
     def _wrapped_decorators(self, decorator: str) -> list[str]:
         """Calls a project decorator (or the functions nested in it) makes, resolved: a

@@ -46,6 +46,10 @@ EXTENSION_KEYS: dict[str, str] = {
     "state-fields": "list of field-name globs",
     "idempotent-apis": 'list of tables: {url = "https://api.example.com/*", header = "..."}',
     "assume-retries": "true or false",
+    "severity": (
+        'list of tables: {call = "pkg.mod.func", level = "error|warning|info"} or '
+        '{model = "*Snapshot", level = "..."}'
+    ),
 }
 """The knowledge keys a user may set in ``[tool.idemlint]``, with the shape each takes."""
 
@@ -229,6 +233,13 @@ class Knowledge:
     broad_exceptions: frozenset[str] = frozenset()
     raises: list[tuple[Patterns, Patterns]] = field(default_factory=list)
     """(calls, exception types) pairs: calls of one library that raise another's errors."""
+    severity_kinds: dict[str, str] = field(default_factory=dict)
+    severity_rules: dict[str, str] = field(default_factory=dict)
+    info_models: Patterns = field(default_factory=lambda: Patterns(()))
+    severity_calls: list[tuple[Patterns, str]] = field(default_factory=list)
+    """User overrides by resolved call, first match wins."""
+    severity_models: list[tuple[Patterns, str]] = field(default_factory=list)
+    """User overrides by model class name, first match wins."""
     assume_retries: bool = False
     """``[tool.idemlint] assume-retries``: every task may run twice, whatever its delivery."""
     frameworks: frozenset[str] | None = None
@@ -302,6 +313,9 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
         if not isinstance(value, bool):
             raise ConfigError(f"expected {shape}", file=file, key=key)
         return
+    if key == "severity":
+        _check_severity(value, shape, file)
+        return
     if not isinstance(value, list):
         raise ConfigError(f"expected a {shape}", file=file, key=key)
     for i, item in enumerate(value):
@@ -359,6 +373,32 @@ def validate_extension(key: str, value: object, file: Path | str | None) -> None
                 raise ConfigError(f"expected a {shape}", file=file, key=where)
         elif not isinstance(item, str) or not item:
             raise ConfigError(f"expected a {shape}", file=file, key=where)
+
+
+LEVELS = ("error", "warning", "info")
+
+
+def _check_severity(value: object, shape: str, file: Path | str | None) -> None:
+    if not isinstance(value, list):
+        raise ConfigError(f"expected a {shape}", file=file, key="severity")
+    for i, item in enumerate(value):
+        where = f"severity[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"expected a {shape}", file=file, key=where)
+        unknown = set(item) - {"call", "model", "level"}
+        if unknown:
+            raise ConfigError(
+                f"unknown field {sorted(unknown)[0]!r}",
+                file=file,
+                key=where,
+                accepted=("call", "model", "level"),
+            )
+        if len([k for k in ("call", "model") if isinstance(item.get(k), str) and item[k]]) != 1:
+            raise ConfigError("give one of call or model, as a glob", file=file, key=where)
+        if item.get("level") not in LEVELS:
+            raise ConfigError(
+                f"bad level {item.get('level')!r}", file=file, key=where, accepted=LEVELS
+            )
 
 
 def _check_table(
@@ -508,6 +548,15 @@ def load_knowledge(
         raises=[
             (Patterns(_strs(e["calls"])), Patterns(_strs(e["exceptions"])))
             for e in data["delivery"]["raises"]
+        ],
+        severity_kinds=dict(data["severity"]["kinds"]),
+        severity_rules=dict(data["severity"]["rules"]),
+        info_models=Patterns(data["severity"]["info-models"]),
+        severity_calls=[
+            (Patterns([e["call"]]), str(e["level"])) for e in user("severity") if "call" in e
+        ],
+        severity_models=[
+            (Patterns([e["model"]]), str(e["level"])) for e in user("severity") if "model" in e
         ],
         assume_retries=ext.get("assume-retries") is True,
         frameworks=frozenset(frameworks) if frameworks is not None else None,

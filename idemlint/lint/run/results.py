@@ -80,6 +80,7 @@ def findings_from_hits(
             via=hit.via,
             source=hit.stmt,
             delivery=hit.delivery,
+            severity=hit.severity,
             tasks=(task,),
             also=others,
         )

@@ -43,7 +43,7 @@ from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
 from idemlint.lint.summary.model import ParseError, Span
 
-FORMAT = 3
+FORMAT = 4
 RACY_NS = 2_000_000_000
 """A file modified this close to when it was read may change again within the same
 timestamp; its stamp is not trusted next time (its bytes are hashed again)."""
@@ -251,15 +251,23 @@ def _hit_json(hit: Hit, number: dict[str, int]) -> list[Any]:
         list(hit.via),
         hit.stmt,
         list(hit.delivery),
+        hit.severity,
     ]
 
 
 def _hit_from_json(data: list[Any], paths: list[str]) -> Hit:
-    rule, span, detail, where, via, stmt, delivery = data
+    rule, span, detail, where, via, stmt, delivery, severity = data
     path = paths[where] if isinstance(where, int) else str(where)
     kind, source, words = (str(x) for x in delivery)
     return Hit(
-        str(rule), Span(*span), str(detail), path, tuple(via), str(stmt), (kind, source, words)
+        str(rule),
+        Span(*span),
+        str(detail),
+        path,
+        tuple(via),
+        str(stmt),
+        (kind, source, words),
+        str(severity),
     )
 
 

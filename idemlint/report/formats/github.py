@@ -23,7 +23,11 @@ def escape_property(text: str) -> str:
 
 def command(finding: Finding) -> str:
     """One workflow command for one finding."""
-    kind = "notice" if finding.checklist == NOTICE else "warning"
+    kind = {"error": "error", "warning": "warning", "info": "notice"}.get(
+        finding.severity, "warning"
+    )
+    if finding.checklist == NOTICE:  # the tool's own notices stay notices
+        kind = "notice"
     properties = [
         f"file={escape_property(finding.path)}",
         f"line={finding.line}",

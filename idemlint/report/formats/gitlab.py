@@ -18,6 +18,9 @@ from idemlint.findings import NOTICE
 from idemlint.report.baseline import fingerprint
 from idemlint.report.formats import Report
 
+GITLAB_SEVERITIES = {"error": "critical", "warning": "major", "info": "info"}
+"""A finding's severity as a GitLab Code Quality severity."""
+
 
 def document(report: Report) -> list[dict[str, Any]]:
     """The Code Quality issues as Python data."""
@@ -37,7 +40,11 @@ def document(report: Report) -> list[dict[str, Any]]:
                 "check_name": finding.rule,
                 "categories": ["Bug Risk"],
                 "fingerprint": unique,
-                "severity": "info" if finding.checklist == NOTICE else "major",
+                "severity": (
+                    "info"
+                    if finding.checklist == NOTICE
+                    else GITLAB_SEVERITIES.get(finding.severity, "major")
+                ),
                 "location": {
                     "path": finding.path,
                     "lines": {"begin": finding.line, "end": max(finding.end_line, finding.line)},

@@ -26,6 +26,10 @@ INFORMATION_URI = "https://idemlint.readthedocs.io/"
 ROOT_ID = "SRCROOT"
 
 
+SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+"""A finding's severity as a SARIF result level."""
+
+
 def level(rule_id: str) -> str:
     """Notices (IDM0xx) are ``note``; every retry-safety rule is a ``warning``."""
     return "note" if rule_id.startswith("IDM0") else "warning"
@@ -128,7 +132,11 @@ def document(report: Report) -> dict[str, Any]:
     for finding in report.findings:
         result: dict[str, Any] = {
             "ruleId": finding.rule,
-            "level": level(finding.rule),
+            "level": (
+                level(finding.rule)
+                if finding.rule.startswith("IDM0")
+                else SARIF_LEVELS.get(finding.severity, "warning")
+            ),
             "message": {"text": finding.message},
             "locations": [places.of_finding(finding)],
             "partialFingerprints": {
@@ -136,8 +144,11 @@ def document(report: Report) -> dict[str, Any]:
             },
             "properties": {
                 "checklist": finding.checklist,
+                "severity": finding.severity,
                 "task": finding.task,
+                "tasks": list(finding.tasks),
                 "via": list(finding.via),
+                **({"delivery": finding.to_json()["delivery"]} if finding.delivery[0] else {}),
             },
         }
         if finding.rule in index:

@@ -25,6 +25,17 @@ def _plain(text: str, **_: object) -> str:
     return text
 
 
+SEVERITY_COLORS = {"error": "red", "warning": "yellow", "info": "blue"}
+
+
+def _severity(finding: Finding, style: Style) -> str:
+    """``error: `` before a checklist finding's message; nothing for the tool's notices."""
+    if finding.checklist == NOTICE:
+        return ""
+    color = SEVERITY_COLORS.get(finding.severity, "yellow")
+    return style(finding.severity + ":", fg=color) + " "
+
+
 def finding_line(finding: Finding, *, color: bool = False) -> str:
     """The one-line form of a finding."""
     style: Style = click.style if color else _plain
@@ -32,7 +43,8 @@ def finding_line(finding: Finding, *, color: bool = False) -> str:
     line = (
         f"{style(finding.path, bold=True)}:{finding.line}:{finding.column}: "
         f"{style(finding.rule, fg=rule_color, bold=True)} "
-        f"{style('[' + finding.checklist + ']', fg='cyan')} {finding.message}"
+        f"{style('[' + finding.checklist + ']', fg='cyan')} {_severity(finding, style)}"
+        f"{finding.message}"
     )
     if finding.task:
         others = len(finding.tasks) - 1
