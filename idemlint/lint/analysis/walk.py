@@ -227,6 +227,13 @@ class FunctionFacts:
             for b in self.branches
             if b.kind == "for" and b.value is not None and self.holds_row_lock(b.value)
         }
+        # `with handling(event_id) as event:` where `handling` refuses a duplicate
+        self.runner_blocks |= {
+            f"b{b.id}"
+            for b in self.branches
+            if b.kind == "with"
+            and any(f"t{b.id}" in claim.blocks and claim.type == "call" for claim in self.claims)
+        }
 
     # -- classification ----------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -736,6 +743,8 @@ class FunctionFacts:
                 return True
             if c.effect is not None and c.effect.kind == "row-create":
                 return True
+            if self._sets_state(c.value):
+                return True
         return any(
             ev.type == "assign"
             and ev.op is None
@@ -743,6 +752,13 @@ class FunctionFacts:
             and any("." in t and self.is_state_field(last_segment(t)) for t in ev.targets)
             for ev in self.func.events
         )
+
+    def _sets_state(self, value: Value) -> bool:
+        """A call passing a state field by name: ``update(e, handled_at=now)``,
+        ``repo.update(e, update_dict={"handled_at": now})``."""
+        named = [*value.kwargs, *(k for a in value.args if a.kind == "dict" for k in a.kwargs)]
+        named += [k for v in value.kwargs.values() if v.kind == "dict" for k in v.kwargs]
+        return any(self.is_state_field(k.split("__", 1)[0]) for k in named if k != "**")
 
     # -- locks -------------------------------------------------------------
     def takes_row_lock(self, c: CallFact) -> bool:
