@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _store_urls import backend_url, unique_store_url
 
 from idemlint.runtime import Store, open_store
 
@@ -98,24 +98,6 @@ def redis_url() -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite file URL in the test's temporary folder."""
     return f"sqlite:///{tmp_path / 'idemlint.sqlite3'}"
-
-
-def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
-    """The base URL of ``backend``, via the fixtures above (so skip/fail rules apply)."""
-    name = {
-        "sqlite": "sqlite_url",
-        "postgres": "pg_url",
-        "mysql": "mysql_url",
-        "redis": "redis_url",
-    }[backend]
-    return str(request.getfixturevalue(name))
-
-
-def unique_store_url(base: str) -> str:
-    """``base`` with a fresh table name (SQL) or key prefix (Redis)."""
-    token = uuid.uuid4().hex[:12]
-    option = f"prefix=t{token}" if base.startswith("redis") else f"table=t_{token}"
-    return base + ("&" if "?" in base else "?") + option
 
 
 @pytest.fixture(params=BACKENDS)

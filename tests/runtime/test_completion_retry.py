@@ -84,7 +84,7 @@ def refuse_connections(store: Store, times: int, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture(params=["postgres", "mysql", "redis"])
 def network_store(request: pytest.FixtureRequest) -> Any:
-    from conftest import backend_url, unique_store_url
+    from _store_urls import backend_url, unique_store_url
 
     url = unique_store_url(backend_url(request.param, request))
     store = open_store(url)

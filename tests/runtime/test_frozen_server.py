@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from _servers import frozen, redis_server, tcp_proxy
-from conftest import backend_url
+from _store_urls import backend_url
 
 from idemlint.runtime import StoreError, idempotent, open_store
 from idemlint.runtime.stores.base import Claimed

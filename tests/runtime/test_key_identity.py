@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterator
 
 import pytest
-from conftest import backend_url, unique_store_url
+from _store_urls import backend_url, unique_store_url
 
 from idemlint.runtime import ConfigurationError, KeyBuildError, Store, idempotent, open_store, step
 from idemlint.runtime.stores.base import Claimed, Completed

@@ -29,7 +29,7 @@ pytest.importorskip("redis")
 
 @pytest.fixture
 def url(redis_url: str) -> Iterator[str]:
-    from conftest import unique_store_url
+    from _store_urls import unique_store_url
 
     unique = unique_store_url(redis_url)
     yield unique

@@ -170,7 +170,7 @@ def build_machine(store: Store) -> type[RuleBasedStateMachine]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql", "redis"])
 def test_record_state_machine(backend: str, request: pytest.FixtureRequest, tmp_path) -> None:
-    from conftest import backend_url, unique_store_url
+    from _store_urls import backend_url, unique_store_url
 
     url = unique_store_url(backend_url(backend, request))
     store = open_store(url)

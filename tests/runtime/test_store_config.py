@@ -152,7 +152,7 @@ def test_timeout_and_require_durable_from_the_url_query(redis_url: str, tmp_path
 def test_store_errors_name_the_operation_and_quote_no_sql(
     backend: str, request: pytest.FixtureRequest
 ) -> None:
-    from conftest import backend_url, unique_store_url
+    from _store_urls import backend_url, unique_store_url
 
     url = unique_store_url(backend_url(backend, request))
     store = open_store(url, create=False)  # no table: every call fails
