@@ -78,6 +78,11 @@ _ASSIGN_TARGET = re.compile(r"([^\W\d]\w*)[ \t]*(?::[^=\n]*)?$")
 _CLASS = re.compile(r"\bclass[ \t]+([^\W\d]\w*)[ \t]*\((.*?)\)[ \t]*:", re.DOTALL)
 _AS_NAME = re.compile(r"[ \t]as[ \t]+([^\W\d]\w*)")
 _CHAIN_BEFORE = re.compile(r"([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*)[ \t]*$")
+_DEF_OR_RETURN = re.compile(
+    r"^([ \t]*)(?:(?:async[ \t]+)?def[ \t]+([^\W\d]\w*)|return[ \t]+"
+    r"([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*))",
+    re.M,
+)
 MAX_DEPTH = 12
 """As :data:`idemlint.lint.index.project.MAX_DEPTH`: resolution gives up after this many hops."""
 
@@ -183,6 +188,17 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
     for m in _CLASS.finditer(text):
         for base in _CHAIN.findall(m.group(2)):
             bind(m.group(1), _SPACES.sub("", base))
+    # `def make_app(): ... return app`: a function stands for what it returns, as the
+    # project index resolves a factory's result (``Project.returned_by``)
+    stack: list[tuple[int, str]] = []
+    for m in _DEF_OR_RETURN.finditer(text):
+        indent = len(m.group(1).expandtabs())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if m.group(2) is not None:
+            stack.append((indent, m.group(2)))
+        elif stack and m.group(3):
+            bind(stack[-1][1], _SPACES.sub("", m.group(3)))
     raw = set(_CHAIN.findall(text))
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
     has_trigger = trigger is not None and (

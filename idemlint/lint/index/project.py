@@ -444,10 +444,31 @@ class Project:
             callee = self._resolve(value.path, file, func, depth, seen)
             if callee in PARTIALS and value.args:  # partial(X, ...) stands for X
                 return self.resolve_value(value.args[0], file, func, depth + 1, seen)
-            return callee + "()"
+            return self.returned_by(callee, depth, seen) or callee + "()"
         if value.kind in ("name", "attr", "other"):
             return self._resolve(value.path, file, func, depth, seen)
         return None
+
+    def returned_by(self, callee: str, depth: int, seen: frozenset[str]) -> str | None:
+        """What a project function returns, when it ends by returning one value that
+        resolves (a factory: ``def make_celery(): app = Celery(...); ...; return app``),
+        so ``app = make_celery()`` then ``@app.task`` reads as ``celery.Celery().task``."""
+        if depth > MAX_DEPTH or callee in seen or callee not in self.functions:
+            return None
+        ref = self.functions.get(callee)
+        if ref is None or ref.func.class_name is not None:
+            return None
+        returns = [
+            ev.value
+            for ev in ref.func.events
+            if ev.type == "exit" and ev.op == "return" and ev.value is not None
+        ]
+        if len(returns) != 1 or returns[0].path is None:
+            return None
+        inner = self.resolve_value(returns[0], ref.file, ref.func, depth + 1, seen | {callee})
+        if not inner or inner.startswith(callee) or inner.split(".", 1)[0] in ("self", "cls"):
+            return None
+        return inner
 
     # -- classes, models, tasks --------------------------------------------
     def class_prefix(self, resolved: str) -> tuple[str, str] | None:
