@@ -20,6 +20,7 @@ from idemlint.lint.files.prefilter import (
     scan,
     trigger_pattern,
 )
+from idemlint.lint.files.source import decoded_or_none
 from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.run import snapshot
 from idemlint.lint.run.cache import SummaryCache, key_for_digest
@@ -145,8 +146,6 @@ class PreCheck:
 
 
 def text_of(f: Stamped) -> str:
-    """A file's text, or "" when it is not UTF-8 (the summariser reports that)."""
-    try:
-        return f.read().decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
+    """A file's text (in the encoding it declares), or "" when it cannot be decoded (the
+    summariser reports that)."""
+    return decoded_or_none(f.read()) or ""
