@@ -61,14 +61,24 @@ class Stamped:
     """Read when the last run's stamp did not match (else not read at all)."""
     override: bool = False
     """The content came from the caller (an editor's unsaved buffer), not from disk."""
+    error: str = ""
+    """Why the file could not be read ("" when it was): it is reported, not analysed."""
+    unstable: bool = False
+    """Not to be trusted by the next run (unreadable, or given up by the summariser): the
+    snapshot keeps no digest for it, so the next run reads and summarises it again."""
 
     def read(self) -> bytes:
         if self.content is None:
             try:
                 self.content = self.path.read_bytes()
-            except OSError:
+            except OSError as exc:
                 self.content = b""
+                self.fail(exc)
         return self.content
+
+    def fail(self, exc: OSError) -> None:
+        self.error = f"cannot read file: {exc.strerror or exc}"
+        self.unstable = True
 
 
 @dataclass
@@ -124,10 +134,12 @@ def stamp(
             continue
         try:
             content = path.read_bytes()
-        except OSError:
-            content = b""
-        stamped = Stamped(path, name, module, is_package, mtime, size, "", content)
-        stamped.digest = snapshot.digest(content)
+        except OSError as exc:  # reported (IDM001), as flake8 reports E902
+            stamped = Stamped(path, name, module, is_package, 0, size, "", b"")
+            stamped.fail(exc)
+        else:
+            stamped = Stamped(path, name, module, is_package, mtime, size, "", content)
+        stamped.digest = snapshot.digest(stamped.read())
         out.append(stamped)
     return out
 
@@ -275,7 +287,8 @@ class Run:
                 full.append(old.full)
                 continue
             self.dirty.add(f.rel)
-            if needed[i] or not self._parses(f.read()):
+            content = f.read()
+            if needed[i] or f.error or not self._parses(content):
                 full.append(True)
                 fresh.append((i, f))
             else:
@@ -296,8 +309,9 @@ class Run:
                 error, index = old.error, old.index
             if error is not None:
                 errors[f.rel] = error
+            digest = "" if f.unstable else f.digest  # "": never matches, read again
             self.new.files[f.rel] = FileState(
-                f.rel, f.mtime_ns, f.size, f.digest, full[i], needed[i], scans[i], index, error
+                f.rel, f.mtime_ns, f.size, digest, full[i], needed[i], scans[i], index, error
             )
         self.stats["summarised"] = len(fresh)
         self.stats["empty"] = len(made) - len(fresh)

@@ -2,8 +2,11 @@
 cache where the content is unchanged, else made (in a process pool when many).
 
 Inputs: stamped files (:class:`~idemlint.lint.run.incremental.Stamped`) and the cache.
-Output: :class:`~idemlint.lint.summary.model.FileSummary` by index. A file that cannot
-be read or decoded becomes a summary that carries the error, never an exception.
+Output: :class:`~idemlint.lint.summary.model.FileSummary` by index. Every file ends as a
+summary; one that cannot be read, decoded, screened (too deep for libcst,
+:mod:`idemlint.lint.summary.screen`) or parsed within the limits (a crash or a hang,
+:mod:`idemlint.lint.run.isolation`) becomes a summary that carries the reason as its
+error, reported as a notice; never an exception that stops the run.
 """
 
 from __future__ import annotations
@@ -15,46 +18,107 @@ from pathlib import Path
 
 from idemlint.lint.files.discovery import module_name
 from idemlint.lint.files.prefilter import select
+from idemlint.lint.files.source import decode_error, decoded_or_none
 from idemlint.lint.knowledge import Knowledge
+from idemlint.lint.run import isolation
 from idemlint.lint.run.cache import SummaryCache, cache_key, key_for_digest
 from idemlint.lint.run.incremental import Stamped
+from idemlint.lint.run.isolation import Alone, Job
 from idemlint.lint.summary.codec import decode, encode
 from idemlint.lint.summary.model import FileSummary, ParseError
+from idemlint.lint.summary.screen import LARGE, screen
 
 PARALLEL_THRESHOLD = 16
 """Cold files below this count are summarised in-process: a pool's start-up costs more.
 Measured on pretix's files, 2 cores: 8 files 0.56 s in-process vs 0.63 s with a pool of 2,
 16 files 0.82 s vs 0.51 s, 64 files 1.56 s vs 0.97 s."""
 
-Job = tuple[str, str, str, bool]
-"""What a worker needs to summarise one file: path, relative path, module, is-package."""
+__all__ = ["PARALLEL_THRESHOLD", "Job", "Summariser", "summarize_bytes", "summarize_files"]
+
+
+def failed(rel: str, module: str, why: str, line: int = 1, column: int = 1) -> FileSummary:
+    """The summary of a file that could not be summarised: its error says why."""
+    return FileSummary(rel, module, error=ParseError(why, line, column))
+
+
+READ_ERROR = "cannot read file"
+
+
+def _unreadable(summary: FileSummary) -> bool:
+    """A file that vanished or lost its permissions since the run stamped it: its error
+    is not kept in the cache under the content the run saw."""
+    return summary.error is not None and summary.error.message.startswith(READ_ERROR)
 
 
 def summarize_job(job: Job) -> FileSummary:
+    """One file, in this process."""
     path, rel, module, is_package = job
     try:
         content = Path(path).read_bytes()
     except OSError as exc:
-        return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
+        return failed(rel, module, f"{READ_ERROR}: {exc.strerror or exc}")
     return summarize_bytes(content, rel, module, is_package)
 
 
+def too_big_here(job: Job) -> bool:
+    """Whether a file is too big to parse in this process (:data:`LARGE`): it is parsed
+    alone in a new one, with a time limit."""
+    try:
+        return os.stat(job[0]).st_size > LARGE
+    except OSError:
+        return False
+
+
 def summarize_job_encoded(job: Job) -> str:
-    """:func:`summarize_job` in the cache's text form: unpickling hundreds of thousands of
-    small objects from a worker costs more than decoding it."""
-    return encode(summarize_job(job))
+    """One file in a worker, in the cache's text form: unpickling hundreds of thousands of
+    small objects from a worker costs more than decoding it. The worker is the isolation:
+    no size limit here."""
+    path, rel, module, is_package = job
+    try:
+        content = Path(path).read_bytes()
+    except OSError as exc:
+        return encode(failed(rel, module, f"{READ_ERROR}: {exc.strerror or exc}"))
+    return _encoded(summarize_bytes(content, rel, module, is_package))
+
+
+def summarize_alone(job: Alone) -> str:
+    """The child side of :func:`idemlint.lint.run.isolation.run_alone`."""
+    if job.content is not None:
+        return _encoded(summarize_bytes(job.content, job.rel, job.module, job.is_package))
+    return summarize_job_encoded((job.path, job.rel, job.module, job.is_package))
+
+
+def _encoded(summary: FileSummary) -> str:
+    try:
+        return encode(summary)
+    except RecursionError:
+        return encode(failed(summary.path, summary.module, _TOO_DEEP))
+
+
+_TOO_DEEP = "too deeply nested to analyse (Python's recursion limit)"
 
 
 def summarize_bytes(content: bytes, rel: str, module: str, is_package: bool) -> FileSummary:
-    try:
-        source = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return FileSummary(rel, module, error=ParseError(f"cannot read file: {exc}", 1, 1))
+    """One file's summary from its bytes: decoded as Python decodes it (PEP 263),
+    screened, then parsed; whatever stops it is the summary's error."""
+    source, why = decode_error(content)
+    if source is None:
+        return failed(rel, module, why)
+    verdict = screen(source)
+    if verdict.problem:
+        return failed(rel, module, verdict.problem, verdict.line, verdict.column)
     # imported here: libcst costs ~0.25 s to import, and a warm run (every summary
     # from the cache, as in an editor) never needs it
     from idemlint.lint.summary.summarize import summarize_source
 
-    return summarize_source(source, rel, module, is_package)
+    try:
+        return summarize_source(source, rel, module, is_package)
+    except RecursionError:
+        return failed(rel, module, _TOO_DEEP)
+    except MemoryError:
+        return failed(rel, module, "out of memory while parsing")
+    except Exception as exc:  # a summariser bug on odd input must not stop the run
+        return failed(rel, module, f"the summariser failed: {type(exc).__name__}: {exc}")
 
 
 def parses(text: str) -> bool:
@@ -67,11 +131,8 @@ def parses(text: str) -> bool:
 
 
 def parses_bytes(content: bytes) -> bool:
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return parses(text)
+    text = decoded_or_none(content)
+    return text is not None and parses(text)
 
 
 class Summariser:
@@ -91,10 +152,16 @@ class Summariser:
         self.made = 0
 
     def summarise(self, todo: list[tuple[int, Stamped]]) -> dict[int, FileSummary]:
-        """Summaries of ``todo`` by index: from the cache, else made."""
+        """Summaries of ``todo`` by index: from the cache, else made. A file given up
+        (crashed or timed out) is marked ``unstable``: the next run tries it again."""
         out: dict[int, FileSummary] = {}
         cold: list[tuple[int, Job, str]] = []
+        by_index = dict(todo)
         for i, f in todo:
+            f.read()  # in memory already on a cold run; says whether it can be read
+            if f.error:  # unreadable: reported, never cached
+                out[i] = failed(f.rel, f.module, f.error)
+                continue
             key = key_for_digest(f.digest, f.module, f.rel)
             cached = self.cache.get(key) if self.cache is not None else None
             if cached is not None:
@@ -107,7 +174,10 @@ class Summariser:
             else:
                 cold.append((i, (str(f.path), f.rel, f.module, f.is_package), key))
         self.made += len(cold)
-        out.update(make_summaries(cold, self.cache, self.jobs, self.progress, self.total))
+        made, given_up = make_summaries(cold, self.cache, self.jobs, self.progress, self.total)
+        out.update(made)
+        for i in given_up:
+            by_index[i].unstable = True
         return out
 
 
@@ -117,36 +187,53 @@ def make_summaries(
     jobs: int | None,
     progress: Callable[[int, int], None] | None,
     total: int,
-) -> dict[int, FileSummary]:
-    """Make the summaries the cache did not have, and store them."""
+) -> tuple[dict[int, FileSummary], set[int]]:
+    """Make the summaries the cache did not have, and store them; also the indexes of the
+    files given up (a crash or a time-out: not stored, so a later run tries again)."""
     out: dict[int, FileSummary] = {}
+    given_up: set[int] = set()
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     done = total - len(cold)
     if progress:
         progress(done, total)
-    if len(cold) >= PARALLEL_THRESHOLD and workers > 1:
-        from concurrent.futures import ProcessPoolExecutor  # ~0.1 s; only a cold run needs it
 
+    def finished(n: int, summary: FileSummary, text: str | None) -> None:
+        nonlocal done
+        i, _, key = cold[n]
+        out[i] = summary
+        if text is None:
+            given_up.add(i)
+        elif cache is not None and not _unreadable(summary):
+            cache.put_text(key, text)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    if len(cold) >= PARALLEL_THRESHOLD and workers > 1 and isolation.can_start_processes():
         import idemlint.lint.summary.summarize  # noqa: F401  (imported once here, not in every worker)
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(summarize_job_encoded, [c[1] for c in cold], chunksize=8)
-            for (i, _, key), text in zip(cold, results, strict=True):
-                out[i] = decode(text)
-                if cache is not None:
-                    cache.put_text(key, text)
-                done += 1
-                if progress:
-                    progress(done, total)
+        def pooled(n: int, text: str | None, why: str) -> None:
+            _, (_, rel, module, _), _ = cold[n]
+            summary = decode(text) if text is not None else failed(rel, module, why)
+            finished(n, summary, text)
+
+        isolation.run_pool(
+            [c[1] for c in cold],
+            min(workers, len(cold)),
+            summarize_job_encoded,
+            pooled,
+            alone=lambda job: isolation.run_alone(Alone(job[1], job[2], job[3], path=job[0])),
+        )
     else:
-        for i, job, key in cold:
-            out[i] = summarize_job(job)
-            if cache is not None:
-                cache.put(key, out[i])
-            done += 1
-            if progress:
-                progress(done, total)
-    return out
+        for n, (_, job, _) in enumerate(cold):
+            if too_big_here(job):
+                text, why = isolation.run_alone(Alone(job[1], job[2], job[3], path=job[0]))
+                summary = decode(text) if text is not None else failed(job[1], job[2], why)
+                finished(n, summary, text)
+            else:
+                summary = summarize_job(job)
+                finished(n, summary, encode(summary))
+    return out, given_up
 
 
 def summarize_files(
@@ -171,7 +258,7 @@ def summarize_files(
         except OSError:
             content = b""
         entries.append((relative(path, root), module, is_package, content))
-    texts = [_decoded(e[3]) for e in entries]
+    texts = [decoded_or_none(e[3]) for e in entries]
     needed: set[int] | None = None
     if knowledge is not None:
         needed = select(
@@ -190,15 +277,8 @@ def summarize_files(
             out[i] = cached
         else:
             cold.append((i, (str(files[i]), rel, module, is_package), key))
-    out.update(make_summaries(cold, cache, jobs, progress, len(files)))
+    out.update(make_summaries(cold, cache, jobs, progress, len(files))[0])
     return [out[i] for i in range(len(files))]
-
-
-def _decoded(content: bytes) -> str | None:
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def relative(path: Path, root: Path) -> str:
