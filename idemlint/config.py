@@ -8,6 +8,7 @@ file, the key and what is accepted, which the CLI turns into exit code 2.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -83,7 +84,8 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "cache-dir": (
         "folder path",
         f"`{DEFAULT_CACHE_DIR}`",
-        "Where per-file summaries are cached, relative to the project root.",
+        "Where per-file summaries are cached: a folder inside the project root (a folder "
+        "elsewhere is given with `--cache-dir` or `IDEMLINT_CACHE_DIR`).",
     ),
 }
 """What each plain key means: rendered into docs/configuration.md by the docs hook."""
@@ -123,6 +125,10 @@ class Config:
     """Raw knowledge-extension tables keyed by ``side-effects``, ``locks``, ... (validated)."""
     cache_dir: Path | None = None
     """Folder of the on-disk summary cache; None means run without the cache."""
+    cache_in_project: bool = False
+    """The cache folder came from the project (the default, or ``cache-dir``): it must
+    then stay inside the root, symlinks included. False for one given on the command
+    line (``--cache-dir``) or in :data:`CACHE_DIR_VARIABLE`, which may be anywhere."""
     min_severity: str = "warning"
     """Findings below this severity are not reported (see :data:`idemlint.findings.SEVERITIES`)."""
 
@@ -130,7 +136,7 @@ class Config:
     def default(cls, root: Path) -> Config:
         """Defaults for a project at ``root``, as if it had no ``[tool.idemlint]`` table."""
         root = root.absolute()
-        return cls(root=root, cache_dir=root / DEFAULT_CACHE_DIR)
+        return cls(root=root, cache_dir=root / DEFAULT_CACHE_DIR, cache_in_project=True)
 
     def with_overrides(
         self,
@@ -140,10 +146,15 @@ class Config:
         extend_select: Sequence[str] | None = None,
         no_cache: bool = False,
         min_severity: str | None = None,
+        cache_dir: str | None = None,
     ) -> Config:
         """This config with command-line options applied (``select``/``ignore`` replace,
-        ``extend_select`` adds), each validated like the file's keys."""
+        ``extend_select`` adds), each validated like the file's keys. ``cache_dir``
+        (``--cache-dir``) may be anywhere; relative to the working directory."""
         changes: dict[str, Any] = {}
+        if cache_dir is not None:
+            changes["cache_dir"] = explicit_cache_dir(cache_dir, key="--cache-dir")
+            changes["cache_in_project"] = False
         if select is not None:
             changes["select"] = rule_codes(list(select), key="--select")
         if ignore is not None:
@@ -167,13 +178,25 @@ def load_config(
     every config file. The root is the config file's folder when one is read,
     so relative globs mean the same whatever folder idemlint is run from.
     """
+    config = _load_config(paths, config_file=config_file, isolated=isolated)
+    from_environment = os.environ.get(CACHE_DIR_VARIABLE)
+    if from_environment:
+        config = replace(
+            config,
+            cache_dir=explicit_cache_dir(from_environment, key=CACHE_DIR_VARIABLE),
+            cache_in_project=False,
+        )
+    return config
+
+
+def _load_config(paths: Sequence[Path], *, config_file: Path | None, isolated: bool) -> Config:
     if isolated:
         return Config.default(find_project_root(paths))
     source = config_file if config_file is not None else find_config_file(paths)
     if source is None:
         return Config.default(find_project_root(paths))
     source = source.absolute()
-    if not source.is_file():
+    if not os.path.isfile(source):
         raise ConfigError("config file not found", file=source)
     data = read_toml(source)
     table = idemlint_table(data)
@@ -182,6 +205,37 @@ def load_config(
         # file (``--config idemlint.toml``) holds the keys at its top level.
         table = {} if source.name == "pyproject.toml" else data
     return parse_table(table, root=source.parent, file=source)
+
+
+CACHE_DIR_VARIABLE = "IDEMLINT_CACHE_DIR"
+"""Environment variable naming a cache folder anywhere (relative to the working directory)."""
+
+
+def explicit_cache_dir(value: str, *, key: str) -> Path:
+    """A cache folder the user named on the command line or in the environment."""
+    if not value or "\0" in value:
+        raise ConfigError(f"expected a folder path, got {value!r}", key=key)
+    return Path(os.path.abspath(value))
+
+
+def _project_cache_dir(value: object, *, root: Path, file: Path | None) -> Path:
+    """``cache-dir`` of ``[tool.idemlint]``: a folder inside the project root. idemlint
+    writes and prunes there, so a repository must not be able to point it elsewhere
+    (``"/home/me"``, ``"../.."``); a folder outside is named with ``--cache-dir`` or
+    :data:`CACHE_DIR_VARIABLE`. Symlinks are checked when the run opens the folder."""
+    key = "cache-dir"
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigError(f"expected a folder path as a string, got {value!r}", file=file, key=key)
+    folder = Path(os.path.normpath(root.absolute() / value))
+    if folder != root.absolute() and root.absolute() not in folder.parents:
+        raise ConfigError(
+            f"{value!r} is outside the project root {root}; a cache folder elsewhere is "
+            f"given with --cache-dir or {CACHE_DIR_VARIABLE}",
+            file=file,
+            key=key,
+            accepted=("a folder inside the project, such as '.idemlint_cache' or 'build/cache'",),
+        )
+    return folder
 
 
 def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> Config:
@@ -207,11 +261,7 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
         elif key == "task-frameworks":
             changes["task_frameworks"] = _frameworks(value, file=file)
         elif key == "cache-dir":
-            if not isinstance(value, str) or not value:
-                raise ConfigError(
-                    f"expected a folder path as a string, got {value!r}", file=file, key=key
-                )
-            changes["cache_dir"] = (config.root / value).absolute()
+            changes["cache_dir"] = _project_cache_dir(value, root=config.root, file=file)
         else:
             raise ConfigError(f"unknown key {key!r}", file=file, key=key, accepted=accepted_keys())
     changes["knowledge"] = knowledge

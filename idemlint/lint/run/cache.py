@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from idemlint import __version__
+from idemlint.lint.run.cachedir import AREAS, is_entry, is_ours, safe_folder
 from idemlint.lint.summary.codec import decode, encode
 from idemlint.lint.summary.model import FileSummary
 
@@ -75,6 +76,8 @@ class SummaryCache:
         self.folder = folder
         self.hits = 0
         self.misses = 0
+        self._checked: set[Path] = set()
+        """Sub-folders found to be real folders (no symlink to write through)."""
 
     def _file(self, key: str, area: str = "summaries") -> Path:
         return self.folder / area / key[:2] / f"{key}.json"
@@ -103,10 +106,11 @@ class SummaryCache:
         (or, with ``area="scans"``, a pre-check scan)."""
         target = self._file(key, area)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            gitignore = self.folder / ".gitignore"
-            if not gitignore.exists():
-                gitignore.write_text("*\n", "utf-8")
+            if target.parent not in self._checked:
+                if not safe_folder(target.parent, self.folder):
+                    return  # a symlink in the cache: never written through
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._checked.add(target.parent)
             fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -119,15 +123,20 @@ class SummaryCache:
         temporary files) older than ``max_age`` seconds, except the keys in ``keep``
         (what the current project uses). Content-addressed entries pile up with every
         saved edit; those of another branch, if younger, survive to be reused.
-        Returns how many were deleted."""
+        Only in a folder idemlint tagged as its cache, and only files named the way it
+        names its entries (:func:`~idemlint.lint.run.cachedir.is_entry`); symlinks are
+        not followed. Returns how many were deleted."""
         removed = 0
-        for area in ("summaries", "scans", "projects"):
+        if not is_ours(self.folder):
+            return 0
+        for area in AREAS:
             base = self.folder / area
-            if not base.is_dir():
+            if os.path.islink(base) or not base.is_dir():
                 continue
             for dirpath, _, names in os.walk(base):
+                under = Path(dirpath).relative_to(base).parts
                 for name in names:
-                    if name.removesuffix(".json") in keep:
+                    if name.removesuffix(".json") in keep or not is_entry(area, (*under, name)):
                         continue
                     path = os.path.join(dirpath, name)
                     try:
@@ -150,7 +159,10 @@ class SummaryCache:
             pass  # never pruned
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"{now}\n", "utf-8")
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(f"{now}\n")
+            os.replace(tmp, marker)  # replaces a symlink there, never writes through it
         except OSError:
             return 0
         return self.prune(keep(), now=now)

@@ -2,7 +2,9 @@
 incremental policy, in one place.
 
 * The summary cache (:mod:`idemlint.lint.run.cache`) under ``config.cache_dir``; no
-  cache at all when it is None (``--no-cache``).
+  cache at all when it is None (``--no-cache``), or when the folder may not be used
+  (:mod:`idemlint.lint.run.cachedir`: one of the project's that leads outside it, one
+  that idemlint did not make), which the run reports as a notice.
 * The last run's snapshot (:mod:`idemlint.lint.run.snapshot`), under a key that covers
   everything in the configuration that changes results; ignored with ``incremental=False``.
 * After the run: the snapshot is saved when anything in it is new, and the cache is
@@ -19,6 +21,7 @@ from typing import Protocol
 
 from idemlint.lint.run import snapshot
 from idemlint.lint.run.cache import SummaryCache, key_for_digest
+from idemlint.lint.run.cachedir import open_cache_folder
 from idemlint.lint.run.incremental import Outcome, Run, Stamped
 from idemlint.lint.run.precheck import PreCheck
 from idemlint.lint.run.snapshot import Snapshot
@@ -33,6 +36,8 @@ class CacheSettings(Protocol):
     def task_frameworks(self) -> frozenset[str] | None: ...
     @property
     def cache_dir(self) -> Path | None: ...
+    @property
+    def cache_in_project(self) -> bool: ...
 
 
 @dataclass
@@ -42,12 +47,20 @@ class Reuse:
     """The snapshot's name for this configuration."""
     last: Snapshot | None
     """The last run's snapshot, when it loads and may be used."""
+    notice: str = ""
+    """Why the configured cache folder is not used, if it is not."""
 
     @classmethod
     def open(
         cls, config: CacheSettings, root: Path, *, prefilter: bool, incremental: bool
     ) -> Reuse:
-        cache = SummaryCache(root / config.cache_dir) if config.cache_dir is not None else None
+        cache, notice = None, ""
+        if config.cache_dir is not None:
+            opened = open_cache_folder(
+                root / config.cache_dir, root, in_project=config.cache_in_project
+            )
+            cache = SummaryCache(opened.folder) if opened.folder is not None else None
+            notice = opened.notice
         key = snapshot.run_key(
             {
                 "root": str(root),
@@ -58,7 +71,7 @@ class Reuse:
             }
         )
         last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
-        return cls(cache, key, last)
+        return cls(cache, key, last, notice)
 
     def keep(
         self,

@@ -41,6 +41,7 @@ from idemlint.lint.analysis.walk import Hit
 from idemlint.lint.index.project import FileIndex
 from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
+from idemlint.lint.run.cachedir import safe_folder
 from idemlint.lint.summary.model import ParseError, Span
 
 FORMAT = 4
@@ -288,10 +289,9 @@ def load(folder: Path, key: str) -> Snapshot | None:
 def save(folder: Path, key: str, snap: Snapshot) -> None:
     target = _file(folder, key)
     try:
+        if not safe_folder(target.parent, folder):
+            return  # a symlink in the cache: never written through
         target.parent.mkdir(parents=True, exist_ok=True)
-        gitignore = folder / ".gitignore"
-        if not gitignore.exists():
-            gitignore.write_text("*\n", "utf-8")
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(snap.to_json(time.time_ns()))
