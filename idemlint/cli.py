@@ -77,6 +77,11 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
         click.option(
+            "--cache-dir",
+            help="Cache folder, anywhere (default: .idemlint_cache in the project; "
+            "also IDEMLINT_CACHE_DIR).",
+        ),
+        click.option(
             "--min-severity",
             type=click.Choice(["error", "warning", "info"]),
             help="Report findings of this severity and above (default: warning, or the "
@@ -299,6 +304,7 @@ def _lint(
     jobs: int | None,
     no_cache: bool,
     min_severity: str | None = None,
+    cache_dir: str | None = None,
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
@@ -309,7 +315,7 @@ def _lint(
     cwd = Path.cwd().absolute()
     if not paths:
         paths = [Path(".")]
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [str(p) for p in paths if not os.path.lexists(p)]
     if missing:
         raise click.UsageError(f"no such file or folder: {', '.join(missing)}")
     config = load_config(paths, config_file=config_file, isolated=isolated).with_overrides(
@@ -318,6 +324,7 @@ def _lint(
         extend_select=_codes(extend_select),
         no_cache=no_cache,
         min_severity=min_severity,
+        cache_dir=cache_dir,
     )
     from idemlint.lint.run.engine import check as engine_check
 
@@ -329,6 +336,8 @@ def _lint(
     finally:
         if bar is not None:
             bar.close()
+    for notice in result.notices:
+        click.echo(f"idemlint: notice: {notice}", err=True)
     findings = report_filter(
         result.findings, config, result.files, cwd=cwd, known=result.suppressions
     )

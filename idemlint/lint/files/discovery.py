@@ -4,14 +4,25 @@ git decides what is ignored when the root is in a work tree (so ``.gitignore`` i
 honoured exactly as git reads it); otherwise a plain walk. Virtualenvs, build
 output, ``node_modules`` and ``__pycache__`` are always skipped, plus the
 configured ``exclude`` globs.
+
+Nothing outside the project is read: a ``.py`` symlink whose target lies outside the
+root is left out (a committed link to ``/etc/passwd`` would otherwise be read, and
+``--show-source`` would print it), and so are sockets, FIFOs and folders named
+``*.py``. What cannot be read is not silently an empty project: folders that cannot
+be listed and files whose names are not UTF-8 come back as :class:`Skipped`, which
+the engine reports as notices; files that cannot be read are kept, and reported by
+the run that fails to read them.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
+import stat
 import subprocess
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +49,25 @@ ALWAYS_SKIPPED = frozenset(
 )
 
 
-def _git_files(root: Path) -> list[Path] | None:
+@dataclass(frozen=True)
+class Skipped:
+    """A path of the project that was not checked, and why (reported as a notice)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Discovery:
+    files: list[Path]
+    """Every Python file of the project, sorted."""
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+_GIT_UNREADABLE = re.compile(r"^warning: could not open directory '(.*)': (.*)$", re.M)
+
+
+def _git_files(root: Path, skipped: list[Skipped]) -> list[Path] | None:
     try:
         proc = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
@@ -46,18 +75,26 @@ def _git_files(root: Path) -> list[Path] | None:
             capture_output=True,
             timeout=60,
             check=False,
+            env={**os.environ, "LC_ALL": "C", "LANGUAGE": "C"},  # warnings in English
         )
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
         return None
     names = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    for folder, why in _GIT_UNREADABLE.findall(proc.stderr.decode("utf-8", "surrogateescape")):
+        skipped.append(Skipped(root / folder.rstrip("/"), f"cannot read folder: {why}"))
     return [root / n for n in names if n.endswith(".py")]
 
 
-def _walk_files(root: Path) -> list[Path]:
+def _walk_files(root: Path, skipped: list[Skipped]) -> list[Path]:
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        skipped.append(Skipped(where, f"cannot read folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [
             d
             for d in dirnames
@@ -101,23 +138,82 @@ def _excluded(rel: str, globs: Iterable[str]) -> bool:
 
 def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
     """Every Python file of the project under ``root``, sorted."""
+    return discover_project(root, exclude).files
+
+
+def discover_project(root: Path, exclude: Sequence[str] = ()) -> Discovery:
+    """Every Python file of the project under ``root``, sorted, and what was skipped."""
     root = root.absolute()
     _package_of.cache_clear()  # folders are read afresh on every run
     _folder_skipped.cache_clear()
-    files = _git_files(root)
+    folders: list[Skipped] = []
+    files = _git_files(root, folders)
     if files is None:
-        files = _walk_files(root)
+        folders.clear()
+        files = _walk_files(root, folders)
     out = []
     top = str(root)
+    real_top = os.path.realpath(top)
+    skipped = [
+        s
+        for s in folders
+        if not _folder_skipped(top, _rel(s.path, top)) and not _excluded(_rel(s.path, top), exclude)
+    ]
     for f in files:
         name = str(f)
         rel = name[len(top) + 1 :] if name.startswith(top + os.sep) else str(f.relative_to(root))
         rel = rel.replace(os.sep, "/")
         if _skipped(rel.split("/"), root) or _excluded(rel, exclude):
             continue
-        if os.path.isfile(name):
+        if not is_utf8(name):
+            skipped.append(Skipped(f, "the file name is not valid UTF-8"))
+            continue
+        kind = file_kind(name, real_top)
+        if kind == "file":
             out.append(f)
-    return sorted(out)
+    return Discovery(sorted(out), skipped)
+
+
+def _rel(path: Path, top: str) -> str:
+    name = str(path)
+    return name[len(top) + 1 :].replace(os.sep, "/") if name.startswith(top + os.sep) else ""
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a path decoded from the file system is valid UTF-8 (else it holds the
+    surrogates of ``surrogateescape``, which no report, cache key or JSON can carry)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def file_kind(name: str, real_root: str) -> str:
+    """``file`` for a regular file, or a symlink to one inside ``real_root`` (the
+    resolved root); ``outside`` for a symlink leading out of it; ``gone`` when it does
+    not exist (deleted but still in git's index); ``other`` otherwise (a folder, a FIFO:
+    reading one would block). A file that cannot even be looked at (its folder is not
+    searchable) counts as ``file``: reading it fails, and that is reported."""
+    try:
+        info = os.lstat(name)
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "file"
+    if stat.S_ISLNK(info.st_mode):
+        if not inside(os.path.realpath(name), real_root):
+            return "outside"
+        try:
+            info = os.stat(name)
+        except OSError:
+            return "gone"  # a dangling link
+    return "file" if stat.S_ISREG(info.st_mode) else "other"
+
+
+def inside(real: str, real_root: str) -> bool:
+    """Whether resolved path ``real`` is ``real_root`` or under it."""
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def module_name(path: Path, root: Path) -> tuple[str, bool]:

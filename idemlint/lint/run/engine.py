@@ -25,9 +25,11 @@ from typing import Protocol
 
 from idemlint.findings import Finding
 from idemlint.lint.files.comments import Suppression
-from idemlint.lint.files.discovery import discover
+from idemlint.lint.files.discovery import Skipped, discover_project, file_kind, is_utf8
+from idemlint.lint.files.source import encode_source
 from idemlint.lint.knowledge import load_knowledge
 from idemlint.lint.run.incremental import Run, stamp
+from idemlint.lint.run.notices import merged, skipped_findings
 from idemlint.lint.run.precheck import PreCheck
 from idemlint.lint.run.results import findings_of, inline_suppressions
 from idemlint.lint.run.reuse import Reuse
@@ -51,6 +53,8 @@ class EngineConfig(Protocol):
     def source(self) -> Path | None: ...
     @property
     def cache_dir(self) -> Path | None: ...
+    @property
+    def cache_in_project(self) -> bool: ...
 
 
 @dataclass
@@ -70,6 +74,8 @@ class CheckResult:
     suppressions: dict[Path, list[Suppression]] = field(default_factory=dict)
     """Inline suppressions of the files reported on, by path (kept with the snapshot, so
     unchanged files are not tokenized again); pass to ``report_filter(known=...)``."""
+    notices: list[str] = field(default_factory=list)
+    """What the run could not do that is about no file (a cache folder it refused)."""
 
 
 @dataclass
@@ -82,6 +88,9 @@ class Scope:
     targets: list[Path]
     files: list[Path]
     given: dict[Path, bytes]
+    skipped: list[Skipped] = field(default_factory=list)
+    """Paths not checked at all (reported as notices): unreadable folders, file names
+    that are not UTF-8, named symlinks that lead out of the project."""
 
     @classmethod
     def of(
@@ -93,14 +102,25 @@ class Scope:
     ) -> Scope:
         root = config.root.absolute()
         targets = [p.absolute() for p in (paths or [root])]
-        files = discover(root, (*config.exclude, *config.extend_exclude))
+        found = discover_project(root, (*config.exclude, *config.extend_exclude))
+        files, skipped = found.files, found.skipped
         known = set(files)
-        given = {p.absolute(): t.encode("utf-8") for p, t in (sources or {}).items()}
+        given = {p.absolute(): encode_source(t) for p, t in (sources or {}).items()}
+        real_root = os.path.realpath(root)
         for t in targets:  # an explicitly named file is read even if excluded
-            if (t.is_file() or t in given) and t.suffix == ".py" and t not in known:
+            if t.suffix != ".py" or t in known:
+                continue
+            name = str(t)
+            if t not in given and not is_utf8(name):
+                skipped.append(Skipped(t, "the file name is not valid UTF-8"))
+                continue
+            kind = "file" if t in given else file_kind(name, real_root)
+            if kind == "outside":
+                skipped.append(Skipped(t, "not read: a symlink to a file outside the project"))
+            elif kind == "file":
                 files.append(t)
                 known.add(t)
-        return cls(root, (cwd or Path.cwd()).absolute(), targets, files, given)
+        return cls(root, (cwd or Path.cwd()).absolute(), targets, files, given, skipped)
 
     def rel(self, path: Path) -> str:
         return relative(path, self.root)
@@ -157,11 +177,15 @@ def check(
     reuse.keep(run, outcome, stamped, precheck, tokenized=tokenized)
     reported = [f for f in scope.files if scope.reported(f)]
     return CheckResult(
-        findings_of(outcome, stamped, scope.root, scope.cwd, scope.reported),
+        merged(
+            findings_of(outcome, stamped, scope.root, scope.cwd, scope.reported),
+            skipped_findings(scope.skipped, scope.cwd, scope.reported),
+        ),
         files_checked=len(reported),
         files=reported,
         files_read=len(scope.files),
         cache_hits=len(scope.files) - summariser.made - outcome.stats.get("empty", 0),
         stats=outcome.stats,
         suppressions=suppressions,
+        notices=[reuse.notice] if reuse.notice else [],
     )

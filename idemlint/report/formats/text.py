@@ -9,6 +9,7 @@ without ``NO_COLOR``); the text itself is identical with or without it.
 
 from __future__ import annotations
 
+import os
 import tokenize
 from collections.abc import Callable
 from pathlib import Path
@@ -56,19 +57,26 @@ def finding_line(finding: Finding, *, color: bool = False) -> str:
 class SourceLines:
     """Reads the checked files' lines once each, for ``--show-source``."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, root: Path | None = None) -> None:
         self._cwd = cwd
+        self._root = None if root is None else os.path.realpath(root)
+        """Files that resolve outside it are not read (a notice about a symlink to
+        ``/etc/passwd`` must not print its first line)."""
         self._files: dict[str, list[str]] = {}
 
     def line(self, finding: Finding) -> str | None:
         lines = self._files.get(finding.path)
         if lines is None:
             path = Path(finding.path)
-            try:
-                with tokenize.open(path if path.is_absolute() else self._cwd / path) as handle:
-                    lines = handle.read().splitlines()
-            except (OSError, SyntaxError, UnicodeDecodeError):
-                lines = []
+            path = path if path.is_absolute() else self._cwd / path
+            real = os.path.realpath(path)
+            lines = []
+            if self._root is None or real.startswith(self._root.rstrip(os.sep) + os.sep):
+                try:
+                    with tokenize.open(path) as handle:
+                        lines = handle.read().splitlines()
+                except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                    lines = []
             self._files[finding.path] = lines
         if 0 < finding.line <= len(lines):
             return lines[finding.line - 1]
@@ -98,7 +106,7 @@ def source_excerpt(finding: Finding, text: str, *, color: bool = False) -> str:
 
 def render(report: Report, *, color: bool = False, show_source: bool = False) -> str:
     """The findings as text lines (the summary line is added by the CLI)."""
-    sources = SourceLines(report.cwd) if show_source else None
+    sources = SourceLines(report.cwd, report.root) if show_source else None
     out: list[str] = []
     for finding in report.findings:
         out.append(finding_line(finding, color=color))
