@@ -128,6 +128,8 @@ def read_baseline(file: Path) -> list[BaselineEntry]:
         raise ConfigError("baseline file not found", file=file) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"unreadable baseline: {exc}", file=file) from None
+    except RecursionError:
+        raise ConfigError("unreadable baseline: nested too deeply", file=file) from None
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         raise ConfigError(f"not an idemlint baseline of format version {FORMAT_VERSION}", file=file)
     raw = document.get("findings")

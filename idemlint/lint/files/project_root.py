@@ -40,7 +40,8 @@ def find_project_root(paths: Sequence[Path]) -> Path:
     """
     start = start_folder(paths)
     for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+        # os.path, not pathlib: a folder that cannot be searched is "no", not an error
+        if any(os.path.exists(folder / marker) for marker in ROOT_MARKERS):
             return folder
     return start
 
@@ -52,8 +53,14 @@ def read_toml(file: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"invalid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})", file=file
+        ) from None
+    except RecursionError:
+        raise ConfigError("invalid TOML: nested too deeply to read", file=file) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", file=file) from None
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", file=file) from None
 
 
 def idemlint_table(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -76,9 +83,9 @@ def find_config_file(paths: Sequence[Path]) -> Path | None:
     start = start_folder(paths)
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
-        if candidate.is_file() and idemlint_table(read_toml(candidate)) is not None:
+        if os.path.isfile(candidate) and idemlint_table(read_toml(candidate)) is not None:
             return candidate
-        if (folder / ".git").exists():
+        if os.path.exists(folder / ".git"):
             return None
     return None
 
