@@ -36,6 +36,10 @@ EXPECTED = {
     "delivery_settings": {
         ("proj/tasks.py", 10): ("redelivery", "proj/celeryconfig.py:4"),
     },
+    "delivery_classes": {
+        ("proj/tasks.py", 12): ("redelivery", "proj/tasks.py:5"),
+        ("proj/tasks.py", 17): ("redelivery", "proj/settings.py:1"),
+    },
     "delivery_assumed": {
         ("app/tasks.py", 8): ("assumed", ""),
     },

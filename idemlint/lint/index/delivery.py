@@ -254,10 +254,9 @@ def setting_mechanisms(project: Project, file: FileSummary) -> list[tuple[str, M
     events = [*file.module_events]
     for fn in file.functions.values():
         events.extend(fn.events)
-    for name, value in file.assigns.items():
+    for name, value, line in _module_and_class_values(file):
         setting = by_name.get(last_segment(name))
         if setting is not None and truthy(value):
-            line = _assign_line(file, name)
             readable = literal(value)
             out.append(
                 (
@@ -297,6 +296,16 @@ def setting_mechanisms(project: Project, file: FileSummary) -> list[tuple[str, M
     return out
 
 
+def _module_and_class_values(file: FileSummary) -> list[tuple[str, Value, int]]:
+    """Module-level assignments and class attributes (class-based settings such as
+    ``class Base(Settings): CELERY_TASK_ACKS_LATE = True``), each with a line: the
+    assignment's, or the class's for an attribute."""
+    out = [(name, value, _assign_line(file, name)) for name, value in file.assigns.items()]
+    for cls in file.classes.values():
+        out += [(name, value, cls.span.line) for name, value in cls.attributes.items()]
+    return out
+
+
 def _assign_line(file: FileSummary, name: str) -> int:
     for ev in file.module_events:
         if ev.type == "assign" and name in ev.targets:
@@ -316,7 +325,7 @@ def schedule_targets(project: Project, file: FileSummary) -> list[Scheduled]:
     scopes: list[tuple[FunctionSummary | None, list[Event]]] = [(None, file.module_events)]
     scopes += [(fn, fn.events) for fn in file.functions.values()]
     values: list[tuple[FunctionSummary | None, Value, int]] = [
-        (None, v, _assign_line(file, n)) for n, v in file.assigns.items()
+        (None, v, line) for _, v, line in _module_and_class_values(file)
     ]
     for func, events in scopes:
         for ev in events:

@@ -189,6 +189,7 @@ class TaskFinder:
                     if not kwargs:  # configured at the alias: point there
                         where, at = alias[0], alias[1]
                     kwargs = {**alias[2].kwargs, **kwargs}
+                from_base = self._base_class_options(kwargs.get("base"), ref.file)
                 mechanisms = decorator_mechanisms(
                     self.project,
                     kwargs,
@@ -203,8 +204,44 @@ class TaskFinder:
                     redelivers_by_default=td.redelivers_by_default,
                     scheduled=td.scheduled,
                 )
-                self._add(ref, td.framework, dec.span, mechanisms)
+                self._add(ref, td.framework, dec.span, (*mechanisms, *from_base))
                 return
+
+    def _base_class_options(self, base: Value | None, file: FileSummary) -> list[Mechanism]:
+        """``@app.task(base=BuildTask)``: the task class's own retry and redelivery
+        attributes (``autoretry_for``, ``acks_late``) configure the task too."""
+        if base is None or base.path is None or base.kind not in ("name", "attr"):
+            return []
+        qual = self.project.resolve(base.path, file, None)
+        entry = self.project.classes.get(qual)
+        if entry is None:
+            return []
+        bases = self.project.class_bases(qual)
+        for tc in self.k.task_classes:
+            if tc.base not in bases:
+                continue
+            attributes: dict[str, Value] = {}
+            for cls in reversed([qual, *bases]):
+                found = self.project.classes.get(cls)
+                if found is not None:
+                    attributes.update(found[1].attributes)
+            return list(
+                decorator_mechanisms(
+                    self.project,
+                    attributes,
+                    entry[0],
+                    entry[1].span,
+                    retry_kwargs=tc.retry_attributes,
+                    retry_on_kwargs=tc.retry_on_attributes,
+                    redelivery_kwargs=tc.redelivery_attributes,
+                    retries_by_default=False,
+                    no_retry_kwargs=(),
+                    default_detail="",
+                    redelivers_by_default="",
+                    scheduled=False,
+                )
+            )
+        return []
 
     def _alias_call(
         self, value: Value, file: FileSummary
