@@ -27,8 +27,8 @@ from idemlint.findings import Finding
 from idemlint.lint.files.comments import Suppression
 from idemlint.lint.files.discovery import Skipped, discover_project, file_kind, is_utf8
 from idemlint.lint.files.source import encode_source
-from idemlint.lint.knowledge import load_knowledge
-from idemlint.lint.run.incremental import Run, stamp
+from idemlint.lint.knowledge import Knowledge, load_knowledge
+from idemlint.lint.run.incremental import Outcome, Run, Stamped, stamp
 from idemlint.lint.run.notices import merged, skipped_findings
 from idemlint.lint.run.precheck import PreCheck
 from idemlint.lint.run.results import findings_of, inline_suppressions
@@ -133,6 +133,46 @@ class Scope:
         )
 
 
+@dataclass
+class Analysis:
+    """Stages 2-5 over the scope: stamps, pre-check, summaries, the run and its outcome."""
+
+    stamped: list[Stamped]
+    precheck: PreCheck
+    summariser: Summariser
+    run: Run
+    outcome: Outcome
+
+    @classmethod
+    def of(
+        cls,
+        scope: Scope,
+        knowledge: Knowledge,
+        reuse: Reuse,
+        jobs: int | None,
+        progress: Callable[[int, int], None] | None,
+        *,
+        prefilter: bool,
+    ) -> Analysis:
+        stamped = stamp(scope.files, scope.root, scope.rel, reuse.last, scope.given)
+        precheck = PreCheck(knowledge, reuse.cache, stamped, wanted=prefilter)
+        summariser = Summariser(reuse.cache, jobs, progress, total=len(stamped))
+        run = Run(
+            stamped,
+            knowledge,
+            reuse.cache,
+            reuse.last,
+            use_prefilter=precheck.enabled,
+            summarise=summariser.summarise,
+            parses=parses_bytes,
+            select=precheck.select,
+            still_needed=precheck.still_needed,
+            scan_digest=precheck.scan_digest,
+            triggered=precheck.triggered,
+        )
+        return cls(stamped, precheck, summariser, run, run.run())
+
+
 def check(
     paths: Sequence[Path],
     config: EngineConfig,
@@ -156,25 +196,16 @@ def check(
         config.knowledge, frameworks=config.task_frameworks, source=config.source
     )
     reuse = Reuse.open(config, scope.root, prefilter=prefilter, incremental=incremental)
-    stamped = stamp(scope.files, scope.root, scope.rel, reuse.last, scope.given)
-    precheck = PreCheck(knowledge, reuse.cache, stamped, wanted=prefilter)
-    summariser = Summariser(reuse.cache, jobs, progress, total=len(stamped))
-    run = Run(
-        stamped,
-        knowledge,
-        reuse.cache,
-        reuse.last,
-        use_prefilter=precheck.enabled,
-        summarise=summariser.summarise,
-        parses=parses_bytes,
-        select=precheck.select,
-        still_needed=precheck.still_needed,
-        scan_digest=precheck.scan_digest,
-        triggered=precheck.triggered,
-    )
-    outcome = run.run()
+    try:
+        done = Analysis.of(scope, knowledge, reuse, jobs, progress, prefilter=prefilter)
+    except Exception as exc:
+        if reuse.last is None:
+            raise
+        reuse.discard(exc)
+        done = Analysis.of(scope, knowledge, reuse, jobs, progress, prefilter=prefilter)
+    stamped, summariser, run, outcome = done.stamped, done.summariser, done.run, done.outcome
     suppressions, tokenized = inline_suppressions(stamped, run, scope.reported)
-    reuse.keep(run, outcome, stamped, precheck, tokenized=tokenized)
+    reuse.keep(run, outcome, stamped, done.precheck, tokenized=tokenized)
     reported = [f for f in scope.files if scope.reported(f)]
     return CheckResult(
         merged(
@@ -187,5 +218,5 @@ def check(
         cache_hits=len(scope.files) - summariser.made - outcome.stats.get("empty", 0),
         stats=outcome.stats,
         suppressions=suppressions,
-        notices=[reuse.notice] if reuse.notice else [],
+        notices=reuse.notices,
     )

@@ -14,7 +14,7 @@ incremental policy, in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -47,8 +47,9 @@ class Reuse:
     """The snapshot's name for this configuration."""
     last: Snapshot | None
     """The last run's snapshot, when it loads and may be used."""
-    notice: str = ""
-    """Why the configured cache folder is not used, if it is not."""
+    notices: list[str] = field(default_factory=list)
+    """What the run could not reuse, in words: a cache folder it refused, a snapshot
+    that made the run fail."""
 
     @classmethod
     def open(
@@ -61,6 +62,7 @@ class Reuse:
             )
             cache = SummaryCache(opened.folder) if opened.folder is not None else None
             notice = opened.notice
+
         key = snapshot.run_key(
             {
                 "root": str(root),
@@ -71,7 +73,17 @@ class Reuse:
             }
         )
         last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
-        return cls(cache, key, last, notice)
+        return cls(cache, key, last, [notice] if notice else [])
+
+    def discard(self, exc: Exception) -> None:
+        """Forget the last run's snapshot: the run raised with it (a snapshot that passed
+        the checks of :mod:`~idemlint.lint.run.snapshot_check` but does not fit the
+        project). The run is made again from scratch; a new snapshot replaces it."""
+        self.last = None
+        self.notices.append(
+            f"the last run's snapshot could not be used ({type(exc).__name__}: {exc}); "
+            "everything was computed again"
+        )
 
     def keep(
         self,

@@ -42,6 +42,7 @@ from idemlint.lint.index.project import FileIndex
 from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
 from idemlint.lint.run.cachedir import safe_folder
+from idemlint.lint.run.snapshot_check import check, index, seal, unseal
 from idemlint.lint.summary.model import ParseError, Span
 
 FORMAT = 4
@@ -182,7 +183,7 @@ class Snapshot:
         paths = [f[0] for f in data["files"]]
 
         def deps(numbers: list[int]) -> frozenset[str]:
-            return frozenset(paths[i] for i in numbers)
+            return frozenset(paths[index(i, len(paths))] for i in numbers)
 
         snap = cls(prefilter=bool(data["prefilter"]))
         if data.get("exports") is not None:
@@ -258,7 +259,7 @@ def _hit_json(hit: Hit, number: dict[str, int]) -> list[Any]:
 
 def _hit_from_json(data: list[Any], paths: list[str]) -> Hit:
     rule, span, detail, where, via, stmt, delivery, severity = data
-    path = paths[where] if isinstance(where, int) else str(where)
+    path = paths[index(where, len(paths))] if isinstance(where, int) else str(where)
     kind, source, words = (str(x) for x in delivery)
     return Hit(
         str(rule),
@@ -279,11 +280,14 @@ def _file(folder: Path, key: str) -> Path:
 
 def load(folder: Path, key: str) -> Snapshot | None:
     """The snapshot of the last run with this configuration; None when there is none
-    or it does not load (damaged, another format)."""
+    or it does not load: damaged (its checksum or shape, see
+    :mod:`~idemlint.lint.run.snapshot_check`), another format."""
     try:
-        return Snapshot.from_json(_file(folder, key).read_text("utf-8"))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        snap = Snapshot.from_json(unseal(_file(folder, key).read_text("utf-8")))
+        check(snap)
+    except Exception:  # whatever is wrong with it, the run computes everything instead
         return None
+    return snap
 
 
 def save(folder: Path, key: str, snap: Snapshot) -> None:
@@ -294,7 +298,7 @@ def save(folder: Path, key: str, snap: Snapshot) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(snap.to_json(time.time_ns()))
+            fh.write(seal(snap.to_json(time.time_ns())))
         os.replace(tmp, target)
     except OSError:
         return  # a read-only or full disk only costs speed
