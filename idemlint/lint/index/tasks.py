@@ -176,15 +176,24 @@ class TaskFinder:
             alias = self._alias_call(value, ref.file)
             if alias is not None:  # `task_with_retry = shared_task(acks_late=True)`
                 names.append(resolved.removesuffix("()"))
+            inner: list[tuple[str, Value, FileSummary, Span]] = []
             if resolved in self.project.classes:  # class MyJob(rq.decorators.job)
                 names += self.project.class_bases(resolved)
+                # a decorator class whose __call__ applies a task decorator
+                inner = self._wrapped_calls(f"{resolved}.__call__")
             elif resolved in self.project.functions:  # def actor(**kw): ... dramatiq.actor(fn)
-                names += self._wrapped_decorators(resolved)
+                inner = self._wrapped_calls(resolved)
+            names += [name for name, *_ in inner]
             for td in self.k.task_decorators:
                 if not td.matcher.match(names):
                     continue
                 kwargs = value.kwargs if value.kind == "call" else {}
-                where, at = ref.file, dec.span
+                wrapper: tuple[FileSummary, Span] | None = None
+                for name, call, home, span in inner:  # options the wrapper passes itself
+                    if td.matcher.match([name]) and set(call.kwargs) - {"**"}:
+                        kwargs = {**call.kwargs, **kwargs}
+                        wrapper = (home, span)
+                where, at = wrapper if wrapper is not None else (ref.file, dec.span)
                 if alias is not None:  # the alias's options, then the decorator's own
                     if not kwargs:  # configured at the alias: point there
                         where, at = alias[0], alias[1]
@@ -273,10 +282,11 @@ class TaskFinder:
         )
         return home, span, bound
 
-    def _wrapped_decorators(self, decorator: str) -> list[str]:
-        """Calls a project decorator (or the functions nested in it) makes, resolved: a
-        wrapper such as ``def actor(fn=None, **kw): return dramatiq.actor(fn, **kw)``."""
-        out: list[str] = []
+    def _wrapped_calls(self, decorator: str) -> list[tuple[str, Value, FileSummary, Span]]:
+        """Calls a project decorator (or the functions nested in it) makes, resolved, with
+        the call: a wrapper such as ``def actor(fn=None, **kw): return dramatiq.actor(fn,
+        **kw)``, or a decorator class's ``__call__``."""
+        out: list[tuple[str, Value, FileSummary, Span]] = []
         for name in self.project.functions.names():
             if name != decorator and not name.startswith(f"{decorator}."):
                 continue
@@ -285,7 +295,8 @@ class TaskFinder:
                 continue
             for ev in ref.func.events:
                 if ev.type == "call" and ev.value is not None and ev.value.path:
-                    out.append(self.project.resolve(ev.value.path, ref.file, ref.func))
+                    resolved = self.project.resolve(ev.value.path, ref.file, ref.func)
+                    out.append((resolved, ev.value, ref.file, ev.span))
         return out
 
     def _task_class(self, qual: str, file: FileSummary, span: Span) -> None:
