@@ -67,11 +67,11 @@ class Plugin:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
         path = Path(self.filename)
-        if not self.enabled or not (path.is_file() or path.parent.is_dir()):
+        if not self.enabled or not (os.path.isfile(path) or os.path.isdir(path.parent)):
             return  # stdin without a display name: no project to read it in
         text = "".join(self.lines)
         try:
-            on_disk = path.read_bytes() == text.encode("utf-8")
+            on_disk = same_text(path.read_bytes(), text)
         except OSError:
             on_disk = False
         # an editor piping its unsaved buffer (``flake8 --stdin-display-name=FILE -``):
@@ -81,6 +81,22 @@ class Plugin:
             if finding.task:
                 text += f" (task: {finding.task})"
             yield finding.line, max(finding.column - 1, 0), text, type(self)
+
+
+def same_text(content: bytes, text: str) -> bool:
+    """Whether flake8's ``text`` of a file is what the file holds: decoded as Python
+    decodes it (a ``# -*- coding: latin-1 -*-`` file is not UTF-8), with flake8's
+    universal newlines and without a byte-order mark."""
+    from idemlint.lint.files.source import decoded_or_none
+
+    decoded = decoded_or_none(content)
+    if decoded is None:
+        return False
+
+    def plain(s: str) -> str:
+        return s.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+    return plain(decoded) == plain(text)
 
 
 def findings_for(path: Path, source: str | None = None) -> list[Finding]:
