@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from idemlint.lint.index.project import FunctionRef, Project, last_segment
-from idemlint.lint.knowledge import Knowledge
+from idemlint.lint.knowledge import Knowledge, TaskClass, TaskDecorator
 from idemlint.lint.summary.model import Event, FileSummary, FunctionSummary, Span, Value
 
 KINDS = ("redelivery", "schedule", "retry", "retry-call")
@@ -180,51 +180,83 @@ def literal(value: Value) -> bool:
     return value.kind in ("bool", "num", "str", "none", "seq", "dict")
 
 
+@dataclass(frozen=True)
+class Options:
+    """Which keywords (or class attributes) of a task rule configure a second run: the
+    same questions for a task decorator and for a task class."""
+
+    retry: tuple[str, ...] = ()
+    retry_on: tuple[str, ...] = ()
+    redelivery: tuple[str, ...] = ()
+    retries_by_default: bool = False
+    no_retry: tuple[str, ...] = ()
+    default_detail: str = ""
+    redelivers_by_default: str = ""
+    scheduled: bool = False
+
+    @classmethod
+    def of_decorator(cls, td: TaskDecorator) -> Options:
+        return cls(
+            td.retry_kwargs,
+            td.retry_on_kwargs,
+            td.redelivery_kwargs,
+            td.retries_by_default,
+            td.no_retry_kwargs,
+            td.default_detail,
+            td.redelivers_by_default,
+            td.scheduled,
+        )
+
+    @classmethod
+    def of_class(cls, tc: TaskClass, *, defaults: bool = True) -> Options:
+        """``defaults=False`` for a class named by ``base=``: the decorator's own rule
+        already said how the framework behaves by default."""
+        return cls(
+            tc.retry_attributes,
+            tc.retry_on_attributes,
+            tc.redelivery_attributes,
+            tc.retries_by_default and defaults,
+            default_detail=f"{tc.base} subclasses retry by default" if defaults else "",
+        )
+
+
 def decorator_mechanisms(
     project: Project,
     kwargs: dict[str, Value],
     file: FileSummary,
     span: Span,
-    *,
-    retry_kwargs: tuple[str, ...],
-    retry_on_kwargs: tuple[str, ...],
-    redelivery_kwargs: tuple[str, ...],
-    retries_by_default: bool,
-    no_retry_kwargs: tuple[str, ...],
-    default_detail: str,
-    redelivers_by_default: str,
-    scheduled: bool,
+    options: Options,
 ) -> tuple[Mechanism, ...]:
     """The mechanisms a task's own decorator (or registration, or class attributes)
     configures, each pointing at the decorator's line."""
     k: Knowledge = project.knowledge
     out: list[Mechanism] = []
     at = (file.path, span.line)
-    for kw in redelivery_kwargs:
+    for kw in options.redelivery:
         if truthy(kwargs.get(kw)):
             out.append(Mechanism("redelivery", written(kw, kwargs[kw]), *at))
-    if redelivers_by_default:
-        out.append(Mechanism("redelivery", redelivers_by_default, *at))
-    if scheduled:
+    if options.redelivers_by_default:
+        out.append(Mechanism("redelivery", options.redelivers_by_default, *at))
+    if options.scheduled:
         out.append(Mechanism("schedule", "a periodic task decorator", *at))
     for kw in sorted(k.schedule_kwargs & kwargs.keys()):
         if truthy(kwargs[kw]):
             out.append(Mechanism("schedule", written(kw, kwargs[kw]), *at))
-    for kw in retry_on_kwargs:
+    for kw in options.retry_on:
         value = kwargs.get(kw)
         if truthy(value) and value is not None:
             types = exception_types(project, value, file, None)
             readable = types is not None or _broad(project, value, file)
             out.append(Mechanism("retry", written(kw, value), *at, types or (), readable))
-    for kw in retry_kwargs:
+    for kw in options.retry:
         if truthy(kwargs.get(kw)):
             out.append(Mechanism("retry", written(kw, kwargs[kw]), *at))
     if (
-        retries_by_default
-        and not any(is_zero(kwargs.get(kw)) for kw in no_retry_kwargs)
+        options.retries_by_default
+        and not any(is_zero(kwargs.get(kw)) for kw in options.no_retry)
         and not any(m.kind == "retry" for m in out)
     ):
-        out.append(Mechanism("retry", default_detail or "retries by default", *at))
+        out.append(Mechanism("retry", options.default_detail or "retries by default", *at))
     return tuple(out)
 
 

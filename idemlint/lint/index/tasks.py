@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from idemlint.lint.index.delivery import (
     KINDS,
     Mechanism,
+    Options,
     decorator_mechanisms,
     retry_call,
     schedule_targets,
@@ -200,18 +201,7 @@ class TaskFinder:
                     kwargs = {**alias[2].kwargs, **kwargs}
                 from_base = self._base_class_options(kwargs.get("base"), ref.file)
                 mechanisms = decorator_mechanisms(
-                    self.project,
-                    kwargs,
-                    where,
-                    at,
-                    retry_kwargs=td.retry_kwargs,
-                    retry_on_kwargs=td.retry_on_kwargs,
-                    redelivery_kwargs=td.redelivery_kwargs,
-                    retries_by_default=td.retries_by_default,
-                    no_retry_kwargs=td.no_retry_kwargs,
-                    default_detail=td.default_detail,
-                    redelivers_by_default=td.redelivers_by_default,
-                    scheduled=td.scheduled,
+                    self.project, kwargs, where, at, Options.of_decorator(td)
                 )
                 self._add(ref, td.framework, dec.span, (*mechanisms, *from_base))
                 return
@@ -229,28 +219,26 @@ class TaskFinder:
         for tc in self.k.task_classes:
             if tc.base not in bases:
                 continue
-            attributes: dict[str, Value] = {}
-            for cls in reversed([qual, *bases]):
-                found = self.project.classes.get(cls)
-                if found is not None:
-                    attributes.update(found[1].attributes)
+            attributes = self._class_attributes(qual, bases)
             return list(
                 decorator_mechanisms(
                     self.project,
                     attributes,
                     entry[0],
                     entry[1].span,
-                    retry_kwargs=tc.retry_attributes,
-                    retry_on_kwargs=tc.retry_on_attributes,
-                    redelivery_kwargs=tc.redelivery_attributes,
-                    retries_by_default=False,
-                    no_retry_kwargs=(),
-                    default_detail="",
-                    redelivers_by_default="",
-                    scheduled=False,
+                    Options.of_class(tc, defaults=False),
                 )
             )
         return []
+
+    def _class_attributes(self, qual: str, bases: list[str]) -> dict[str, Value]:
+        """A class's attributes with those of its project bases (its own win)."""
+        attributes: dict[str, Value] = {}
+        for cls in reversed([qual, *bases]):
+            entry = self.project.classes.get(cls)
+            if entry is not None:
+                attributes.update(entry[1].attributes)
+        return attributes
 
     def _alias_call(
         self, value: Value, file: FileSummary
@@ -307,24 +295,9 @@ class TaskFinder:
             ref = self.project.functions.get(f"{qual}.{tc.method}")
             if ref is None:
                 return
-            attributes: dict[str, Value] = {}
-            for cls in reversed([qual, *bases]):  # the class's own attributes win
-                entry = self.project.classes.get(cls)
-                if entry is not None:
-                    attributes.update(entry[1].attributes)
+            attributes = self._class_attributes(qual, bases)
             mechanisms = decorator_mechanisms(
-                self.project,
-                attributes,
-                file,
-                span,
-                retry_kwargs=tc.retry_attributes,
-                retry_on_kwargs=tc.retry_on_attributes,
-                redelivery_kwargs=tc.redelivery_attributes,
-                retries_by_default=tc.retries_by_default,
-                no_retry_kwargs=(),
-                default_detail=f"{tc.base} subclasses retry by default",
-                redelivers_by_default="",
-                scheduled=False,
+                self.project, attributes, file, span, Options.of_class(tc)
             )
             self._add(ref, tc.framework, span, mechanisms)
             return
