@@ -1166,7 +1166,7 @@ class TaskContext:
                 return m
             if m.kind == "retry-call":
                 task_line = r.callers[0][1] if r.callers else line
-                if m.line > task_line:
+                if m.line > task_line and not self._exits_before(r, task_line, m.line):
                     return m
             elif m.kind == "retry":
                 if remote is not None and self._can_raise(remote, m.exceptions, 0):
@@ -1174,6 +1174,22 @@ class TaskContext:
                 if self._raises_after(r, line, m.exceptions):
                     return m
         return None
+
+    def _exits_before(self, r: Reached, line: int, retry_line: int) -> bool:
+        """In the task's body, the statement at ``line`` sits in a branch that returns or
+        raises before the retry call at ``retry_line`` can run (``if last attempt: notify;
+        return`` then ``raise self.retry()``)."""
+        facts = r.callers[0][0] if r.callers else r.facts
+        events = facts.func.events
+        here = next((e for e in events if e.span.line == line and e.type != "branch"), None)
+        retry = next((e for e in events if e.span.line == retry_line), None)
+        if here is None or retry is None:
+            return False
+        for b in facts.branches:
+            block = f"b{b.id}"
+            if b.body_exits and block in here.blocks and block not in retry.blocks:
+                return True
+        return False
 
     def _enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
         """``ev`` enqueues a project task that is safe to run twice: a fan-out of work that
