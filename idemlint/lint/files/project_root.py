@@ -28,7 +28,7 @@ ROOT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
 def start_folder(paths: Sequence[Path]) -> Path:
     """The folder the walk starts from: the first checked path (or its folder), else the cwd."""
     first = (paths[0] if paths else Path.cwd()).absolute()
-    if first.is_dir():
+    if os.path.isdir(first):
         return first
     return first.parent
 
