@@ -183,6 +183,26 @@ def bump(meter_id, items):
     meter.save()
 """
 
+FP_CREATE_COVERED_BY_UNIQUE_TOGETHER = """\
+from celery import shared_task
+from django.db import models
+
+class Option(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+class OptionCollection(models.Model):
+    option_collection_hash = models.CharField(max_length=40)
+    option = models.ForeignKey(Option, on_delete=models.CASCADE)
+
+    class Meta:
+        unique_together = ("option_collection_hash", "option")
+
+@shared_task(acks_late=True)
+def store(collection_hash, option_id):
+    if not OptionCollection.objects.filter(option_collection_hash=collection_hash).exists():
+        # expected: no IDM402 (the create's own fields are unique together)
+        OptionCollection.objects.create(option_collection_hash=collection_hash, option_id=option_id)
+"""
 FP_CORRELATION_KEY = """\
 import uuid
 from celery import shared_task
@@ -322,6 +342,7 @@ CASES = [
         FP_ACCUMULATE_AFTER_RESET_CALL, [(21, "IDM501")], id="fp_accumulate_after_reset_call"
     ),
     pytest.param(FP_CORRELATION_KEY, [(12, "IDM301")], id="fp_correlation_key"),
+    pytest.param(FP_CREATE_COVERED_BY_UNIQUE_TOGETHER, [], id="fp_create_covered_by_unique_together"),
     pytest.param(FP_LOCK_CLAIM_LOOP, [], id="fp_lock_claim_loop"),
     pytest.param(FP_RELATED_LOOKUP_402, [(20, "IDM301")], id="fp_related_lookup_402"),
     pytest.param(FP_STATE_SUCCEEDED, [], id="fp_state_succeeded"),

@@ -104,6 +104,14 @@ def _guard_lookups(facts: FunctionFacts, branch: Event) -> list[CallFact]:
     return out
 
 
+def _create_is_unique(facts: FunctionFacts, create: CallFact) -> bool:
+    """The create sets every field of a unique constraint (``unique_together = ("hash",
+    "option")`` and ``create(hash=h, option=o)``): a second run's create fails instead of
+    duplicating, whatever the check before it looked up."""
+    fields = facts.create_fields(create)
+    return bool(fields) and create.model is not None and create.model.is_unique(fields)
+
+
 def check(ctx: TaskContext) -> None:
     for r in ctx.reached:
         facts = r.facts
@@ -143,6 +151,7 @@ def check(ctx: TaskContext) -> None:
                     cr.model is not None
                     and cr.model.qualname == model.qualname
                     and cr.event.span.line > lookup.event.span.line
+                    and not _create_is_unique(facts, cr)
                     for cr in creates
                 ):
                     where = branch if f"t{branch.id}" in lookup.event.blocks else lookup.event
