@@ -22,19 +22,21 @@ or None with the reason.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import pickle
 import signal
-import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+# multiprocessing, subprocess and pickle are imported where used: a warm run (every
+# summary from the cache) never starts a process, and imports cost it ~10 ms
 
 DEFAULT_FILE_TIMEOUT = 120.0
 """Seconds one file may take to be summarised in a worker before it is given up. The
@@ -60,6 +62,8 @@ def file_timeout() -> float:
 
 def can_start_processes() -> bool:
     """False inside a daemonic process (a flake8 worker), which may not start a pool."""
+    import multiprocessing
+
     return not multiprocessing.current_process().daemon
 
 
@@ -91,6 +95,9 @@ class Alone:
 def run_alone(job: Alone, timeout: float | None = None) -> tuple[str | None, str]:
     """Summarise one file in a new interpreter: ``(text, "")``, or ``(None, why)`` when
     that process crashed or ran out of time."""
+    import pickle
+    import subprocess
+
     limit = file_timeout() if timeout is None else timeout
     package_parent = str(Path(__file__).resolve().parents[3])
     env = dict(os.environ)
@@ -119,6 +126,8 @@ def run_alone(job: Alone, timeout: float | None = None) -> tuple[str | None, str
 def _alone_main() -> int:
     """The child side of :func:`run_alone`: a pickled :class:`Alone` on stdin, the
     summary's cache text on stdout."""
+    import pickle
+
     from idemlint.lint.run.summarising import summarize_alone
 
     job = pickle.loads(sys.stdin.buffer.read())
@@ -165,6 +174,9 @@ def run_pool(
 ) -> None:
     """Run every job in up to ``workers`` processes; ``done`` hears of each. A job whose
     worker dies is run again through ``alone`` (a fresh process, on its own)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
     limit = file_timeout() if timeout is None else timeout
     context = multiprocessing.get_context()
     queue: deque[int] = deque(range(len(jobs)))

@@ -77,9 +77,9 @@ def index(value: object, size: int) -> int:
     return value
 
 
-def _require(ok: bool, what: str) -> None:
+def _require(ok: bool, where: str) -> None:
     if not ok:
-        raise DamagedSnapshot(what)
+        raise DamagedSnapshot(f"{where}: not what idemlint writes")
 
 
 def _strings(values: Iterable[object]) -> bool:
@@ -92,52 +92,76 @@ def _position(values: Iterable[object]) -> bool:
 
 def check(snap: Snapshot, rules: Collection[str] | None = None) -> None:
     """Raise :class:`DamagedSnapshot` unless every part of ``snap`` has the shape the
-    run relies on."""
+    run relies on. (Runs on every warm run: one boolean expression per file, the
+    message built only on failure.)"""
     known = known_rules() if rules is None else rules
     files = snap.files
+    paths = files.keys()
     for path, st in files.items():
-        _require(isinstance(path, str) and st.path == path, "file path")
-        _require(type(st.mtime_ns) is int and st.mtime_ns >= 0, f"{path}: mtime")
-        _require(type(st.size) is int and st.size >= -1, f"{path}: size")
-        _require(st.digest == "" or bool(_DIGEST.fullmatch(st.digest)), f"{path}: digest")
-        _require(isinstance(st.scan, str), f"{path}: scan")
-        ix = st.index
-        _require(ix.path == path and isinstance(ix.module, str), f"{path}: index")
-        _require(_strings(ix.functions) and _strings(ix.classes), f"{path}: names")
-        _require(_strings(ix.imports) and _strings(ix.imports.values()), f"{path}: imports")
-        _require(isinstance(ix.raw_assigns, dict) and _strings(ix.raw_assigns), f"{path}: assigns")
-        _require(isinstance(ix.raw_bases, dict) and _strings(ix.raw_bases), f"{path}: bases")
-        _require(all(isinstance(b, list) for b in ix.raw_bases.values()), f"{path}: bases")
-        _require(ix.error == (st.error is not None), f"{path}: error flag")
-        if st.error is not None:
-            err = st.error
-            _require(isinstance(err.message, str), f"{path}: error")
-            _require(_position((err.line, err.column)) and err.line >= 1, f"{path}: error")
-        _require(st.declaration_deps <= files.keys(), f"{path}: declaration files")
-        for row in st.suppressions or ():
-            _require(_position(row[:3]) and isinstance(row[3], str), f"{path}: suppression")
+        ix, err = st.index, st.error
+        _require(
+            isinstance(path, str)
+            and st.path == path
+            and type(st.mtime_ns) is int
+            and st.mtime_ns >= 0
+            and type(st.size) is int
+            and st.size >= -1
+            and (st.digest == "" or _DIGEST.fullmatch(st.digest) is not None)
+            and isinstance(st.scan, str)
+            and ix.path == path
+            and isinstance(ix.module, str)
+            and _strings(ix.functions)
+            and _strings(ix.classes)
+            and _strings(ix.imports)
+            and _strings(ix.imports.values())
+            and isinstance(ix.raw_assigns, dict)
+            and _strings(ix.raw_assigns)
+            and isinstance(ix.raw_bases, dict)
+            and _strings(ix.raw_bases)
+            and all(isinstance(b, list) for b in ix.raw_bases.values())
+            and ix.error == (err is not None)
+            and (
+                err is None
+                or (
+                    isinstance(err.message, str)
+                    and _position((err.line, err.column))
+                    and err.line >= 1
+                )
+            )
+            and st.declaration_deps <= paths
+            and all(_position(r[:3]) and isinstance(r[3], str) for r in st.suppressions or ()),
+            path,
+        )
     for name, (called, deps) in snap.signals.items():
-        _require(isinstance(name, str) and isinstance(called, str), "signal")
-        _require(deps <= files.keys(), f"signal {name}: files")
+        _require(isinstance(name, str) and isinstance(called, str) and deps <= paths, name)
         if called:  # decoded by the run as the retry mechanism it records
             _mechanism(called, name)
     for name, task in snap.tasks.items():
         qualified, framework, span, mechanisms = task.record
-        _require(_strings((name, qualified, framework, mechanisms)), f"task {name}")
-        _require(len(span) == 4 and _position(span), f"task {name}: span")
-        _require(task.deps <= files.keys(), f"task {name}: files")
+        _require(
+            _strings((name, qualified, framework, mechanisms))
+            and len(span) == 4
+            and _position(span)
+            and task.deps <= paths,
+            f"task {name}",
+        )
         for hit in task.hits:
-            _check_hit(hit, known, files.keys(), name)
+            _check_hit(hit, known, paths, name)
 
 
 def _check_hit(hit: Any, known: Collection[str], paths: Collection[str], task: str) -> None:
-    _require(hit.rule in known, f"task {task}: unknown rule {hit.rule!r}")
     s = hit.span
-    _require(_position((s.line, s.column, s.end_line, s.end_column)), f"task {task}: span")
-    _require(s.line >= 1 and s.end_line >= s.line, f"task {task}: span")
-    _require(hit.path in paths, f"task {task}: file {hit.path!r}")
-    _require(_strings((hit.detail, hit.stmt, *hit.via, *hit.delivery)), f"task {task}: hit")
-    _require(len(hit.delivery) == 3 and isinstance(hit.severity, str), f"task {task}: hit")
+    _require(
+        hit.rule in known
+        and _position((s.line, s.column, s.end_line, s.end_column))
+        and s.line >= 1
+        and s.end_line >= s.line
+        and hit.path in paths
+        and _strings((hit.detail, hit.stmt, *hit.via, *hit.delivery))
+        and len(hit.delivery) == 3
+        and isinstance(hit.severity, str),
+        f"task {task}: hit {hit.rule!r}",
+    )
 
 
 def _mechanism(text: str, name: str) -> None:

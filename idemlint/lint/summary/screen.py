@@ -31,6 +31,7 @@ import ast
 import re
 import sys
 from dataclasses import dataclass
+from functools import cache
 
 MAX_DEPTH = 300
 """Deepest syntax tree handed to libcst (in ``ast`` levels). The whole pipeline handles
@@ -42,12 +43,10 @@ LARGE = 1_000_000
 """Files of more characters than this are parsed in a separate process with a time
 limit when the run would otherwise parse them in its own process."""
 
-_BOOLEAN = re.compile(r"\b(?:and|or)\b")
-_ADJACENT_STRINGS = re.compile(r"""['"][ \t]*(?:\\?\r?\n[ \t]*)*[rRbBuUfF]{0,2}['"]""")
-_DOTTED_RUN = re.compile(r"(?:\.[ \t\\\r\n]*\w+[ \t]*){" + str(MAX_DEPTH) + "}")
-
-_TOKEN = re.compile(
-    r"""
+_BOOLEAN = r"\b(?:and|or)\b"
+_ADJACENT_STRINGS = r"""['"][ \t]*(?:\\?\r?\n[ \t]*)*[rRbBuUfF]{0,2}['"]"""
+_DOTTED_RUN = r"(?:\.[ \t\\\r\n]*\w+[ \t]*){" + str(MAX_DEPTH) + "}"
+_TOKEN = r"""
     (?P<string>(?P<prefix>[rRbBuUfF]{0,2})
         (?:'''(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)
           |\"\"\"(?:[^"\\]|\\.|"(?!""))*(?:\"\"\"|\Z)
@@ -61,9 +60,13 @@ _TOKEN = re.compile(
     |(?P<separator>[,;]|:(?!=)|(?<![=!<>:*/%+\-&|^@~])=(?!=))
     |(?P<operator>\*\*|//|<<|>>|:=|->|[-+*/%@&|^~.<>]
         |\b(?:not|and|or|if|else|lambda|await|yield|in|is|import|from|elif)\b)
-    """,
-    re.S | re.M | re.X,
-)
+    """
+
+
+@cache
+def _pattern(source: str, flags: int = 0) -> re.Pattern[str]:
+    """Compiled on first use: a warm run imports this module and never screens."""
+    return re.compile(source, flags)
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,9 @@ def _flat_chains_possible(text: str) -> bool:
     """Whether ``text`` holds enough of what ``ast`` keeps flat but libcst nests for a
     chain to reach :data:`MAX_DEPTH` (a cheap count, in C)."""
     return (
-        len(_BOOLEAN.findall(text)) >= MAX_DEPTH
-        or len(_ADJACENT_STRINGS.findall(text)) >= MAX_DEPTH
-        or _DOTTED_RUN.search(text) is not None
+        len(_pattern(_BOOLEAN).findall(text)) >= MAX_DEPTH
+        or len(_pattern(_ADJACENT_STRINGS).findall(text)) >= MAX_DEPTH
+        or _pattern(_DOTTED_RUN).search(text) is not None
     )
 
 
@@ -149,7 +152,7 @@ def nesting_estimate(text: str) -> int:
     """Depth of the enclosing brackets, per open bracket."""
     indent = 0
     deepest = 0
-    for match in _TOKEN.finditer(text):
+    for match in _pattern(_TOKEN, re.S | re.M | re.X).finditer(text):
         kind = match.lastgroup
         if kind in ("operator", "string"):
             chain[-1] += 1
