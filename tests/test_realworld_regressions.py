@@ -342,7 +342,9 @@ CASES = [
         FP_ACCUMULATE_AFTER_RESET_CALL, [(21, "IDM501")], id="fp_accumulate_after_reset_call"
     ),
     pytest.param(FP_CORRELATION_KEY, [(12, "IDM301")], id="fp_correlation_key"),
-    pytest.param(FP_CREATE_COVERED_BY_UNIQUE_TOGETHER, [], id="fp_create_covered_by_unique_together"),
+    pytest.param(
+        FP_CREATE_COVERED_BY_UNIQUE_TOGETHER, [], id="fp_create_covered_by_unique_together"
+    ),
     pytest.param(FP_LOCK_CLAIM_LOOP, [], id="fp_lock_claim_loop"),
     pytest.param(FP_RELATED_LOOKUP_402, [(20, "IDM301")], id="fp_related_lookup_402"),
     pytest.param(FP_STATE_SUCCEEDED, [], id="fp_state_succeeded"),
