@@ -716,7 +716,15 @@ def test_a_py_symlink_out_of_the_project_is_never_read(
         "app/pw.py": "This file does not parse, so none of its tasks were checked: "
         "not read: a symlink to a file outside the project"
     }
-    for args in (("check", "--show-source", "."), ("check", "--show-source", "app/pw.py")):
+    (root / "app" / "vendor").symlink_to(secret / "private", target_is_directory=True)
+    (secret / "private" / "keys.py").write_text("KEY = 'secret-first-line'\n")
+    through = check([root / "app" / "vendor" / "keys.py"], load_config([root]), cwd=root)
+    assert "app/vendor/keys.py" in notices(through) and not through.files
+    for args in (
+        ("check", "--show-source", "."),
+        ("check", "--show-source", "app/pw.py"),
+        ("check", "--show-source", "app/vendor/keys.py"),
+    ):
         _, out, _ = cli(*args, cwd=root, capsys=capsys)
         assert "secret-first-line" not in out
 

@@ -211,6 +211,17 @@ def file_kind(name: str, real_root: str) -> str:
     return "file" if stat.S_ISREG(info.st_mode) else "other"
 
 
+def named_file_kind(name: str, real_root: str) -> str:
+    """:func:`file_kind` of a path named on the command line, which may also lead out
+    of the project through a symlinked folder (``app/vendor -> /etc``) that discovery
+    never enters; a regular file outside the root named as it is stays a ``file``."""
+    kind = file_kind(name, real_root)
+    real = os.path.realpath(name)
+    if kind == "file" and real != os.path.abspath(name) and not inside(real, real_root):
+        return "outside"
+    return kind
+
+
 def inside(real: str, real_root: str) -> bool:
     """Whether resolved path ``real`` is ``real_root`` or under it."""
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from idemlint.findings import Finding
 from idemlint.lint.files.comments import Suppression
-from idemlint.lint.files.discovery import Skipped, discover_project, file_kind, is_utf8
+from idemlint.lint.files.discovery import Skipped, discover_project, is_utf8, named_file_kind
 from idemlint.lint.files.source import encode_source
 from idemlint.lint.knowledge import Knowledge, load_knowledge
 from idemlint.lint.run.incremental import Outcome, Run, Stamped, stamp
@@ -114,7 +114,7 @@ class Scope:
             if t not in given and not is_utf8(name):
                 skipped.append(Skipped(t, "the file name is not valid UTF-8"))
                 continue
-            kind = "file" if t in given else file_kind(name, real_root)
+            kind = "file" if t in given else named_file_kind(name, real_root)
             if kind == "outside":
                 skipped.append(Skipped(t, "not read: a symlink to a file outside the project"))
             elif kind == "file":
