@@ -10,6 +10,7 @@ findings of a run without one. Example counts are bounded to keep the suite quic
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
 import json
 import random
@@ -166,14 +167,15 @@ def mutate(data: object, rng: random.Random) -> object:
         path.append(key)
         node = node[key]
     if not path:
-        return rng.choice(LEAVES)
+        return copy.deepcopy(rng.choice(LEAVES))
     parent = data
     for key in path[:-1]:
         parent = parent[key]  # type: ignore[index]
     if isinstance(parent, list) and rng.random() < 0.2:
         del parent[path[-1]]  # type: ignore[arg-type]
     else:
-        parent[path[-1]] = rng.choice(LEAVES)  # type: ignore[index]
+        # a fresh copy: a leaf that is a list or dict must not end up inside itself
+        parent[path[-1]] = copy.deepcopy(rng.choice(LEAVES))  # type: ignore[index]
     return data
 
 
