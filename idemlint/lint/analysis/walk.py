@@ -834,13 +834,16 @@ class FunctionFacts:
         )
 
     def _effectful(self) -> bool:
-        for c in self.calls:
-            if c.effect is not None or c.counter:
-                return True
-            if c.target is not None:
-                peer = self.peer(c.target)
-                if peer is None or peer.effectful:
-                    return True
+        return any(self.call_has_effect(c) for c in self.calls)
+
+    def call_has_effect(self, c: CallFact) -> bool:
+        """``c`` is a side effect or a counter, or calls a project function that has one
+        (or that cannot be read)."""
+        if c.effect is not None or c.counter:
+            return True
+        if c.target is not None:
+            peer = self.peer(c.target)
+            return peer is None or peer.effectful
         return False
 
     def _is_claim(self, c: CallFact) -> bool:

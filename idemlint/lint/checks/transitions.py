@@ -52,12 +52,8 @@ def _work_beside(facts: FunctionFacts, branch: Event, transition: Event) -> bool
         )
         if part not in c.event.blocks and not after:
             continue
-        if c.effect is not None or c.counter:
+        if facts.call_has_effect(c):
             return True
-        if c.target is not None:
-            peer = facts.peer(c.target)
-            if peer is None or peer.effectful:
-                return True
     return False
 
 
