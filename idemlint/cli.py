@@ -82,6 +82,12 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "also IDEMLINT_CACHE_DIR).",
         ),
         click.option(
+            "--force-exclude/--no-force-exclude",
+            default=None,
+            help="Apply exclude to the paths named on the command line too, as pre-commit "
+            "and editors name them (default: the config's force-exclude).",
+        ),
+        click.option(
             "--min-severity",
             type=click.Choice(["error", "warning", "info"]),
             help="Report findings of this severity and above (default: warning, or the "
@@ -305,11 +311,13 @@ def _lint(
     no_cache: bool,
     min_severity: str | None = None,
     cache_dir: str | None = None,
+    force_exclude: bool | None = None,
 ) -> _LintRun:
     """Config, engine, suppressions and selection: what ``check`` and ``baseline`` share."""
     from idemlint.config import load_config
     from idemlint.findings import display_name
     from idemlint.report.formats.progress import ProgressBar, delay_from_env, in_ci
+    from idemlint.report.scope import force_excluded, no_rule_selected, nothing_checked
     from idemlint.report.selection import report_filter
 
     cwd = Path.cwd().absolute()
@@ -325,7 +333,14 @@ def _lint(
         no_cache=no_cache,
         min_severity=min_severity,
         cache_dir=cache_dir,
+        force_exclude=force_exclude,
     )
+    _warn(no_rule_selected(config))
+    named = paths
+    paths, dropped = force_excluded(paths, config)
+    if not paths:  # every named path is excluded: check nothing (not the whole project)
+        _warn(nothing_checked(named, dropped, config, files_checked=0))
+        return _LintRun(config, [], 0, [], cwd)
     from idemlint.lint.run.engine import check as engine_check
 
     bar = None
@@ -342,7 +357,13 @@ def _lint(
         result.findings, config, result.files, cwd=cwd, known=result.suppressions
     )
     shown = sorted(display_name(str(f), cwd) for f in result.files)
+    _warn(nothing_checked(named, dropped, config, files_checked=result.files_checked))
     return _LintRun(config, findings, result.files_checked, shown, cwd)
+
+
+def _warn(warning: str | None) -> None:
+    if warning is not None:
+        click.echo(f"idemlint: warning: {warning}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

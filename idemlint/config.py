@@ -8,6 +8,8 @@ file, the key and what is accepted, which the CLI turns into exit code 2.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from idemlint.errors import ConfigError
+from idemlint.lint.files.patterns import compiled, pattern_error
 from idemlint.lint.files.project_root import (
     find_config_file,
     find_project_root,
@@ -58,17 +61,27 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
         "Rules not to report. The most specific of select and ignore wins; at a tie, ignore.",
     ),
     "per-file-ignores": (
-        "table: glob = list of codes",
+        "table: pattern = list of codes",
         "`{}`",
-        "Rules not to report in files matching the glob (relative to the project root).",
+        "Rules not to report in files matching the pattern (a `.gitignore` line, relative to "
+        "the project root). A pattern starting with `!` applies to the files it does not match.",
     ),
     "exclude": (
-        "list of globs",
+        "list of patterns",
         "`[]`",
-        "Paths never read, on top of git-ignored files, virtualenvs, `build/`, `dist/`, "
-        "`node_modules/` and `__pycache__/`.",
+        "Paths never read, as `.gitignore` lines relative to the project root, on top of "
+        "git-ignored files, virtualenvs, `build/`, `dist/`, `node_modules/` and "
+        "`__pycache__/`. A file named on the command line is still checked, unless "
+        "`force-exclude` is set.",
     ),
-    "extend-exclude": ("list of globs", "`[]`", "More paths never read, added to `exclude`."),
+    "extend-exclude": ("list of patterns", "`[]`", "More paths never read, added to `exclude`."),
+    "force-exclude": (
+        "`true` or `false`",
+        "`false`",
+        "Apply `exclude` and `extend-exclude` to files named on the command line too, as "
+        "pre-commit, flake8 and editors name them (ruff's option of the same name). Also "
+        "`--force-exclude`.",
+    ),
     "task-frameworks": (
         "list of: " + ", ".join(f"`{name}`" for name in TASK_FRAMEWORKS),
         "all",
@@ -117,8 +130,11 @@ class Config:
     per_file_ignores: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     """Glob (relative to ``root``) to the codes or prefixes not reported in matching files."""
     exclude: tuple[str, ...] = ()
-    """Globs of paths never read (on top of git-ignored files, venvs, build output)."""
+    """Gitignore patterns of paths never read (on top of git-ignored files, venvs, build
+    output), relative to ``root``."""
     extend_exclude: tuple[str, ...] = ()
+    force_exclude: bool = False
+    """``exclude`` applies to paths named on the command line too (pre-commit's files)."""
     task_frameworks: frozenset[str] | None = None
     """Frameworks whose tasks are detected; None means all of :data:`TASK_FRAMEWORKS`."""
     knowledge: Mapping[str, object] = field(default_factory=dict, hash=False)
@@ -138,6 +154,19 @@ class Config:
         root = root.absolute()
         return cls(root=root, cache_dir=root / DEFAULT_CACHE_DIR, cache_in_project=True)
 
+    def excluded(self, path: Path) -> bool:
+        """Whether ``exclude``/``extend-exclude`` match ``path`` (absolute, or relative to
+        the working directory). A path outside the root matches nothing."""
+        patterns = compiled((*self.exclude, *self.extend_exclude))
+        if not patterns:
+            return False
+        absolute = Path(os.path.abspath(path))
+        try:
+            relative = absolute.relative_to(self.root.absolute()).as_posix()
+        except ValueError:
+            return False
+        return patterns.matches(relative, is_dir=os.path.isdir(absolute))
+
     def with_overrides(
         self,
         *,
@@ -147,11 +176,14 @@ class Config:
         no_cache: bool = False,
         min_severity: str | None = None,
         cache_dir: str | None = None,
+        force_exclude: bool | None = None,
     ) -> Config:
         """This config with command-line options applied (``select``/``ignore`` replace,
         ``extend_select`` adds), each validated like the file's keys. ``cache_dir``
         (``--cache-dir``) may be anywhere; relative to the working directory."""
         changes: dict[str, Any] = {}
+        if force_exclude is not None:
+            changes["force_exclude"] = force_exclude
         if cache_dir is not None:
             changes["cache_dir"] = explicit_cache_dir(cache_dir, key="--cache-dir")
             changes["cache_in_project"] = False
@@ -245,6 +277,8 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
     knowledge: dict[str, object] = {}
     extension_keys = knowledge_keys()
     for key, value in table.items():
+        if isinstance(value, str) and key in list_keys():
+            raise _string_for_list(key, value, file)
         if key in extension_keys:
             from idemlint.lint.knowledge import validate_extension
 
@@ -256,6 +290,10 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
             changes[key.replace("-", "_")] = _globs(value, key=key, file=file)
         elif key == "per-file-ignores":
             changes["per_file_ignores"] = _per_file_ignores(value, file=file)
+        elif key == "force-exclude":
+            if not isinstance(value, bool):
+                raise ConfigError(f"expected true or false, got {value!r}", file=file, key=key)
+            changes["force_exclude"] = value
         elif key == "min-severity":
             changes["min_severity"] = _severity(value, key=key, file=file)
         elif key == "task-frameworks":
@@ -266,6 +304,33 @@ def parse_table(table: Mapping[str, Any], *, root: Path, file: Path | None) -> C
             raise ConfigError(f"unknown key {key!r}", file=file, key=key, accepted=accepted_keys())
     changes["knowledge"] = knowledge
     return replace(config, **changes)
+
+
+_RULE_CODE_KEYS = ("select", "ignore", "extend-select")
+
+
+def list_keys() -> tuple[str, ...]:
+    """Keys whose value is a list: a string there is one error, the same for every key."""
+    from idemlint.lint.knowledge import EXTENSION_KEYS
+
+    knowledge = (k for k, shape in EXTENSION_KEYS.items() if shape.startswith("list"))
+    return (*_RULE_CODE_KEYS, "exclude", "extend-exclude", "task-frameworks", *knowledge)
+
+
+def _string_for_list(key: str, value: str, file: Path | None) -> ConfigError:
+    """``ignore = "IDM301"`` is refused like ``locks = "x"``: strict, and the message
+    holds the line to write instead. A string was once read as a comma-separated list
+    for the rule-code keys only; one rule for all list keys is easier to predict."""
+    prefix = "per-file-ignores."
+    codes = key in _RULE_CODE_KEYS or key.startswith(prefix)
+    items = re.split(r"[,\s]+", value.strip()) if codes else [value]
+    listed = ", ".join(json.dumps(item) for item in items if item) or '"..."'
+    left = json.dumps(key[len(prefix) :]) if key.startswith(prefix) else key
+    return ConfigError(
+        f"expected a list, got the string {value!r}; write {left} = [{listed}]",
+        file=file,
+        key=key,
+    )
 
 
 def known_rule_ids() -> tuple[str, ...]:
@@ -282,7 +347,7 @@ def rule_codes(value: object, *, key: str, file: Path | None = None) -> tuple[st
     (letter O) in ``ignore`` would otherwise leave the rule on unnoticed.
     """
     if isinstance(value, str):
-        value = [part for part in re.split(r"[,\s]+", value) if part]
+        raise _string_for_list(key, value, file)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(
             f"expected a list of rule codes or prefixes, got {value!r}",
@@ -308,12 +373,20 @@ def rule_codes(value: object, *, key: str, file: Path | None = None) -> tuple[st
 def _globs(value: object, *, key: str, file: Path | None) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(
-            f"expected a list of glob patterns, got {value!r}",
+            f"expected a list of path patterns, got {value!r}",
             file=file,
             key=key,
-            accepted=("a list of globs such as 'migrations/', 'legacy/**/*.py'",),
+            accepted=("a list of .gitignore patterns such as 'migrations/', 'legacy/**/*.py'",),
         )
+    for pattern in value:
+        _check_pattern(pattern, key=key, file=file)
     return tuple(value)
+
+
+def _check_pattern(pattern: str, *, key: str, file: Path | None) -> None:
+    problem = pattern_error(pattern)
+    if problem is not None:
+        raise ConfigError(f"bad pattern {pattern!r}: {problem}", file=file, key=key)
 
 
 def _per_file_ignores(value: object, *, file: Path | None) -> dict[str, tuple[str, ...]]:
@@ -325,6 +398,8 @@ def _per_file_ignores(value: object, *, file: Path | None) -> dict[str, tuple[st
             key=key,
             accepted=('"tests/**" = ["IDM3"]',),
         )
+    for pattern in value:
+        _check_pattern(str(pattern).removeprefix("!"), key=f"{key}.{pattern}", file=file)
     return {
         str(pattern): rule_codes(codes, key=f"{key}.{pattern}", file=file)
         for pattern, codes in value.items()
@@ -333,15 +408,23 @@ def _per_file_ignores(value: object, *, file: Path | None) -> dict[str, tuple[st
 
 def _frameworks(value: object, *, file: Path | None) -> frozenset[str]:
     key = "task-frameworks"
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) and v in TASK_FRAMEWORKS for v in value
-    ):
+    if not isinstance(value, list):
         raise ConfigError(
             f"expected a list of task frameworks, got {value!r}",
             file=file,
             key=key,
             accepted=TASK_FRAMEWORKS,
         )
+    for item in value:
+        if item not in TASK_FRAMEWORKS:
+            close = difflib.get_close_matches(str(item), TASK_FRAMEWORKS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown task framework {item!r}{hint}",
+                file=file,
+                key=key,
+                accepted=TASK_FRAMEWORKS,
+            )
     return frozenset(value)
 
 

@@ -41,6 +41,12 @@ class _ProjectMemo:
 
 _memo = _ProjectMemo()
 
+STDIN_NAMES = ("stdin", "-")
+"""What flake8 names standard input when no ``--stdin-display-name`` is given."""
+STDIN_MODULE = "stdin.py"
+"""The path standard input is checked as, in the current folder (a ``.py`` name: the
+engine reads Python files only). flake8 prints its own display name, ``stdin``."""
+
 
 class Plugin:
     """flake8 entry point ``IDM`` (see ``[project.entry-points."flake8.extension"]``)."""
@@ -67,8 +73,12 @@ class Plugin:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
         path = Path(self.filename)
+        if self.filename in STDIN_NAMES and not os.path.isfile(path):
+            # ``flake8 -`` without ``--stdin-display-name``: flake8 calls the file
+            # ``stdin``; answer for it as a module of the current folder's project
+            path = Path(STDIN_MODULE)
         if not self.enabled or not (os.path.isfile(path) or os.path.isdir(path.parent)):
-            return  # stdin without a display name: no project to read it in
+            return  # a display name in a folder that does not exist: no project to read
         text = "".join(self.lines)
         try:
             on_disk = same_text(path.read_bytes(), text)
@@ -108,6 +118,8 @@ def findings_for(path: Path, source: str | None = None) -> list[Finding]:
     cwd = Path.cwd().absolute()
     absolute = Path(os.path.normpath(cwd / path))
     config = load_config([absolute])
+    if config.force_exclude and config.excluded(absolute):
+        return []  # flake8 and editors name every file: ``force-exclude`` is for them
     if source is not None:
         from idemlint.lint.run.engine import check
 

@@ -127,7 +127,7 @@ kind = "message"
         ('ignore = ["E501"]', "ignore", "IDM301"),
         ("select = 3", "select", "IDM3"),
         ('task-frameworks = ["celeryy"]', "task-frameworks", "django-q"),
-        ('exclude = "legacy"', "exclude", "globs"),
+        ('exclude = "legacy"', "exclude", None),
         ("cache-dir = 1", "cache-dir", None),
         ('per-file-ignores = ["x"]', "per-file-ignores", "IDM3"),
         (
@@ -155,6 +155,56 @@ def test_bad_config_names_file_key_and_accepted(
     if accepted is not None:
         assert "accepted:" in message
         assert accepted in message
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "expected"),
+    [
+        ('ignore = "IDM301"', "ignore", 'ignore = ["IDM301"]'),
+        ('select = "IDM3, IDM4"', "select", 'select = ["IDM3", "IDM4"]'),
+        ('extend-select = "IDM101"', "extend-select", 'extend-select = ["IDM101"]'),
+        ('exclude = "legacy/"', "exclude", 'exclude = ["legacy/"]'),
+        ('extend-exclude = "x.py"', "extend-exclude", 'extend-exclude = ["x.py"]'),
+        ('task-frameworks = "celery"', "task-frameworks", 'task-frameworks = ["celery"]'),
+        ('locks = "myapp.lock"', "locks", 'locks = ["myapp.lock"]'),
+        ('guards = "myapp.once"', "guards", 'guards = ["myapp.once"]'),
+        ('state-fields = "*_at"', "state-fields", 'state-fields = ["*_at"]'),
+        (
+            '[tool.idemlint.per-file-ignores]\n"tests/**" = "IDM3"',
+            "per-file-ignores.tests/**",
+            '"tests/**" = ["IDM3"]',
+        ),
+    ],
+)
+def test_a_string_for_a_list_is_one_error_for_every_list_key(
+    tmp_path: Path, table: str, key: str, expected: str
+) -> None:
+    """One behaviour for every list key, strict as the house style is: ``ignore = "X"``
+    is refused like ``locks = "x"``, and the message says what to write."""
+    pyproject = write(tmp_path / "pyproject.toml", "[tool.idemlint]\n" + table + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config([tmp_path])
+    message = str(info.value)
+    assert message.startswith(
+        f"{pyproject}: [tool.idemlint] {key}: expected a list, got the string"
+    )
+    assert message.endswith(f"write {expected}")
+
+
+def test_task_frameworks_error_names_the_bad_value(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[tool.idemlint]\ntask-frameworks = ["rq", "celry"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config([tmp_path])
+    message = str(info.value)
+    assert "task-frameworks: unknown task framework 'celry'; did you mean 'celery'?" in message
+    assert "(accepted: arq, celery, django-q, dramatiq, huey, rq, taskiq)" in message
+
+
+def test_force_exclude_parses(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", "[tool.idemlint]\nforce-exclude = true\n")
+    assert load_config([tmp_path]).force_exclude is True
+    assert Config.default(tmp_path).force_exclude is False
+    assert Config.default(tmp_path).with_overrides(force_exclude=True).force_exclude is True
 
 
 def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:

@@ -146,3 +146,27 @@ def test_flake8_registers_the_plugin() -> None:
         [sys.executable, "-m", "flake8", "--version"], capture_output=True, text=True, check=True
     )
     assert "idemlint" in done.stdout
+
+
+def test_stdin_without_a_display_name_answers_as_stdin(tmp_path: Path) -> None:
+    """``flake8 -`` names the input ``stdin``, and so does idemlint, as flake8's own
+    checks do: the buffer is checked as a module of the current folder's project."""
+    project = copy_project(tmp_path)
+    buffer = (project / "shop" / "tasks.py").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "flake8", "--isolated", "--select", "IDM", "-"],
+        cwd=project,
+        input=buffer,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+    )
+    places = flake8_places(done.stdout)
+    assert places, done.stdout + done.stderr
+    assert {path for path, *_ in places} == {"stdin"}
+    # the same findings in the buffer as in the file it was read from (the cross-file
+    # ones included: shop.models is read from disk)
+    on_disk = flake8_places(run_flake8("shop/tasks.py", cwd=project).stdout)
+    assert [p[1:] for p in places] == [p[1:] for p in on_disk]
+    assert not (project / "stdin.py").exists()  # nothing is written for it

@@ -140,3 +140,46 @@ def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
     assert "shop/profiles.py:8:5: IDM401 [database-constraints]" in output
     assert "shop/tasks.py" not in output
     assert os.listdir(pre_commit_home), "pre-commit used the shared home"
+
+
+NOTIFY_TASK = """import requests
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def notify(order_id):
+    requests.post("https://hooks.example.com/orders", json={"id": order_id})
+"""
+
+
+def test_pre_commit_skips_a_staged_file_that_exclude_matches_with_force_exclude(
+    tmp_path: Path, hook_repo: tuple[Path, str], pre_commit_home: Path
+) -> None:
+    """pre-commit names every staged file: with force-exclude, exclude still applies."""
+    target = copy_project(tmp_path, name="app")
+    pyproject = target / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text()
+        + '\n[tool.idemlint]\nexclude = ["shop/legacy/"]\nforce-exclude = true\n'
+    )
+    git("init", "-q", cwd=target)
+    git("add", "-A", cwd=target)
+    git("commit", "-q", "-m", "app", cwd=target)
+
+    (target / "shop" / "legacy").mkdir()
+    (target / "shop" / "legacy" / "notify.py").write_text(NOTIFY_TASK)
+    git("add", "shop/legacy/notify.py", cwd=target)
+    done = try_repo(target, hook_repo, pre_commit_home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Passed" in output
+    assert "IDM304" not in output
+
+    # the same file outside the excluded folder fails the hook: it did run
+    (target / "shop" / "notify.py").write_text(NOTIFY_TASK)
+    git("add", "shop/notify.py", cwd=target)
+    done = try_repo(target, hook_repo, pre_commit_home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "shop/notify.py:7:5: IDM304" in output
+    assert "shop/legacy/notify.py" not in output

@@ -12,14 +12,13 @@ everything, the unused-suppression notices (IDM003) included.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from idemlint.config import Config
 from idemlint.findings import Finding, severity_rank
 from idemlint.lint.files.comments import Suppression
+from idemlint.lint.files.patterns import compiled
 from idemlint.lint.files.project_root import path_from_root
 from idemlint.report.suppression import apply_suppressions
 
@@ -83,51 +82,14 @@ def _longest_prefix(rule: str, codes: Sequence[str]) -> int:
 
 
 def glob_matches(pattern: str, relative: str) -> bool:
-    """Whether a root-relative ``/`` path matches a config glob.
+    """Whether a root-relative ``/`` path matches a ``per-file-ignores`` key.
 
-    A pattern without ``/`` matches a file or folder name anywhere
-    (``migrations``, ``*_test.py``); a pattern with ``/`` is anchored at the
-    root (``app/legacy/**``); a pattern matching a folder matches what it holds.
+    The key is a ``.gitignore`` line, matched as ``exclude`` is
+    (:mod:`idemlint.lint.files.patterns`): ``migrations`` or ``*_test.py`` match a name
+    anywhere, ``app/legacy/**`` is anchored at the root, ``*`` stops at ``/``, and a
+    pattern matching a folder matches what it holds. A key starting with ``!`` applies
+    to every file the rest of it does not match, as in ruff's ``per-file-ignores``.
     """
-    return _compile(pattern).fullmatch(relative) is not None
-
-
-@lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    pattern = pattern.strip()
-    if pattern.startswith("./"):
-        pattern = pattern[2:]
-    anchored = "/" in pattern.rstrip("/")
-    pattern = pattern.strip("/")
-    body = _translate(pattern)
-    prefix = "" if anchored else "(?:.*/)?"
-    return re.compile(f"{prefix}{body}(?:/.*)?")
-
-
-def _translate(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
-            end = pattern.index("]", i + 1)
-            inner = pattern[i + 1 : end].replace("\\", "\\\\")
-            if inner.startswith("!"):
-                inner = "^" + inner[1:]
-            out.append(f"[{inner}]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
+    if pattern.startswith("!"):
+        return not compiled((pattern[1:],)).matches(relative)
+    return compiled((pattern,)).matches(relative)

@@ -3,7 +3,8 @@
 git decides what is ignored when the root is in a work tree (so ``.gitignore`` is
 honoured exactly as git reads it); otherwise a plain walk. Virtualenvs, build
 output, ``node_modules`` and ``__pycache__`` are always skipped, plus the
-configured ``exclude`` globs.
+configured ``exclude`` patterns, matched as ``.gitignore`` lines are
+(:mod:`idemlint.lint.files.patterns`).
 
 Nothing outside the project is read: a ``.py`` symlink whose target lies outside the
 root is left out (a committed link to ``/etc/passwd`` would otherwise be read, and
@@ -16,15 +17,16 @@ the run that fails to read them.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from idemlint.lint.files.patterns import compiled
 
 ALWAYS_SKIPPED = frozenset(
     {
@@ -126,16 +128,6 @@ def _folder_skipped(root: str, rel: str) -> bool:
     return _folder_skipped(root, parent)
 
 
-def _excluded(rel: str, globs: Iterable[str]) -> bool:
-    for glob in globs:
-        g = glob.rstrip("/")
-        if fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel, f"{g}/*"):
-            return True
-        if "/" not in g and any(fnmatch.fnmatch(part, g) for part in rel.split("/")):
-            return True
-    return False
-
-
 def discover(root: Path, exclude: Sequence[str] = ()) -> list[Path]:
     """Every Python file of the project under ``root``, sorted."""
     return discover_project(root, exclude).files
@@ -154,16 +146,18 @@ def discover_project(root: Path, exclude: Sequence[str] = ()) -> Discovery:
     out = []
     top = str(root)
     real_top = os.path.realpath(top)
+    excluded = compiled(tuple(exclude))
     skipped = [
         s
         for s in folders
-        if not _folder_skipped(top, _rel(s.path, top)) and not _excluded(_rel(s.path, top), exclude)
+        if not _folder_skipped(top, _rel(s.path, top))
+        and not excluded.matches(_rel(s.path, top), is_dir=True)
     ]
     for f in files:
         name = str(f)
         rel = name[len(top) + 1 :] if name.startswith(top + os.sep) else str(f.relative_to(root))
         rel = rel.replace(os.sep, "/")
-        if _skipped(rel.split("/"), root) or _excluded(rel, exclude):
+        if _skipped(rel.split("/"), root) or excluded.matches(rel):
             continue
         if not is_utf8(name):
             skipped.append(Skipped(f, "the file name is not valid UTF-8"))
