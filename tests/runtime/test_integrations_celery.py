@@ -53,6 +53,45 @@ def test_argument_key_runs_once_across_deliveries(app: Any, store_url: str) -> N
     assert calls == [7, 8]
 
 
+def test_call_detailed_tells_the_caller_a_replay_from_a_run(app: Any, store_url: str) -> None:
+    """The task object is not the decorated function: ``call_detailed`` used to be an
+    AttributeError on it, so a caller could not see a replay at all."""
+    calls: list[int] = []
+
+    @app.task(
+        base=IdempotentTask,
+        bind=True,
+        idempotency_key="charge:{order_id}",
+        idempotency_store=store_url,
+    )
+    def charge_card(self: Any, order_id: int, amount: int) -> dict[str, int]:
+        calls.append(order_id)
+        return {"order": order_id, "charged": amount}
+
+    first = charge_card.call_detailed(7, 1999)
+    assert (first.result, first.replayed, first.key) == (
+        {"order": 7, "charged": 1999},
+        False,
+        "charge:7",
+    )
+    again = charge_card.call_detailed(7, 1999)
+    assert again.replayed and again.result == first.result and again.epoch == first.epoch
+    assert charge_card.apply(args=(7, 1999)).get() == first.result  # a worker's run replays too
+    assert calls == [7]
+    assert charge_card.call_detailed(8, 5).replayed is False
+    assert charge_card(8, 5) == {"order": 8, "charged": 5}  # calling the task: the result alone
+    assert calls == [7, 8]
+
+
+def test_call_detailed_with_a_task_id_key_needs_a_task_id(app: Any, store_url: str) -> None:
+    @app.task(base=IdempotentTask, idempotency_store=store_url)
+    def ship_parcel(order_id: int) -> int:
+        return order_id
+
+    with pytest.raises(KeyBuildError, match="task id"):
+        ship_parcel.call_detailed(1)  # outside a worker there is no task id to key the run by
+
+
 def test_default_key_is_the_task_id(app: Any, store_url: str) -> None:
     calls: list[int] = []
 

@@ -19,6 +19,10 @@ When another worker holds the key, :class:`AlreadyInProgress` becomes
 replays the holder's result or takes over from a dead holder. Celery's own
 ``max_retries`` bounds it. Importing this module imports Celery; importing
 ``idemlint.runtime`` does not.
+
+``task.call_detailed(*args, **kwargs)`` runs the task here, as calling the task does, and
+returns the :class:`~idemlint.runtime.Outcome`, so a caller can tell a replay from a run
+(``outcome.replayed``), as with any ``@idempotent`` function.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from celery import Task  # type: ignore[import-untyped]
 
+from idemlint.runtime.decorator import Outcome
 from idemlint.runtime.errors import AlreadyInProgress, ConfigurationError
 from idemlint.runtime.integrations._common import (
     DEFAULT_TASK_KEY,
@@ -86,10 +91,17 @@ class IdempotentTask(Task):  # type: ignore[misc]
         return self._idemlint_fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call_detailed(*args, **kwargs).result
+
+    def call_detailed(self, *args: Any, **kwargs: Any) -> Outcome[Any]:
+        """Run the task, as calling it does, and say how: ``replayed`` is True when the
+        result came from the store. Celery's task object is not the decorated function, so
+        without this a caller had no way to see a replay (``on_replay=`` in
+        ``idempotency_options`` sees every replay, on the worker's side)."""
         fn = self._idempotent()
         with task_context(self.request.id, self.name):
             try:
-                return fn(*args, **kwargs)
+                outcome: Outcome[Any] = fn.call_detailed(*args, **kwargs)
             except AlreadyInProgress as exc:
                 if self.idempotency_on_in_progress != "retry":
                     raise
@@ -99,3 +111,4 @@ class IdempotentTask(Task):  # type: ignore[misc]
                     maximum=self.idempotency_max_countdown,
                 )
                 raise self.retry(exc=exc, countdown=countdown) from exc
+            return outcome
