@@ -12,7 +12,7 @@ import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +160,9 @@ def check(
     findings = run.findings
     match = None
     if entries is not None:
-        match = match_baseline(findings, entries, run.config.root, cwd=run.cwd)
+        match = match_baseline(
+            findings, entries, run.config.root, cwd=run.cwd, silenced=run.silenced
+        )
         findings = match.new
     report = Report(
         findings=findings,
@@ -296,6 +298,8 @@ class _LintRun:
     files: list[str]
     """Display paths of the checked files."""
     cwd: Path
+    silenced: list[Finding] = field(default_factory=list)
+    """Findings found but not reported (suppression comments, the configuration)."""
 
 
 def _lint(
@@ -353,12 +357,18 @@ def _lint(
             bar.close()
     for notice in result.notices:
         click.echo(f"idemlint: notice: {notice}", err=True)
+    silenced: list[Finding] = []
     findings = report_filter(
-        result.findings, config, result.files, cwd=cwd, known=result.suppressions
+        result.findings,
+        config,
+        result.files,
+        cwd=cwd,
+        known=result.suppressions,
+        silenced=silenced,
     )
     shown = sorted(display_name(str(f), cwd) for f in result.files)
     _warn(nothing_checked(named, dropped, config, files_checked=result.files_checked))
-    return _LintRun(config, findings, result.files_checked, shown, cwd)
+    return _LintRun(config, findings, result.files_checked, shown, cwd, silenced)
 
 
 def _warn(warning: str | None) -> None:

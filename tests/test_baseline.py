@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,103 @@ def test_cli_baseline_output_option_and_same_findings_as_check(tmp_path: Path) -
     assert sum(e.count for e in entries) == len(reported)
     assert not any(e.rule.startswith("IDM4") for e in entries)
     assert not (project / ".idemlint-baseline.json").exists()
+
+
+def test_fingerprint_ignores_comments_but_not_hashes_in_strings(tmp_path: Path) -> None:
+    def fp(source: str) -> str:
+        return fingerprint(make(10, source), tmp_path, cwd=tmp_path)
+
+    base = fp("Payment.objects.create(user=u)")
+    assert fp("Payment.objects.create(user=u)  # TODO: key") == base
+    assert fp("Payment.objects.create(user=u)  # noqa: E501") == base
+    assert fp("Payment.objects.create(user=u)#type: ignore") == base
+    assert fp('send("#1")') != fp('send("#2")')
+    assert fp('send("# not a comment")  # a comment') == fp('send("# not a comment")')
+    assert fp("send('it''s')  # x") == fp("send('it''s')")
+    # the start of a longer statement: an open bracket, a triple-quoted string
+    assert fp("Payment.objects.create(  # the charge") == fp("Payment.objects.create(")
+    assert fp('notify("""#1') != fp('notify("""#2')
+    # a statement that is only a comment (an unused suppression's text) keeps it
+    assert fp("# noqa: IDM301") != fp("# noqa: IDM302")
+
+
+def test_baseline_files_of_the_first_recipe_keep_matching(tmp_path: Path) -> None:
+    """A committed baseline must not explode: entries whose stored fingerprint counted
+    their comment (the first recipe) match the same finding, with or without it."""
+    commented = "Payment.objects.create(user=u)  # TODO: key"
+    path, rule, task = "app/tasks.py", "IDM301", "app.t"
+    old = "".join(commented.split())  # the first recipe: whitespace out, comment in
+    stored = hashlib.sha256("\0".join((rule, path, task, old)).encode()).hexdigest()[:32]
+    file = tmp_path / "old-baseline.json"
+    file.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "findings": [
+                    {
+                        "path": path,
+                        "rule": rule,
+                        "task": task,
+                        "statement": commented,
+                        "fingerprint": stored,
+                        "count": 1,
+                    }
+                ],
+            }
+        )
+    )
+    entries = read_baseline(file)
+    for source in (commented, "Payment.objects.create(user=u)", commented + "  # noqa: E501"):
+        result = match_baseline([make(10, source)], entries, tmp_path, cwd=tmp_path)
+        assert (result.new, result.matched, result.fixed) == ([], 1, []), source
+    # an entry whose statement no longer gives its stored fingerprint (edited by hand)
+    # is still found by the fingerprint it stores
+    edited = [replace(entries[0], statement="something else", fingerprint="x" * 32)]
+    result = match_baseline([make(10, commented)], edited, tmp_path, cwd=tmp_path)
+    assert result.matched == 1
+
+
+def test_suppressed_is_not_fixed(tmp_path: Path) -> None:
+    entries = build_baseline([make(10, "charge()"), make(20, "refund()")], tmp_path, cwd=tmp_path)
+    result = match_baseline([], entries, tmp_path, cwd=tmp_path, silenced=[make(10, "charge()")])
+    assert [e.statement for e in result.suppressed] == ["charge()"]
+    assert [e.statement for e in result.fixed] == ["refund()"]
+
+
+def test_cli_comments_keep_a_finding_baselined_and_noqa_is_suppressed_not_fixed(
+    tmp_path: Path,
+) -> None:
+    project = copy_project(tmp_path)
+    baseline = project / ".idemlint-baseline.json"
+    assert run_idemlint("baseline", cwd=project).returncode == 0
+    tasks = project / "shop" / "tasks.py"
+    statement = "Payment.objects.create(user_id=user_id, amount_cents=amount_cents)"
+    text = tasks.read_text()
+    assert text.count(statement) == 1
+
+    # a comment added to the baselined line, then ruff's --add-noqa on top: still known
+    for comment in ("  # TODO: idempotency key", "  # TODO: idempotency key  # noqa: E501"):
+        tasks.write_text(text.replace(statement, statement + comment))
+        done = run_idemlint("check", "--baseline", baseline, "--show-fixed", cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "No baseline entries fixed." in done.stdout
+
+    # silenced by a noqa comment: suppressed, never listed as fixed
+    tasks.write_text(text.replace(statement, statement + "  # noqa: IDM301"))
+    done = run_idemlint("check", "--baseline", baseline, "--show-fixed", cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No baseline entries fixed." in done.stdout
+    assert "Suppressed since the baseline" in done.stdout
+    assert "shop/tasks.py: IDM301 (task: shop.tasks.charge) " + statement in done.stdout
+    assert "1 suppressed (still found, not reported)" in done.stdout
+    assert "fixed" not in done.stdout.splitlines()[-1]
+    done = run_idemlint("check", "--baseline", baseline, "--format", "json", cwd=project)
+    document = json.loads(done.stdout)["baseline"]
+    assert document["fixed"] == []
+    assert [(e["path"], e["rule"]) for e in document["suppressed"]] == [("shop/tasks.py", "IDM301")]
+
+    # ignored in the configuration: suppressed too, not fixed
+    tasks.write_text(text)
+    done = run_idemlint("check", "--baseline", baseline, "--ignore", "IDM3", cwd=project)
+    assert "fixed" not in done.stdout.splitlines()[-1]
+    assert "suppressed" in done.stdout.splitlines()[-1]

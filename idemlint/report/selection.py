@@ -31,6 +31,7 @@ def report_filter(
     cwd: Path | None = None,
     sources: Mapping[Path, str] | None = None,
     known: Mapping[Path, Sequence[Suppression]] | None = None,
+    silenced: list[Finding] | None = None,
 ) -> list[Finding]:
     """The findings a run reports, sorted by path, line and column.
 
@@ -38,10 +39,21 @@ def report_filter(
     including files with no finding, whose suppressions are all unused);
     ``sources`` holds the text of files not read from disk (an editor's buffer),
     ``known`` the suppressions already parsed (:attr:`CheckResult.suppressions`).
+    Findings found but not reported (a suppression comment, ``ignore``,
+    ``per-file-ignores``, ``min-severity``) are added to ``silenced`` when given: the
+    baseline must tell them from fixed ones.
     """
     cwd = (cwd or Path.cwd()).absolute()
-    kept = apply_suppressions(findings, files, cwd=cwd, sources=sources, known=known)
-    return sorted(f for f in kept if is_reported(f, config, cwd=cwd))
+    kept = apply_suppressions(
+        findings, files, cwd=cwd, sources=sources, known=known, suppressed=silenced
+    )
+    reported = []
+    for finding in kept:
+        if is_reported(finding, config, cwd=cwd):
+            reported.append(finding)
+        elif silenced is not None:
+            silenced.append(finding)
+    return sorted(reported)
 
 
 def is_reported(finding: Finding, config: Config, *, cwd: Path) -> bool:

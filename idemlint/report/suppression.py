@@ -35,8 +35,10 @@ def apply_suppressions(
     cwd: Path,
     sources: Mapping[Path, str] | None = None,
     known: Mapping[Path, Sequence[Suppression]] | None = None,
+    suppressed: list[Finding] | None = None,
 ) -> list[Finding]:
-    """Drop suppressed findings and add an IDM003 notice per unused suppression.
+    """Drop suppressed findings (into ``suppressed`` when given) and add an IDM003
+    notice per unused suppression.
 
     ``files`` are the checked files: those with no finding are read too, since
     every suppression in them is unused. Paths in findings are resolved
@@ -85,6 +87,8 @@ def apply_suppressions(
             hits = [s.silences(finding.rule) for s in by_line.get(finding.line, ())]
             if not any(hits):
                 kept.append(finding)
+            elif suppressed is not None:
+                suppressed.append(finding)
         if any(f.rule in _NOTICES_THAT_HIDE_FINDINGS for f in file_findings):
             continue
         for suppression in suppressions:

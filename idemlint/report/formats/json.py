@@ -23,6 +23,7 @@ def document(report: Report) -> dict[str, Any]:
         doc["baseline"] = {
             "matched": report.baseline.matched,
             "fixed": [entry.to_json() for entry in report.baseline.fixed],
+            "suppressed": [entry.to_json() for entry in report.baseline.suppressed],
         }
     return doc
 

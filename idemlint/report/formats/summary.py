@@ -55,6 +55,9 @@ def summary_line(report: Report) -> str:
         fixed = sum(entry.count for entry in report.baseline.fixed)
         if fixed:
             line += f", {fixed} baseline {'entry' if fixed == 1 else 'entries'} fixed"
+        suppressed = sum(entry.count for entry in report.baseline.suppressed)
+        if suppressed:
+            line += f", {suppressed} suppressed (still found, not reported)"
         line += "."
     return line
 

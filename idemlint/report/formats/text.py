@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from idemlint.findings import NOTICE, Finding
+from idemlint.report.baseline import BaselineEntry
 from idemlint.report.formats import Report
 
 Style = Callable[..., str]
@@ -118,12 +119,24 @@ def render(report: Report, *, color: bool = False, show_source: bool = False) ->
 
 
 def fixed_entries(report: Report) -> str:
-    """``--show-fixed``: baseline entries no finding matches any more."""
-    if report.baseline is None or not report.baseline.fixed:
+    """``--show-fixed``: baseline entries no finding matches any more, then those whose
+    finding is still there but silenced (never called fixed)."""
+    if report.baseline is None:
         return "No baseline entries fixed.\n"
-    out = ["Fixed since the baseline (no longer found):"]
-    for entry in report.baseline.fixed:
-        task = f" (task: {entry.task})" if entry.task else ""
-        times = f" x{entry.count}" if entry.count > 1 else ""
-        out.append(f"  {entry.path}: {entry.rule}{task} {entry.statement}{times}")
+    out = []
+    if report.baseline.fixed:
+        out.append("Fixed since the baseline (no longer found):")
+        out += [_entry_line(entry) for entry in report.baseline.fixed]
+    else:
+        out.append("No baseline entries fixed.")
+    if report.baseline.suppressed:
+        out.append("Suppressed since the baseline (still found, silenced by a comment or the")
+        out.append("configuration; not fixed):")
+        out += [_entry_line(entry) for entry in report.baseline.suppressed]
     return "\n".join(out) + "\n"
+
+
+def _entry_line(entry: BaselineEntry) -> str:
+    task = f" (task: {entry.task})" if entry.task else ""
+    times = f" x{entry.count}" if entry.count > 1 else ""
+    return f"  {entry.path}: {entry.rule}{task} {entry.statement}{times}"
