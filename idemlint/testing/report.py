@@ -90,6 +90,9 @@ class Scenario:
         lines += [f"  {fix_line(rule)}" for rule in seen]
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.render()
+
 
 @dataclass
 class RetryReport:
@@ -114,19 +117,32 @@ class RetryReport:
     def safe(self) -> bool:
         return not self.failures
 
-    def render(self) -> str:
+    @property
+    def summary(self) -> str:
+        """The verdict in one line, for a log or a test's output."""
         failed = self.failures
         if failed:
-            head = (
+            return (
                 f"{self.task} is not safe to retry: {len(failed)} of {len(self.scenarios)} "
                 "scenarios differ from one clean run"
             )
-        else:
-            head = f"{self.task} is safe to retry ({len(self.scenarios)} scenarios)"
-        lines = [head, f"effects of one clean run: {self._effects()}", f"reset: {self.reset}"]
-        for scenario in failed + self.windows:
+        count = len(self.scenarios)
+        said = f"{count} scenario{'' if count == 1 else 's'}"
+        if self.windows:
+            said += f", {len(self.windows)} with an at-least-once window"
+        return f"{self.task} is safe to retry ({said})"
+
+    def render(self) -> str:
+        """The summary, the effects of one clean run, and each failed scenario with its fix."""
+        lines = [self.summary, f"effects of one clean run: {self._effects()}"]
+        lines.append(f"reset: {self.reset}")
+        for scenario in self.failures + self.windows:
             lines += ["", scenario.render()]
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        """``print(report)`` shows what a person reads, not the dataclass's fields."""
+        return self.render()
 
     def _effects(self) -> str:
         if not self.effects:
