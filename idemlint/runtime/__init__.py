@@ -1,7 +1,8 @@
 """Retry-safety runtime: idempotency keys with leases, fencing and replay.
 
 ``@idempotent`` makes a job run at most once per key and replays its result
-afterwards; :func:`step` adds recovery points inside it. Stores live behind
+afterwards; :func:`step` adds recovery points inside it, and :func:`atomic_step` commits a
+step's database writes together with its record. Stores live behind
 :func:`open_store` (SQLite, PostgreSQL, MariaDB/MySQL, Redis).
 
 This package must stay importable in a worker without the analyzer: it never
@@ -9,6 +10,7 @@ imports libcst or ``idemlint.lint.checks`` (tests/runtime/test_import_isolation.
 keeps it so).
 """
 
+from idemlint.runtime.atomic import aatomic_step, atomic_step
 from idemlint.runtime.decorator import (
     AsyncIdempotentFunction,
     IdempotentFunction,
@@ -53,8 +55,10 @@ __all__ = [
     "Serializer",
     "Store",
     "StoreError",
+    "aatomic_step",
     "add_metrics_hook",
     "astep",
+    "atomic_step",
     "current_execution",
     "idempotent",
     "open_store",

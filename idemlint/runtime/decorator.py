@@ -116,6 +116,7 @@ class _Spec:
         fingerprint: FingerprintSpec,
         on_replay: Callable[[Outcome[Any]], None] | None,
         hooks: Iterable[MetricsHook],
+        atomic_using: str | Callable[..., Any] | None = None,
     ) -> None:
         self.fn = fn
         self.signature = inspect.signature(fn)
@@ -160,6 +161,16 @@ class _Spec:
         self.fingerprint = fingerprint
         self.on_replay = on_replay
         self.hooks = tuple(hooks)
+        if (
+            atomic_using is not None
+            and not isinstance(atomic_using, str)
+            and not callable(atomic_using)
+        ):
+            raise ConfigurationError(
+                "atomic_using must be a Django database alias or a callable that takes the "
+                f"function's arguments and returns the connection to run in, not {atomic_using!r}"
+            )
+        self.atomic_using = atomic_using
 
     def store(self) -> Store:
         """The store, opened on first use (so the env var may be set after import)."""
@@ -268,6 +279,20 @@ class _Spec:
             self.hooks,
         )
 
+    def serialize(self, store: Store, lease: Lease, value: Any) -> bytes:
+        """The stored form of the result, within the size limit (no release on failure)."""
+        data = serialize(self.serializer, value, key=lease.key)
+        limit = self.max_result_bytes(store)
+        if len(data) > limit:
+            raise ResultTooLarge(
+                f"the result for key {lease.key!r} is {len(data)} bytes; the limit is {limit} "
+                "(max_result_bytes=); the claim was released",
+                key=lease.key,
+                size=len(data),
+                limit=limit,
+            )
+        return data
+
     def encode(self, store: Store, lease: Lease, value: Any) -> bytes:
         """Serialise the result; on any failure release the claim and raise.
 
@@ -275,20 +300,21 @@ class _Spec:
         claim left held blocks every retry for the whole lease.
         """
         try:
-            data = serialize(self.serializer, value, key=lease.key)
-            limit = self.max_result_bytes(store)
-            if len(data) > limit:
-                raise ResultTooLarge(
-                    f"the result for key {lease.key!r} is {len(data)} bytes; the limit is {limit} "
-                    "(max_result_bytes=); the claim was released",
-                    key=lease.key,
-                    size=len(data),
-                    limit=limit,
-                )
+            return self.serialize(store, lease, value)
         except BaseException as exc:
             self.release(store, lease, exc)
             raise
-        return data
+
+    def atomic_target(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """What ``atomic_using`` names for this call: the alias, or what the callable returns."""
+        using = self.atomic_using
+        return using if isinstance(using, str) else cast(Callable[..., Any], using)(*args, **kwargs)
+
+    def completed_atomically(self, lease: Lease, started: float) -> None:
+        """Emit the completion event of a whole-task atomic call (the commit recorded it)."""
+        if listening(COMPLETE, self.hooks):
+            duration = time.perf_counter() - started
+            emit(RuntimeEvent(COMPLETE, lease.key, lease.epoch, duration), self.hooks)
 
     def complete(self, store: Store, lease: Lease, data: bytes, started: float) -> None:
         """Record the result; a transient store error is retried within the lease."""
@@ -380,7 +406,10 @@ class IdempotentFunction(Generic[P, R]):
             else None
         )
         try:
-            value = spec.fn(*args, **kwargs)
+            if spec.atomic_using is None:
+                value = spec.fn(*args, **kwargs)
+            else:
+                value = self._atomic(spec, store, execution, args, kwargs)
         except BaseException as exc:
             if beat is not None:
                 beat.stop()
@@ -391,9 +420,41 @@ class IdempotentFunction(Generic[P, R]):
             if beat is not None:
                 beat.stop()
             reset_current(token)
+        if spec.atomic_using is not None:
+            spec.completed_atomically(lease, started)
+            return Outcome(value, replayed=False, epoch=lease.epoch, key=key)
         data = spec.encode(store, lease, value)
         spec.complete(store, lease, data, started)
         return Outcome(value, replayed=False, epoch=lease.epoch, key=key)
+
+    @staticmethod
+    def _atomic(
+        spec: _Spec,
+        store: Store,
+        execution: Execution,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Whole-task atomic mode: the function and its completion in one transaction."""
+        from idemlint.runtime.atomic import prepare_atomic_task, run_atomic_task
+
+        lease = execution.lease
+        execution.atomic_task = True
+        using = prepare_atomic_task(
+            store, spec.atomic_target(args, kwargs), want_async=False, key=lease.key
+        )
+        try:
+            return run_atomic_task(
+                store,
+                lease,
+                using,
+                lambda: spec.fn(*args, **kwargs),
+                lambda value: spec.serialize(store, lease, value),
+                spec.ttl,
+            )
+        except LeaseLost:
+            execution._mark_lost()
+            raise
 
 
 class AsyncIdempotentFunction(Generic[P, R]):
@@ -449,7 +510,10 @@ class AsyncIdempotentFunction(Generic[P, R]):
             else None
         )
         try:
-            value = await cast(Callable[P, Coroutine[Any, Any, R]], spec.fn)(*args, **kwargs)
+            if spec.atomic_using is None:
+                value = await cast(Callable[P, Coroutine[Any, Any, R]], spec.fn)(*args, **kwargs)
+            else:
+                value = await self._atomic(spec, store, execution, args, kwargs)
         except BaseException as exc:
             if beat is not None:
                 beat.cancel()
@@ -460,9 +524,41 @@ class AsyncIdempotentFunction(Generic[P, R]):
             if beat is not None:
                 beat.cancel()
             reset_current(token)
+        if spec.atomic_using is not None:
+            spec.completed_atomically(lease, started)
+            return Outcome(value, replayed=False, epoch=lease.epoch, key=key)
         data = await asyncio.to_thread(spec.encode, store, lease, value)
         await asyncio.to_thread(spec.complete, store, lease, data, started)
         return Outcome(value, replayed=False, epoch=lease.epoch, key=key)
+
+    @staticmethod
+    async def _atomic(
+        spec: _Spec,
+        store: Store,
+        execution: Execution,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Whole-task atomic mode on an AsyncSession / AsyncConnection."""
+        from idemlint.runtime.atomic import arun_atomic_task, prepare_atomic_task
+
+        lease = execution.lease
+        execution.atomic_task = True
+        using = prepare_atomic_task(
+            store, spec.atomic_target(args, kwargs), want_async=True, key=lease.key
+        )
+        try:
+            return await arun_atomic_task(
+                store,
+                lease,
+                using,
+                lambda: cast(Callable[..., Coroutine[Any, Any, Any]], spec.fn)(*args, **kwargs),
+                lambda value: spec.serialize(store, lease, value),
+                spec.ttl,
+            )
+        except LeaseLost:
+            execution._mark_lost()
+            raise
 
 
 class _Decorator:
@@ -503,6 +599,7 @@ def idempotent(
     fingerprint: FingerprintSpec = None,
     on_replay: Callable[[Outcome[Any]], None] | None = None,
     hooks: Iterable[MetricsHook] = (),
+    atomic_using: str | Callable[..., Any] | None = None,
 ) -> _Decorator:
     """Make a sync or async function run at most once per idempotency key.
 
@@ -519,6 +616,12 @@ def idempotent(
     ``fingerprint``: None (all arguments), False, names, or a callable.
     ``on_replay``: called with the :class:`Outcome` of every replay.
     ``hooks``: metric hooks for this function's events.
+    ``atomic_using``: whole-task atomic mode. A Django database alias, or a
+    callable taking the function's arguments and returning a Django alias, a
+    SQLAlchemy Session or Connection (AsyncSession / AsyncConnection for async
+    functions), outside a transaction: the function runs in one transaction on
+    it, and its completion record commits with its writes (the store must be
+    in that database). Steps are refused inside; see docs/runtime/steps.md.
     """
     return _Decorator(
         key=key,
@@ -534,6 +637,7 @@ def idempotent(
         fingerprint=fingerprint,
         on_replay=on_replay,
         hooks=hooks,
+        atomic_using=atomic_using,
     )
 
 

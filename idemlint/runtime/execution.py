@@ -57,6 +57,10 @@ class Execution:
         self._steps: dict[str, bytes] | None = {} if lease.kind == "new" else None
         self._used_steps: set[str] = set()
         self._lock = threading.Lock()
+        self.atomic_task = False
+        """True in whole-task atomic mode (``@idempotent(atomic_using=...)``): the function
+        runs in one database transaction with its completion, so no step can be a
+        recovery point inside it (see docs/runtime/steps.md)."""
 
     @property
     def key(self) -> str:

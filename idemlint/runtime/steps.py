@@ -30,6 +30,8 @@ R = TypeVar("R")
 
 
 def _execution_for(name: str) -> Execution:
+    """The running execution, for step ``name``; ConfigurationError on misuse (outside an
+    idempotent function, inside an atomic task, an unstorable or repeated name)."""
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"a step name must be a non-empty string, not {name!r}")
     execution = current_execution()
@@ -37,6 +39,13 @@ def _execution_for(name: str) -> Execution:
         raise ConfigurationError(
             f"step({name!r}) ran outside an @idempotent function; it would have no key to "
             "record under, so it refuses to run unprotected"
+        )
+    if execution.atomic_task:
+        raise ConfigurationError(
+            f"step({name!r}) ran inside an atomic task (@idempotent(atomic_using=...)): the "
+            "task's transaction commits or vanishes whole, so a step record in it would be no "
+            "recovery point, and one written beside it could outlive the writes it stands for",
+            key=execution.key,
         )
     validate_step_name(name, execution.key)  # before it runs, not after, when saving
     execution._use_step_name(name)

@@ -76,6 +76,11 @@ UPSERT_CLAIM = (
 
 FENCE = "idem_key = %(key)s AND epoch = %(epoch)s AND owner = %(owner)s AND status = 'in_progress'"
 
+COMPLETE_ASSIGNMENTS = (
+    "status = 'completed', result = %(result)s, lease_expires = {now}, expires_at = {now} + %(ttl)s"
+)
+"""What a completion sets, on the store's connection or in a caller's transaction."""
+
 
 class SQLStore(Store):
     """Shared statements and the fenced-write logic of the SQL backends."""
@@ -297,8 +302,7 @@ class SQLStore(Store):
     def complete(self, lease: Lease, result: bytes, *, ttl: float | None) -> None:
         self._fenced_update(
             lease,
-            "status = 'completed', result = %(result)s, lease_expires = {now}, "
-            "expires_at = {now} + %(ttl)s",
+            COMPLETE_ASSIGNMENTS,
             {"result": result, "ttl": ttl},
             COMPLETED,
             "complete",
@@ -340,6 +344,41 @@ class SQLStore(Store):
     @abstractmethod
     def _insert_step_sql(self) -> str:
         """INSERT ... SELECT from the record row under FENCE (locking it), ignoring duplicates."""
+
+    # -- statements for a caller's own transaction (atomic steps, atomic tasks) -----
+    share_lock = ""
+    """The clause that makes a SELECT lock the rows it reads until commit (none on SQLite,
+    whose writer holds the whole database)."""
+
+    def raw_sql(self, template: str) -> str:
+        """``template`` with this store's tables and clock filled in and its ``%(name)s``
+        placeholders left alone: for a connection that is not the store's own (the
+        caller's transaction in :mod:`idemlint.runtime.atomic`), whose driver wants its
+        own placeholder style."""
+        key = "raw:" + template
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = template.format(t=self.table, s=self.steps_table, now=self.now_sql)
+            self._statements[key] = sql
+        return sql
+
+    def atomic_step_sql(self) -> str:
+        """The step record written in the caller's transaction: inserted from the record row
+        under FENCE, which it locks until the caller commits; 0 rows when fenced off or
+        when the step is recorded already (never an error, never an update)."""
+        return self.raw_sql(self._insert_step_sql())
+
+    def atomic_step_recorded_sql(self) -> str:
+        """The stored result of step ``name`` in the holder's run, read under the fence."""
+        return self.raw_sql(
+            "SELECT result FROM {s} WHERE idem_key = %(key)s AND name = %(name)s"
+            f" AND run IN (SELECT run FROM {{t}} WHERE {FENCE}){self.share_lock}"
+        )
+
+    def atomic_complete_sql(self) -> str:
+        """The completion written in the caller's transaction (whole-task atomic mode): the
+        same fenced UPDATE as :meth:`complete`; its row lock holds until the caller commits."""
+        return self.raw_sql(f"UPDATE {{t}} SET {COMPLETE_ASSIGNMENTS} WHERE {FENCE}")
 
     def save_step(self, lease: Lease, name: str, result: bytes) -> None:
         validate_step_name(name, lease.key)

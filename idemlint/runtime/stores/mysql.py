@@ -281,6 +281,18 @@ class MySQLStore(SQLStore):
         cur.nextset()
         return self._row(cur.fetchone())
 
+    share_lock = " LOCK IN SHARE MODE"
+
+    def atomic_step_sql(self) -> str:
+        # INSERT IGNORE, not ON DUPLICATE KEY UPDATE: under CLIENT.FOUND_ROWS (Django's and
+        # SQLAlchemy's default) a duplicate counts as one row too, and the caller's
+        # transaction must tell "recorded now" from "recorded before"
+        return self.raw_sql(
+            "INSERT IGNORE INTO {s} (idem_key, run, name, epoch, result, created_at)"
+            " SELECT idem_key, run, %(name)s, epoch, %(result)s, {now} FROM {t}"
+            f" WHERE {FENCE} LOCK IN SHARE MODE"
+        )
+
     def _insert_step_sql(self) -> str:
         # LOCK IN SHARE MODE: a concurrent takeover waits for (or fences) this write.
         # A duplicate under a passing fence is this holder's own earlier write.

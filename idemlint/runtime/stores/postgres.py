@@ -161,6 +161,8 @@ class PostgresStore(SQLStore):
         )
         return self._row(cur.fetchone())
 
+    share_lock = " FOR SHARE"
+
     def _insert_step_sql(self) -> str:
         # FOR SHARE: a takeover committing between our read of the record and
         # the insert would otherwise let a fenced-off holder's step in.
