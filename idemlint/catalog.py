@@ -19,7 +19,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-REQUIRED_KEYS = ("id", "name", "checklist", "message", "why", "fix", "bad", "good")
+REQUIRED_KEYS = ("id", "name", "checklist", "message", "why", "fix", "short_fix", "bad", "good")
+
+SHORT_FIX_WIDTH = 100
+"""``short_fix`` is printed under each finding (``--show-fixes``): one line, this wide at most."""
 
 
 class CatalogError(Exception):
@@ -35,6 +38,9 @@ class Rule:
     """Format string; ``{detail}`` is filled with the specific call or field."""
     why: str
     fix: str
+    short_fix: str
+    """The fix in one line, under each finding (``--show-fixes``, JSON and SARIF ``fix``);
+    ``fix`` is the full paragraph of ``explain`` and the docs."""
     bad: tuple[str, ...]
     good: tuple[str, ...]
 
@@ -49,7 +55,16 @@ class Rule:
 
     @property
     def help_uri(self) -> str:
-        return f"https://idemlint.readthedocs.io/en/latest/rules/{self.id}/"
+        """The rule's page in the docs (generated from this catalog)."""
+        return help_uri(self.id)
+
+
+DOCS_URL = "https://idemlint.readthedocs.io/en/latest/"
+
+
+def help_uri(rule_id: str) -> str:
+    """The docs page of a rule, by id: every rule has one, notices included."""
+    return f"{DOCS_URL}rules/{rule_id}/"
 
 
 def _parse(name: str, text: str) -> Rule:
@@ -64,9 +79,12 @@ def _parse(name: str, text: str) -> Rule:
         message=str(data["message"]),
         why=str(data["why"]).strip(),
         fix=str(data["fix"]).strip(),
+        short_fix=str(data["short_fix"]).strip(),
         bad=tuple(str(x) for x in data["bad"]),
         good=tuple(str(x) for x in data["good"]),
     )
+    if "\n" in rule.short_fix or not 0 < len(rule.short_fix) <= SHORT_FIX_WIDTH:
+        raise CatalogError(f"{name}: short_fix must be one line of 1 to {SHORT_FIX_WIDTH} chars")
     if name != f"{rule.id}.toml":
         raise CatalogError(f"{name}: file name must be {rule.id}.toml")
     if rule.checklist not in (*CHECKLIST, NOTICE) or checklist_for(rule.id) != rule.checklist:

@@ -118,6 +118,15 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule.")
 @click.option("--show-source", is_flag=True, help="Print the offending line with a caret.")
 @click.option(
+    "--show-fixes", is_flag=True, help="Print the rule's one-line fix under each finding."
+)
+@click.option(
+    "--add-noqa",
+    is_flag=True,
+    help="Add a `# noqa: IDM...` comment on the line of each finding reported, instead "
+    "of reporting them (as ruff's --add-noqa).",
+)
+@click.option(
     "--baseline",
     "baseline_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -139,6 +148,8 @@ def check(
     output: Path | None,
     statistics: bool,
     show_source: bool,
+    show_fixes: bool,
+    add_noqa: bool,
     baseline_file: Path | None,
     show_fixed: bool,
     color: str,
@@ -154,6 +165,8 @@ def check(
 
     if show_fixed and baseline_file is None:
         raise click.UsageError("--show-fixed needs --baseline")
+    if add_noqa and (output is not None or fmt != "text"):
+        raise click.UsageError("--add-noqa writes comments, not a report: drop --format/--output")
     entries = read_baseline(baseline_file) if baseline_file is not None else None
     terminal_gets_text = fmt == "text" or output is not None
     run = _lint(list(paths), show_progress=terminal_gets_text, **config_options)
@@ -164,6 +177,8 @@ def check(
             findings, entries, run.config.root, cwd=run.cwd, silenced=run.silenced
         )
         findings = match.new
+    if add_noqa:
+        return _add_noqa(findings, run)
     report = Report(
         findings=findings,
         files_checked=run.files_checked,
@@ -176,7 +191,10 @@ def check(
     use_color = _use_color(color)
     if fmt == "text":
         body = text_output.render(
-            report, color=use_color and output is None, show_source=show_source
+            report,
+            color=use_color and output is None,
+            show_source=show_source,
+            show_fixes=show_fixes,
         )
     else:
         body = renderer(fmt)(report)
@@ -199,6 +217,19 @@ def check(
         click.echo(body, nl=False)
         click.echo("\n".join(extra), err=True)
     return EXIT_FINDINGS if report.findings and not exit_zero else EXIT_CLEAN
+
+
+def _add_noqa(findings: Sequence[Finding], run: _LintRun) -> int:
+    """``check --add-noqa``: suppress the findings in place; exit 0, as ruff does."""
+    from idemlint.report.noqa import add_noqa
+
+    result = add_noqa(findings, root=run.config.root, cwd=run.cwd)
+    for why in result.skipped:
+        click.echo(f"idemlint: notice: {why}", err=True)
+    directives = "directive" if result.added == 1 else "directives"
+    files = "file" if result.files == 1 else "files"
+    click.echo(f"Added {result.added} noqa {directives} to {result.files} {files}.")
+    return EXIT_CLEAN
 
 
 @cli.command()

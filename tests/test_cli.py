@@ -39,7 +39,10 @@ def test_findings_sorted_with_summary_and_exit_1(project: Path) -> None:
     helper = line_of(project / "shop" / "helpers.py", "Payment.objects.create")
     assert any(
         line.startswith(f"shop/helpers.py:{helper}:")
-        and line.endswith("(task: shop.tasks.charge_via_helper)")
+        and line.endswith(
+            "(task: shop.tasks.charge_via_helper) "
+            "https://idemlint.readthedocs.io/en/latest/rules/IDM301/"
+        )
         for line in lines
     )
     assert re.match(r"^Found \d+ findings in 2 files \(5 files checked\): ", summary), summary

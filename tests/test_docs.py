@@ -16,6 +16,7 @@ from idemlint.catalog import load_catalog
 from idemlint.config import accepted_keys, parse_table
 from idemlint.findings import CHECKLIST, Finding
 from idemlint.lint.files.project_root import idemlint_table
+from idemlint.report.formats.json import finding_document
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +119,7 @@ def test_json_contract_example_matches_the_finding_keys() -> None:
     assert block
     example = json.loads(block.group(1))
     finding = Finding("p.py", 1, 1, "IDM301", "m", 1, 2, "t")
-    assert set(example["findings"][0]) == set(finding.to_json())
+    assert set(example["findings"][0]) == set(finding_document(finding))
     assert set(example["summary"]) == {"total", "by_checklist", "by_rule", "files_checked"}
     assert list(example["summary"]["by_checklist"]) == [*CHECKLIST, "notice"]
 

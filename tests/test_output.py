@@ -41,11 +41,18 @@ def sample(tmp_path: Path) -> Report:
 
 def test_text_line_format() -> None:
     finding = Finding("app/t.py", 12, 5, "IDM301", "msg", 12, 9, "app.t.charge_order")
+    docs = "https://idemlint.readthedocs.io/en/latest/rules"
     assert text.finding_line(finding) == (
+        "app/t.py:12:5: IDM301 [check-prior-art] warning: msg (task: app.t.charge_order) "
+        f"{docs}/IDM301/"
+    )
+    assert text.finding_line(finding, link=False) == (
         "app/t.py:12:5: IDM301 [check-prior-art] warning: msg (task: app.t.charge_order)"
     )
     notice = Finding("app/t.py", 1, 1, "IDM001", "does not parse", 1, 2)
-    assert text.finding_line(notice) == "app/t.py:1:1: IDM001 [notice] does not parse"
+    assert text.finding_line(notice) == (
+        f"app/t.py:1:1: IDM001 [notice] does not parse {docs}/IDM001/"
+    )
     coloured = text.finding_line(finding, color=True)
     assert "\x1b[" in coloured
     assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == text.finding_line(finding)

@@ -139,3 +139,22 @@ def test_results_locations_fingerprints_and_code_flows(
     helper_step = steps[1]["location"]["physicalLocation"]
     assert helper_step["region"]["startLine"] == line_of(helpers, "def record_payment")
     assert steps[-1]["location"]["physicalLocation"]["region"]["startLine"] == start
+
+
+def test_results_carry_the_fix_and_the_docs_link(
+    schema: dict[str, Any], sarif_run: tuple[Path, dict[str, Any]]
+) -> None:
+    """Each result holds its rule's one-line fix and docs page in ``properties`` (SARIF's
+    own ``fixes`` are file edits), and the log still validates."""
+    _, document = sarif_run
+    catalog = load_catalog()
+    results = document["runs"][0]["results"]
+    assert results
+    for result in results:
+        rule = catalog[result["ruleId"]]
+        assert result["properties"]["fix"] == rule.short_fix
+        assert result["properties"]["help_uri"] == rule.help_uri
+        assert "fixes" not in result
+    for descriptor in document["runs"][0]["tool"]["driver"]["rules"]:
+        assert descriptor["properties"]["fix"] == catalog[descriptor["id"]].short_fix
+    validate(document, schema)

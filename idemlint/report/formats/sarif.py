@@ -3,8 +3,10 @@
 Each rule carries its full descriptor (description, help in text and
 markdown, a link to its docs page, its checklist item as a property and a
 tag), each result its baseline fingerprint (so code scanning tracks an alert
-across edits the way ``--baseline`` does) and, when it is reached through
-helpers, a code flow from the task through every call to the finding.
+across edits the way ``--baseline`` does), its rule's one-line fix and docs page
+as the properties ``fix`` and ``help_uri`` (SARIF's own ``fixes`` are file edits,
+which idemlint does not make) and, when it is reached through helpers, a code
+flow from the task through every call to the finding.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from idemlint import __version__
-from idemlint.catalog import Rule, load_catalog
+from idemlint.catalog import Rule, help_uri, load_catalog
 from idemlint.findings import NOTICE, Finding
 from idemlint.report.baseline import FINGERPRINT_KEY, fingerprint
 from idemlint.report.formats import Report
@@ -56,6 +58,7 @@ def rule_descriptor(rule: Rule) -> dict[str, Any]:
         "defaultConfiguration": {"level": level(rule.id)},
         "properties": {
             "checklist": rule.checklist,
+            "fix": rule.short_fix,
             "tags": [rule.checklist, "idempotency"]
             if rule.checklist != NOTICE
             else [rule.checklist, "idemlint"],
@@ -145,6 +148,8 @@ def document(report: Report) -> dict[str, Any]:
             "properties": {
                 "checklist": finding.checklist,
                 "severity": finding.severity,
+                "fix": catalog[finding.rule].short_fix if finding.rule in catalog else "",
+                "help_uri": help_uri(finding.rule),
                 "task": finding.task,
                 "tasks": list(finding.tasks),
                 "via": list(finding.via),

@@ -1,10 +1,15 @@
 """``--format text``: one line per finding, for people and for editors' problem matchers.
 
-``path:line:col: IDM301 [check-prior-art] message (task: app.tasks.charge_order)``
+``path:line:col: IDM301 [check-prior-art] warning: message (task: app.tasks.charge_order)
+https://idemlint.readthedocs.io/en/latest/rules/IDM301/`` (on one line)
 
 The ``path:line:col:`` prefix is the shape every editor and CI log parser
-already understands. Colour is applied only when the caller says so (a TTY
-without ``NO_COLOR``); the text itself is identical with or without it.
+already understands. Each line ends with the rule's docs page, as ruff links
+each diagnostic to its rule, so the way to the fix is on the line that names
+the problem, in a terminal (most make the address clickable) and in a CI log
+alike. ``--show-fixes`` adds the catalog's one-line fix under each finding.
+Colour is applied only when the caller says so (a TTY without ``NO_COLOR``);
+the text itself is identical with or without it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from idemlint.catalog import help_uri
 from idemlint.findings import NOTICE, Finding
 from idemlint.report.baseline import BaselineEntry
 from idemlint.report.formats import Report
@@ -38,8 +44,9 @@ def _severity(finding: Finding, style: Style) -> str:
     return style(finding.severity + ":", fg=color) + " "
 
 
-def finding_line(finding: Finding, *, color: bool = False) -> str:
-    """The one-line form of a finding."""
+def finding_line(finding: Finding, *, color: bool = False, link: bool = True) -> str:
+    """The one-line form of a finding, ending with its rule's docs page unless ``link``
+    is False."""
     style: Style = click.style if color else _plain
     rule_color = "yellow" if finding.checklist == NOTICE else "red"
     line = (
@@ -52,7 +59,21 @@ def finding_line(finding: Finding, *, color: bool = False) -> str:
         others = len(finding.tasks) - 1
         more = f" and {others} more task{'s' if others > 1 else ''}" if others > 0 else ""
         line += " " + style(f"(task: {finding.task}{more})", dim=True)
+    if link:
+        line += " " + style(help_uri(finding.rule), dim=True)
     return line
+
+
+def fix_line(finding: Finding, gutter: str = "", *, color: bool = False) -> str | None:
+    """``--show-fixes``: the catalog's one-line fix of the finding's rule, under it
+    (aligned with a source excerpt's ``=`` lines); None for a rule the catalog lacks."""
+    from idemlint.catalog import load_catalog
+
+    rule = load_catalog().get(finding.rule)
+    if rule is None:
+        return None
+    style: Style = click.style if color else _plain
+    return f" {gutter} = {style('fix:', fg='green', bold=True)} {rule.short_fix}"
 
 
 class SourceLines:
@@ -105,16 +126,23 @@ def source_excerpt(finding: Finding, text: str, *, color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def render(report: Report, *, color: bool = False, show_source: bool = False) -> str:
+def render(
+    report: Report, *, color: bool = False, show_source: bool = False, show_fixes: bool = False
+) -> str:
     """The findings as text lines (the summary line is added by the CLI)."""
     sources = SourceLines(report.cwd, report.root) if show_source else None
     out: list[str] = []
     for finding in report.findings:
         out.append(finding_line(finding, color=color))
+        gutter = ""
         if sources is not None:
             text = sources.line(finding)
             if text is not None:
                 out.append(source_excerpt(finding, text, color=color))
+                gutter = " " * len(str(finding.line))
+        fix = fix_line(finding, gutter, color=color) if show_fixes else None
+        if fix is not None:
+            out.append(fix)
     return "".join(line + "\n" for line in out)
 
 
