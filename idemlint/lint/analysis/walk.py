@@ -431,16 +431,17 @@ class FunctionFacts:
     def k_match(self, pattern: str, resolved: str) -> bool:
         return glob(pattern).match(self.project.candidates(resolved))
 
-    def literal_text(self, value: Value) -> str | None:
-        """The literal text of a string, an f-string, ``text("...")``, or a local bound to one."""
+    def literal_text(self, value: Value, seen: frozenset[str] = frozenset()) -> str | None:
+        """The literal text of a string, an f-string, ``text("...")``, or a local bound to one
+        (``seen``: the locals followed so far, so ``url = quote(url)`` ends)."""
         if value.kind in ("str", "fstring"):
             return value.text
         if value.kind == "call" and value.args:
-            return self.literal_text(value.args[0])
-        if value.kind == "name" and value.path:
+            return self.literal_text(value.args[0], seen)
+        if value.kind == "name" and value.path and value.path not in seen:
             for bound in reversed(self.locals().get(value.path, [])):
                 if bound.kind in ("str", "fstring", "call"):
-                    return self.literal_text(bound)
+                    return self.literal_text(bound, seen | {value.path})
             module_value = self.file.assigns.get(value.path)
             if module_value is not None and module_value.kind in ("str", "fstring"):
                 return module_value.text
@@ -1101,7 +1102,15 @@ class TaskContext:
                 if c.effect is not None:
                     yield r, c
 
-    def hit(self, rule: str, r: Reached, ev: Event | Span, detail: str = "") -> None:
+    def hit(
+        self,
+        rule: str,
+        r: Reached,
+        ev: Event | Span,
+        detail: str = "",
+        *,
+        severity: str | None = None,
+    ) -> None:
         """Record a finding, if the task can really run twice at this point: a checklist
         finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
         :meth:`exposure`), or ``assume-retries = true``."""
@@ -1128,7 +1137,8 @@ class TaskContext:
                 delivery = ("assumed", "", ASSUMED)
             else:
                 return
-        severity = self.severity(rule, r, ev)
+        if severity is None:
+            severity = self.severity(rule, r, ev)
         self.hits.append(
             Hit(rule, span, detail, r.facts.file.path, r.via, stmt, delivery, severity)
         )

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from idemlint.lint.analysis.walk import TaskContext
-from idemlint.lint.checks import constraints, keys, prior_art, relative, retries, transitions
+from idemlint.lint.checks import (
+    constraints,
+    keys,
+    prior_art,
+    relative,
+    retries,
+    sweeps,
+    transitions,
+)
 
 Check = Callable[[TaskContext], None]
 
@@ -24,6 +32,7 @@ STATEMENT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("IDM601", transitions.check_transitions),
 )
 TASK_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("IDM603", sweeps.check),
     ("IDM602", transitions.check_terminal_state),
     ("IDM101", retries.check),
 )

@@ -264,6 +264,7 @@ class Project:
         self._models: dict[str, tuple[ModelInfo | None, frozenset[str]]] = {}
         self._definers: dict[str, tuple[str, ...]] = {}
         self._class_prefixes: dict[str, tuple[tuple[str, str] | None, frozenset[str]]] = {}
+        self._init_attrs: dict[tuple[str, str], tuple[str | None, frozenset[str]]] = {}
 
     # -- files -------------------------------------------------------------
     def file(self, path: str) -> FileSummary:
@@ -384,13 +385,58 @@ class Project:
                 if func.class_name and param is func.params[0] and not _is_static(func):
                     if root == "cls" or _is_classmethod(func):
                         return f"{file.module}.{func.class_name}{rest}"
-                    return f"{file.module}.{func.class_name}(){rest}"
+                    return self.instance_path(f"{file.module}.{func.class_name}", rest, depth)
                 if param.annotation:
                     ann = self.resolve(param.annotation, file, None, depth + 1)
-                    return f"{ann}(){rest}"
+                    return self.instance_path(ann, rest, depth)
                 return path
         resolved = self.resolve_global(root, file, depth + 1)
         return (resolved if resolved is not None else root) + rest
+
+    def instance_path(self, cls: str, rest: str, depth: int) -> str:
+        """``rest`` read on an instance of ``cls``: ``.client.tickets.create`` on a class
+        whose ``__init__`` sets ``self.client = Zenpy(...)`` is ``zenpy.Zenpy().tickets.create``,
+        so what the library call means applies to a client kept in an attribute."""
+        if not rest.startswith(".") or depth > MAX_DEPTH:
+            return f"{cls}(){rest}"
+        attr, _, more = rest[1:].partition(".")
+        bound = self.init_attribute(cls, attr) if attr.isidentifier() else None
+        if bound is not None:
+            return f"{bound}{'.' if more else ''}{more}"
+        return f"{cls}(){rest}"
+
+    def init_attribute(self, cls: str, attr: str) -> str | None:
+        """What ``__init__`` of project class ``cls`` (or of a project base) binds
+        ``self.<attr>`` to, when it is one call that resolves: ``Zenpy(...)`` ->
+        ``"zenpy.Zenpy()"``. A model field or any other value says nothing here."""
+        if cls not in self.classes:
+            return None
+        return self.tracker.memo(
+            self._init_attrs, (cls, attr), lambda: self._init_attribute(cls, attr)
+        )
+
+    def _init_attribute(self, cls: str, attr: str) -> str | None:
+        init = self.method(cls, "__init__")
+        if init is None:
+            return None
+        func, file = init.func, init.file
+        self_name = func.params[0].name if func.params else "self"
+        values = [
+            ev.value
+            for ev in func.events
+            if ev.type == "assign"
+            and ev.op is None
+            and ev.targets == [f"{self_name}.{attr}"]
+            and ev.value is not None
+        ]
+        if len(values) != 1 or values[0].kind != "call" or not values[0].path:
+            return None
+        if split_root(values[0].path)[0] == self_name:
+            return None
+        resolved = self.resolve_value(values[0], file, func, MAX_DEPTH - 2)
+        if not resolved or resolved.startswith(cls):
+            return None
+        return resolved
 
     def resolve_global(self, name: str, file: ModuleScope, depth: int) -> str | None:
         """A module-level name of ``file``, qualified; ``None`` when the module lacks it."""

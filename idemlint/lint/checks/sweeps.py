@@ -1,0 +1,239 @@
+"""obvious-state-transitions: IDM603, a batch sweep that acts on the rows it selects
+before anything claims them.
+
+The commonest scheduled job selects rows by a status, a flag or a time window, does
+something another service sees for each (an email, an HTTP call, a payment), and marks
+the rows afterwards, or never. Nothing claims a row before its effect: no
+``select_for_update(skip_locked=True)``, no per-row compare-and-set, no transition
+written first. Two runs that overlap select the same rows; a run after a crash selects
+again every row the crashed one acted on but never marked. Each repeats the effect.
+
+Stage: a task check (it runs after the statement checks, and takes over their IDM3xx
+hit on the effect it explains: one problem, one finding). Inputs: the task's reached
+functions and their facts. Output: hits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idemlint.lint.analysis.walk import (
+    REMOTE_KINDS,
+    CallFact,
+    FunctionFacts,
+    Reached,
+    TaskContext,
+)
+from idemlint.lint.index.project import last_segment, split_root
+from idemlint.lint.summary.model import Event, Value
+
+RULE = "IDM603"
+SELECTING = frozenset({"filter", "exclude", "filter_by", "where"})
+"""Query methods whose keywords (or comparisons) say which rows a sweep takes."""
+WINDOW = ("__lt", "__lte", "__gt", "__gte", "__range", "__isnull")
+"""Lookups that select by a time window or an unset marker (``sent_at__isnull=True``)."""
+
+
+@dataclass
+class Reach:
+    """An effect on another service, seen from one function of the chain that leads to it."""
+
+    line: int
+    """The line, in that function, of the call that is or leads to the effect."""
+    effect: CallFact
+    reached: Reached
+    below: list[tuple[FunctionFacts, int]]
+    """The functions after that one down to the effect's, each with its call's line."""
+
+
+LOOKUPS = frozenset(
+    {"lt", "lte", "gt", "gte", "range", "isnull", "in", "exact", "iexact", "date", "year"}
+)
+
+
+def selected_by(facts: FunctionFacts, query: CallFact) -> set[str]:
+    """The state fields a query selects its rows by (``status="failed"``, ``sent=False``,
+    ``profile__welcome_sent=False``, ``Row.status == "new"``): a sweep's markers."""
+    if query.chain_inner or query.effect is not None or query.upsert:
+        return set()
+    if facts.project.model_of(query.resolved) is None and not query.lookup:
+        return set()
+    out: set[str] = set()
+    cur: Value | None = query.value
+    while cur is not None:
+        if last_segment(cur.path or "") in SELECTING:
+            _lookup_fields(facts, cur.kwargs, out)
+            for arg in cur.args:
+                for v in _expanded(facts, arg):
+                    if v.kind == "call":  # Q(status="failed") & Q(...)
+                        _lookup_fields(facts, v.kwargs, out)
+                    for side in v.args if v.kind == "compare" else []:
+                        name = last_segment(side.path or "")
+                        if side.kind == "attr" and facts.is_state_field(name):
+                            out.add(name)
+        cur = cur.recv
+    return out
+
+
+def _lookup_fields(facts: FunctionFacts, kwargs: dict[str, Value], out: set[str]) -> None:
+    for key in kwargs:
+        parts = [p for p in key.split("__") if p not in LOOKUPS]
+        if key != "**" and parts and facts.is_state_field(parts[-1]):
+            out.add(parts[-1])
+
+
+def _expanded(facts: FunctionFacts, value: Value) -> list[Value]:
+    """``value`` and what it is built of, through the locals it names: a filter built
+    up as ``cond = Q(...)`` then ``cond &= Q(...)`` is read whole."""
+    out: list[Value] = []
+    todo, seen = [value], set[str]()
+    while todo:
+        for v in todo.pop().walk():
+            out.append(v)
+            if v.kind == "name" and v.path and v.path not in seen:
+                seen.add(v.path)
+                todo += [
+                    ev.value
+                    for ev in facts.func.events
+                    if ev.type == "assign" and ev.targets == [v.path] and ev.value is not None
+                ]
+    return out
+
+
+def _remote_reach(ctx: TaskContext) -> dict[str, list[Reach]]:
+    """Every unguarded effect on another service in the task's run, listed under each
+    function of the chain that reaches it."""
+    out: dict[str, list[Reach]] = {}
+    for r in ctx.reached:
+        if r.guarded:
+            continue
+        for c in r.facts.calls:
+            if c.effect is None or c.effect.kind not in REMOTE_KINDS:
+                continue
+            if r.facts.guarded(c.event):
+                continue
+            frames = [*r.callers, (r.facts, c.event.span.line)]
+            for i, (facts, line) in enumerate(frames):
+                out.setdefault(facts.ref.qualified, []).append(Reach(line, c, r, frames[i + 1 :]))
+    return out
+
+
+def _writes(facts: FunctionFacts) -> list[tuple[int, str]]:
+    """Where ``facts`` writes a field, and which: ``row.status = x``, ``.update(status=x)``,
+    ``save(update_fields=[...])`` is covered by the assignment before it."""
+    out: list[tuple[int, str]] = []
+    for c in facts.calls:
+        if c.state_write or c.cas:
+            out += [(c.event.span.line, k.split("__", 1)[0]) for k in c.value.kwargs if k != "**"]
+    for ev in facts.func.events:
+        if (
+            ev.type == "assign"
+            and ev.op is None
+            and len(ev.targets) == 1
+            and split_root(ev.targets[0])[1].startswith(".")
+        ):
+            out.append((ev.span.line, last_segment(ev.targets[0])))
+    return out
+
+
+def _claims(facts: FunctionFacts) -> list[int]:
+    """Lines where ``facts`` takes a row: a compare-and-set, a create on a unique key, an
+    upsert."""
+    lines = [c.event.span.line for c in facts.calls if c.cas or c.upsert]
+    return lines + [ev.span.line for ev in facts.claims]
+
+
+def _claimed_first(facts: FunctionFacts, query: CallFact, reach: Reach, markers: set[str]) -> bool:
+    """Something takes the rows (or the one row) before the effect: a lock, a claim, or
+    a marker written between the query and the effect, in this function or down the
+    chain before its call."""
+    if facts.holds_row_lock(query.value) or facts.under_row_lock(query.event):
+        return True
+    start, line = query.event.span.line, reach.line
+    if any(start <= w < line for w in _claims(facts)):
+        return True
+    if any(start <= w < line and f in markers for w, f in _writes(facts)):
+        return True
+    if any(
+        facts.in_lock(c.event) or c.runner
+        for c in facts.calls
+        if start <= c.event.span.line <= line
+    ):
+        return True
+    for below, call_line in reach.below:
+        if below.decorated_guard or below.under_row_lock(below.func.span):
+            return True
+        if any(w < call_line for w in _claims(below)):
+            return True
+        if any(w < call_line and f in markers for w, f in _writes(below)):
+            return True
+    return False
+
+
+def _marked_after(facts: FunctionFacts, reach: Reach, markers: set[str]) -> str | None:
+    """Where a marker the query selected by is written after the effect: ``line N``, or
+    the function down the chain that writes it; None when nothing does."""
+    for below, call_line in reach.below:
+        if any(w > call_line and f in markers for w, f in _writes(below)):
+            name = below.ref.qualified.rsplit(".", 1)[-1]
+            return f"`{name}()` marks them only after it"
+    later = [w for w, f in _writes(facts) if w > reach.line and f in markers]
+    return f"marks them only after it (line {min(later)})" if later else None
+
+
+def _call_event(facts: FunctionFacts, line: int, effect: CallFact) -> Event | None:
+    if effect.event in (c.event for c in facts.calls):
+        return effect.event
+    for c in facts.calls:
+        if c.event.span.line == line and c.target is not None and not c.chain_inner:
+            return c.event
+    return None
+
+
+def check(ctx: TaskContext) -> None:
+    if any(r.facts.decorated_guard for r in ctx.reached[:1]):
+        return
+    reach = _remote_reach(ctx)
+    for r in ctx.reached:
+        facts = r.facts
+        if r.guarded or r.locked:
+            continue
+        found = reach.get(facts.ref.qualified)
+        if not found:
+            continue
+        for query in facts.calls:
+            markers = selected_by(facts, query)
+            if not markers:
+                continue
+            after = [x for x in found if x.line > query.event.span.line]
+            if not after:
+                continue
+            first = min(after, key=lambda x: x.line)
+            if _claimed_first(facts, query, first, markers):
+                continue
+            marked = _marked_after(facts, first, markers)
+            ev = _call_event(facts, first.line, first.effect)
+            if marked is None or ev is None:
+                continue  # a sweep that never marks its rows may be meant to repeat
+            effect = first.effect.value.path or first.effect.resolved
+            call = ev.value.path if ev.value is not None and ev.value.path else effect
+            name = f"`{call}()`" + (f" (which reaches `{effect}()`)" if call != effect else "")
+            fields = ", ".join(f"`{f}`" for f in sorted(markers))
+            detail = f"{name} on rows it selects by {fields}, and {marked}"
+            level = ctx.severity("IDM3", first.reached, first.effect.event)
+            before = len(ctx.hits)
+            ctx.hit(RULE, r, ev, detail, severity=level)
+            if len(ctx.hits) > before:
+                _drop_restated(ctx, first)
+            return
+
+
+def _drop_restated(ctx: TaskContext, reach: Reach) -> None:
+    """The IDM3xx hit on the effect itself says less than the sweep does: drop it."""
+    span = reach.effect.event.span
+    path = reach.reached.facts.file.path
+    ctx.hits[:] = [
+        h
+        for h in ctx.hits
+        if not (h.rule.startswith("IDM3") and h.path == path and h.span.line == span.line)
+    ]
