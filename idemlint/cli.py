@@ -7,11 +7,13 @@ a one-line message naming the problem (never a traceback).
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from idemlint.errors import IdemlintError
 from idemlint.report.formats import FORMATS
 
 if TYPE_CHECKING:
+    from idemlint.catalog import Rule
     from idemlint.config import Config
     from idemlint.findings import Finding
 
@@ -265,32 +268,60 @@ def rules() -> int:
     """List every rule: code, name, checklist item and what it reports."""
     from idemlint.catalog import load_catalog
 
-    catalog = load_catalog()
-    rows = [("CODE", "NAME", "CHECKLIST", "REPORTS")]
-    for rule in catalog.values():
-        summary = rule.format_message("...") if "{detail}" in rule.message else rule.message
-        rows.append((rule.id, rule.name, rule.checklist, " ".join(summary.split())))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(3)]
-        click.echo(f"{'  '.join(cells)}  {row[3]}")
+    click.echo("\n".join(_rule_table(load_catalog().values())))
     return EXIT_CLEAN
+
+
+def _rule_table(rules: Iterable[Rule]) -> list[str]:
+    """The lines of ``idemlint rules`` for ``rules``, header first; columns as wide as
+    for the whole catalog, so that a family's lines are those ``rules`` prints."""
+    from idemlint.catalog import load_catalog
+
+    def row(rule: Rule) -> tuple[str, str, str, str]:
+        summary = rule.format_message("...") if "{detail}" in rule.message else rule.message
+        return (rule.id, rule.name, rule.checklist, " ".join(summary.split()))
+
+    header = ("CODE", "NAME", "CHECKLIST", "REPORTS")
+    every = [header, *(row(rule) for rule in load_catalog().values())]
+    widths = [max(len(r[i]) for r in every) for i in range(3)]
+    rows = [header, *(row(rule) for rule in rules)]
+    return [f"{'  '.join(r[i].ljust(widths[i]) for i in range(3))}  {r[3]}" for r in rows]
 
 
 @cli.command()
 @click.argument("code")
 def explain(code: str) -> int:
-    """Explain one rule: what it reports, why a retry breaks it, bad and good code, the fix."""
+    """Explain one rule, by code or name (IDM301, unguarded-row-create): what it reports,
+    why a retry breaks it, bad and good code, the fix. A prefix (IDM3) or a checklist
+    item (check-prior-art) lists its rules."""
     from idemlint.catalog import load_catalog
 
     catalog = load_catalog()
-    rule = catalog.get(code.strip().upper())
-    if rule is None:
-        raise click.UsageError(
-            f"unknown rule {code!r} (accepted: {', '.join(catalog) or 'none installed'})"
-        )
-    click.echo(explain_text(rule.id))
-    return EXIT_CLEAN
+    wanted = code.strip()
+    as_code = wanted.upper()
+    as_name = wanted.lower().replace("_", "-")
+    by_name = {rule.name: rule for rule in catalog.values()}
+    if as_code in catalog or as_name in by_name:
+        rule_id = as_code if as_code in catalog else by_name[as_name].id
+        click.echo(explain_text(rule_id))
+        return EXIT_CLEAN
+    family = [
+        rule
+        for rule in catalog.values()
+        if (re.fullmatch(r"IDM[0-9]{0,2}", as_code) and rule.id.startswith(as_code))
+        or rule.checklist == as_name
+    ]
+    if family:
+        click.echo("\n".join(_rule_table(family)))
+        click.echo(f"\n`idemlint explain {family[0].id}` explains one of them.")
+        return EXIT_CLEAN
+    known = [*catalog, *by_name, *dict.fromkeys(r.checklist for r in catalog.values())]
+    close = difflib.get_close_matches(as_code if wanted[:3].upper() == "IDM" else as_name, known)
+    hint = f"; did you mean {' or '.join(close[:3])}?" if close else ""
+    raise click.UsageError(
+        f"unknown rule {code!r}{hint} (accepted: a code such as IDM301, a prefix such as "
+        "IDM3, a rule name or a checklist item, as `idemlint rules` lists them)"
+    )
 
 
 def explain_text(rule_id: str) -> str:

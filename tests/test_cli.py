@@ -108,6 +108,37 @@ def test_explain_prints_every_part_of_a_rule() -> None:
     assert rule.help_uri in out
 
 
+def test_explain_takes_what_rules_prints_and_prefixes() -> None:
+    """The names ``idemlint rules`` prints explain their rule; a prefix or a checklist
+    item lists its family, with the table ``rules`` prints."""
+    catalog = load_catalog()
+    rules_table = run_idemlint("rules", cwd=MINIPROJ).stdout.splitlines()
+    for rule in catalog.values():
+        by_name = run_idemlint("explain", rule.name, cwd=MINIPROJ)
+        assert by_name.returncode == 0, by_name.stderr
+        assert by_name.stdout.startswith(f"{rule.id} {rule.name} [{rule.checklist}]")
+    underscored = run_idemlint("explain", "unguarded_row_create", cwd=MINIPROJ)
+    assert underscored.stdout.startswith("IDM301 ")
+
+    family = [r for r in catalog.values() if r.id.startswith("IDM3")]
+    for ask in ("IDM3", "idm3", "check-prior-art"):
+        done = run_idemlint("explain", ask, cwd=MINIPROJ)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == rules_table[0]
+        listed = [line for line in lines[1:] if line.startswith("IDM")]
+        assert [line.split()[0] for line in listed] == [r.id for r in family]
+        assert all(line in rules_table for line in listed)
+        assert "idemlint explain IDM301" in done.stdout
+    every = run_idemlint("explain", "IDM", cwd=MINIPROJ).stdout.splitlines()
+    assert every[: len(rules_table)] == rules_table
+
+    wrong = run_idemlint("explain", "unguarded-row", cwd=MINIPROJ)
+    assert wrong.returncode == 2
+    assert "unknown rule 'unguarded-row'; did you mean unguarded-row-create" in wrong.stderr
+    assert run_idemlint("explain", "IDM9", cwd=MINIPROJ).returncode == 2
+
+
 def test_version_and_the_installed_script() -> None:
     script = shutil.which("idemlint")
     assert script, "pip install -e . provides the idemlint script"

@@ -131,3 +131,48 @@ def test_cli_honours_suppressions_and_reports_unused(tmp_path: Path) -> None:
     # The helper's own finding is on its line in helpers.py, untouched by a
     # comment on the call site.
     assert any(f["path"] == "shop/helpers.py" and f["rule"] == "IDM301" for f in findings)
+
+
+def test_unused_suppression_says_where_the_finding_really_is(tmp_path: Path) -> None:
+    """A comment on the last line of a multi-line statement, and one on a task's call of
+    the helper that holds the finding: the notice names the line where it is reported."""
+    project = copy_project(tmp_path)
+    tasks = project / "shop" / "tasks.py"
+    text = tasks.read_text()
+    text = text.replace(
+        "    Payment.objects.create(user_id=user_id, amount_cents=amount_cents)\n",
+        "    Payment.objects.create(\n"
+        "        user_id=user_id,\n"
+        "        amount_cents=amount_cents,\n"
+        "    )  # noqa: IDM301\n",
+    )
+    text = text.replace(
+        "    record_payment(user_id, amount_cents)\n",
+        "    record_payment(user_id, amount_cents)  # idemlint: ignore[IDM301]\n",
+    )
+    tasks.write_text(text)
+    helper_line = line_of(project / "shop" / "helpers.py", "Payment.objects.create")
+    create_line = line_of(tasks, "Payment.objects.create(")
+
+    done = run_idemlint("check", "--format", "json", cwd=project)
+    notices = {
+        f["line"]: f["message"]
+        for f in json.loads(done.stdout)["findings"]
+        if f["rule"] == "IDM003"
+    }
+    assert notices[line_of(tasks, "# noqa: IDM301")].endswith(
+        f"IDM301 is reported at line {create_line}, where its statement starts: "
+        "the comment goes there"
+    )
+    assert notices[line_of(tasks, "ignore[IDM301]")].endswith(
+        f"IDM301 is reported at shop/helpers.py:{helper_line}, in code that "
+        "shop.tasks.charge_via_helper reaches: the comment goes there"
+    )
+
+
+def test_unused_suppression_without_a_finding_nearby_says_only_that(tmp_path: Path) -> None:
+    code = tmp_path / "tasks.py"
+    code.write_text("def t():\n    a()  # noqa: IDM302\n    b()\n")
+    kept = apply_suppressions([finding(str(code), 3)], [code], cwd=tmp_path)
+    (notice,) = [f for f in kept if f.rule == "IDM003"]
+    assert notice.message == "This suppression silences nothing: `# noqa: IDM302`"

@@ -13,9 +13,10 @@ linters, so they suppress idemlint findings but are never reported as unused.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from idemlint.findings import Finding, display_name
@@ -69,6 +70,7 @@ def apply_suppressions(
             by_file[key] = []
 
     kept: list[Finding] = []
+    judged: list[tuple[str, list[Suppression]]] = []
     for file, file_findings in by_file.items():
         text = texts.get(file)
         if text is not None:
@@ -89,14 +91,110 @@ def apply_suppressions(
                 kept.append(finding)
             elif suppressed is not None:
                 suppressed.append(finding)
-        if any(f.rule in _NOTICES_THAT_HIDE_FINDINGS for f in file_findings):
-            continue
+        if not any(f.rule in _NOTICES_THAT_HIDE_FINDINGS for f in file_findings):
+            judged.append((file, suppressions))
+    if not judged:
+        return kept
+    places = _Places(kept, key_of, texts)
+    for file, suppressions in judged:
         for suppression in suppressions:
             unused = suppression.unused_codes()
             if unused is not None:
                 shown = display.get(file) or display_name(file, cwd)
-                kept.append(_unused_notice(suppression, unused, shown))
+                hints = [places.hint(file, suppression.line, code) for code in unused]
+                kept.append(_unused_notice(suppression, unused, shown, hints))
     return kept
+
+
+class _Places:
+    """Where the findings a stale suppression was likely written for really are."""
+
+    def __init__(
+        self,
+        reported: Iterable[Finding],
+        key_of: Callable[[object], str],
+        texts: Mapping[str, str],
+    ) -> None:
+        self._key_of = key_of
+        self._texts = texts
+        self._by_file: dict[str, list[Finding]] = {}
+        self._by_function: dict[str, list[Finding]] = {}
+        """Findings by every task and function on their call chains (dotted names)."""
+        for finding in sorted(reported):
+            if finding.rule == UNUSED_SUPPRESSION:
+                continue
+            self._by_file.setdefault(key_of(finding.path), []).append(finding)
+            for name in {*finding.tasks, finding.task, *finding.via} - {""}:
+                self._by_function.setdefault(name, []).append(finding)
+
+    def hint(self, file: str, line: int, code: str) -> str | None:
+        """Where a finding ``code`` (``*``: any) meant by a comment on ``line`` of ``file``
+        is reported, or None when that is not known: the first line of its statement,
+        when the comment sits on a later line of it; or a line that the function holding
+        the comment reaches (a helper's line, in this file or another), where a
+        suppression has to go since findings are reported where the effect happens."""
+
+        def matches(finding: Finding) -> bool:
+            return code == "*" or finding.rule.startswith(code)
+
+        for finding in self._by_file.get(file, ()):
+            if matches(finding) and finding.line < line <= max(finding.end_line, finding.line):
+                return (
+                    f"{finding.rule} is reported at line {finding.line}, where its statement "
+                    "starts: the comment goes there"
+                )
+        for function in self._functions_at(file, line):
+            reached = [
+                f
+                for f in self._by_function.get(function, ())
+                if matches(f) and (self._key_of(f.path), f.line) != (file, line)
+            ]
+            if reached:
+                first = min(reached)
+                where = (
+                    f"line {first.line}"
+                    if self._key_of(first.path) == file
+                    else f"{first.path}:{first.line}"
+                )
+                more = len({(f.path, f.line) for f in reached}) - 1
+                also = f" (and {more} more)" if more > 0 else ""
+                return (
+                    f"{first.rule} is reported at {where}{also}, in code that {function} "
+                    "reaches: the comment goes there"
+                )
+        return None
+
+    def _functions_at(self, file: str, line: int) -> list[str]:
+        """Dotted names the functions holding ``line`` may have, innermost first."""
+        text = self._texts.get(file)
+        try:
+            source: str | bytes = text if text is not None else Path(file).read_bytes()
+            tree = ast.parse(source)
+        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            return []
+        holding: list[str] = []
+
+        def visit(body: list[ast.stmt], prefix: str) -> None:
+            for node in body:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                    if first <= line <= (node.end_lineno or node.lineno):
+                        holding.append(prefix + node.name)
+                        visit(node.body, prefix + node.name + ".")
+
+        visit(tree.body, "")
+        return [f"{module}.{name}" for name in reversed(holding) for module in _modules_of(file)]
+
+
+def _modules_of(file: str) -> list[str]:
+    """The dotted names ``file`` may have as a module (``a/b/c.py``: ``a.b.c``, ``b.c``,
+    ``c``), longest first; a package's ``__init__.py`` is named by its folder. Which is
+    right depends on the project root, which suppressions are applied without."""
+    stem, _ = os.path.splitext(os.path.normpath(file))
+    parts = [p for p in stem.split(os.sep) if p]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return [".".join(parts[i:]) for i in range(len(parts))]
 
 
 def _read_suppressions(file: Path) -> list[Suppression]:
@@ -116,8 +214,12 @@ def _message(detail: str) -> str:
         return f"{detail} silences nothing"
 
 
-def _unused_notice(suppression: Suppression, unused: tuple[str, ...], path: str) -> Finding:
-
+def _unused_notice(
+    suppression: Suppression, unused: tuple[str, ...], path: str, hints: Sequence[str | None]
+) -> Finding:
+    """The IDM003 finding of one suppression, saying where its findings really are when
+    that is known (a comment on the last line of a statement, or at a task's call of the
+    helper that holds the finding)."""
     if suppression.kind == "noqa":
         text = f"# noqa: {', '.join(unused)}"
     elif unused == ("*",):
@@ -129,7 +231,7 @@ def _unused_notice(suppression: Suppression, unused: tuple[str, ...], path: str)
         line=suppression.line,
         column=suppression.column,
         rule=UNUSED_SUPPRESSION,
-        message=_message(f"`{text}`"),
+        message="; ".join([_message(f"`{text}`"), *(h for h in hints if h)]),
         end_line=suppression.line,
         end_column=suppression.end_column,
         source=text,
