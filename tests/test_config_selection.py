@@ -51,6 +51,15 @@ def test_most_specific_code_wins(
         ("**/migrations/*.py", "migrations/0001.py", True),
         ("./scripts/one_[!x]*.py", "scripts/one_a.py", True),
         ("./scripts/one_[!x]*.py", "scripts/one_x.py", False),
+        # .gitignore semantics (pathspec), as for exclude
+        ("app/*.py", "app/sub/x.py", False),
+        ("legacy/", "a/legacy/x.py", True),
+        ("/legacy", "a/legacy/x.py", False),
+        ("/legacy", "legacy/x.py", True),
+        ("tests/", "tests", False),  # a folder-only pattern never matches a file
+        # a key starting with ! applies to the files it does not match (ruff's meaning)
+        ("!tests/**", "app/x.py", True),
+        ("!tests/**", "tests/x.py", False),
     ],
 )
 def test_globs(pattern: str, path: str, matches: bool) -> None:
