@@ -66,6 +66,8 @@ def _options_from_query(query: str) -> dict[str, Any]:
                 raise ConfigurationError(
                     f"timeout must be a number of seconds, not {value!r}"
                 ) from exc
+        elif name == "wait_replicas":
+            options[name] = value  # checked by the Redis store
         elif name == "require_durable":
             if value.lower() not in _TRUE + _FALSE:
                 raise ConfigurationError(f"require_durable must be true or false, not {value!r}")
@@ -78,7 +80,8 @@ def open_store(url: str | None = None, **options: Any) -> Store:
 
     ``sqlite:///path.db`` (``sqlite://`` alone is in-memory),
     ``postgresql://`` / ``postgres://`` (psycopg 3), ``mysql://`` /
-    ``mariadb://`` (PyMySQL), ``redis://`` / ``rediss://``. Options:
+    ``mariadb://`` (PyMySQL), ``redis://`` / ``rediss://``, and Redis Cluster as
+    ``redis+cluster://host:port,host:port`` (``rediss+cluster://``). Options:
     ``table=`` (SQL stores) or ``prefix=`` (Redis), validated as identifiers;
     ``max_result_bytes=``; ``create=False`` to skip creating the schema (for
     teams that run ``create_schema()`` in a migration); ``timeout=``,
@@ -110,7 +113,7 @@ def open_store(url: str | None = None, **options: Any) -> Store:
     if backend is None:
         raise ConfigurationError(
             f"unknown store URL {_redact(url)!r}: use sqlite:///file.db, sqlite://, "
-            "postgresql://..., mysql://..., mariadb://... or redis://..."
+            "postgresql://..., mysql://..., mariadb://..., redis://... or redis+cluster://..."
         )
     if backend != "sqlite":
         check_network_url(url)

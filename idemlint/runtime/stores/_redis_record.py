@@ -192,7 +192,13 @@ FINISH = (
     + """
 -- ARGV: 'owner|epoch|', new status ('c' or 'r'), result ('' for a release)
 if status ~= 'i' then
-  if status == ARGV[2] then return 1 end  -- our earlier call went through; its reply was lost
+  if status == ARGV[2] then
+    -- our earlier call went through; its reply was lost. Touch the key (same expiry) so
+    -- that this call writes too, and a WAIT after it covers the earlier write
+    local pttl = redis.call('PTTL', KEYS[1])
+    if pttl > 0 then redis.call('PEXPIRE', KEYS[1], pttl) end
+    return 1
+  end
   return 0
 end
 local steps, ttl, p = string.match(v, '^|(%d)|(%d*)|%d*()', n + 2)

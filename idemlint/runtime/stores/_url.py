@@ -17,7 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from idemlint.runtime.errors import ConfigurationError
 
-OUR_OPTIONS = frozenset({"table", "prefix", "max_result_bytes", "timeout", "require_durable"})
+OUR_OPTIONS = frozenset(
+    {"table", "prefix", "max_result_bytes", "timeout", "require_durable", "wait_replicas"}
+)
 
 
 def strip_our_options(url: str, scheme: str | None = None) -> str:

@@ -36,10 +36,12 @@ frozen server fails the call with :class:`StoreError` instead of hanging it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
@@ -110,6 +112,7 @@ class _BoundedConnection:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._idemlint_caps = (self.socket_timeout, self.socket_connect_timeout)
+        self._idemlint_sent: Any = None
 
     def _idemlint_bound(self) -> float | None:
         read_cap, connect_cap = self._idemlint_caps
@@ -131,6 +134,54 @@ class _BoundedConnection:
         if self._sock is not None:
             self._sock.settimeout(timeout)
         super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self._idemlint_sent = args[0] if args else None
+        super().send_command(*args, **kwargs)  # type: ignore[misc]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """The reply; then, if a replicated write is awaited and this reply says the command
+        wrote, ``WAIT`` on this same connection (see :class:`_Replicated`)."""
+        response = super().read_response(*args, **kwargs)  # type: ignore[misc]
+        sent, self._idemlint_sent = self._idemlint_sent, None
+        wait = _REPLICATED.get()
+        if wait is None or sent is None or _s(sent).upper() != wait.command:
+            return response
+        if not wait.wrote(response):
+            return response
+        left = 10.0 if remaining() is None else float(remaining() or 0.0)
+        # WAIT answers with a count when its own timeout ends, so it must end well before
+        # the socket's (the operation's budget): a count is an answer, a timeout is not
+        millis = max(1, int(min(left * 0.8, left - 0.1) * 1000))  # never 0: that is for ever
+        super().send_command("WAIT", wait.replicas, millis)  # type: ignore[misc]
+        wait.acked = int(super().read_response())  # type: ignore[misc]
+        return response
+
+
+class _Replicated:
+    """A write that must reach ``replicas`` replicas before it counts (``wait_replicas=``).
+
+    Redis replicates asynchronously: a write the primary acknowledged and then
+    lost in a failover (the promoted replica never got it) would let a retry
+    run a completed job again, silently. ``WAIT`` blocks until this
+    connection's earlier writes reached that many replicas, so it must follow
+    the write on the *same* connection; redis-py's cluster client picks the
+    connection (and follows MOVED and ASK), so the connection itself sends the
+    ``WAIT`` right after reading the reply of ``command``, when ``wrote(reply)``
+    says the command wrote. ``acked`` is what ``WAIT`` answered, None if it
+    was not sent (the command did not write: a replay, a fenced-off holder).
+    """
+
+    def __init__(self, command: str, replicas: int, wrote: Callable[[Any], bool]) -> None:
+        self.command = command
+        self.replicas = replicas
+        self.wrote = wrote
+        self.acked: int | None = None
+
+
+_REPLICATED: contextvars.ContextVar[_Replicated | None] = contextvars.ContextVar(
+    "idemlint_redis_replicated", default=None
+)
 
 
 _BOUNDED: dict[type, type] = {}
@@ -167,6 +218,8 @@ class RedisStore(Store):
         timeout: float | None = None,
         connect_timeout: float | None = None,
         require_durable: bool = False,
+        cluster: bool = False,
+        wait_replicas: int | None = None,
         **options: Any,
     ) -> None:
         if redis is None:
@@ -186,16 +239,26 @@ class RedisStore(Store):
 
         self.url = _redact(url)
         check_network_url(url)
+        self.cluster = bool(cluster)
+        """Redis Cluster: keys carry a hash tag, the client is redis-py's ``RedisCluster``."""
+        if self.cluster:
+            scheme, _, rest = self.url.partition("://")
+            self.url = f"{scheme}+cluster://{rest}"
+        self.wait_replicas = _replicas(wait_replicas, default=1 if self.cluster else 0)
+        """Replicas a claim, completion, heartbeat or step write must reach (``WAIT``) before
+        it counts; 1 by default on a cluster, 0 (no wait) on a single server."""
         options.pop("create", None)
         options.setdefault("client_name", "idemlint")
         if self.connect_timeout is not None:
             options.setdefault("socket_connect_timeout", self.connect_timeout)
-        try:
-            self.client: redis.Redis = redis.Redis.from_url(url, **options)
-        except ValueError as exc:  # redis-py's URL parser: a bad db number, option value...
-            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
-        pool = self.client.connection_pool
-        pool.connection_class = _bounded_class(pool.connection_class)
+        self.client: Any = self._cluster_client(url, options) if cluster else None
+        if self.client is None:
+            try:
+                self.client = redis.Redis.from_url(url, **options)
+            except ValueError as exc:  # redis-py's URL parser: a bad db number, option value...
+                raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from None
+            pool = self.client.connection_pool
+            pool.connection_class = _bounded_class(pool.connection_class)
         self._scripts = {
             name: (hashlib.sha1(source.encode()).hexdigest(), source)
             for name, source in SCRIPTS.items()
@@ -207,7 +270,65 @@ class RedisStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
         check_network_url(url)
-        return cls(strip_our_options(url), **options)
+        scheme, _, rest = url.partition("://")
+        base, _, variant = scheme.lower().partition("+")
+        if variant not in ("", "cluster"):
+            raise ConfigurationError(
+                f"unknown Redis URL scheme {scheme!r}: use redis://, rediss://, "
+                "redis+cluster:// or rediss+cluster://"
+            )
+        if variant:
+            options.setdefault("cluster", True)
+        return cls(strip_our_options(f"{base}://{rest}"), **options)
+
+    def _cluster_client(self, url: str, options: dict[str, Any]) -> Any:
+        """redis-py's ``RedisCluster`` over the URL's host list (``host:port,host:port``).
+
+        It reads the cluster's slot map from the first node that answers, and
+        follows MOVED and ASK redirections itself. Its connections are the
+        bounded ones of this module, so every wait (and the ``WAIT`` after a
+        replicated write) stays within the operation's budget.
+        """
+        from urllib.parse import urlsplit
+
+        from redis.cluster import ClusterNode, RedisCluster
+
+        from idemlint.runtime.stores._url import _authority
+
+        parts = _authority(url)
+        assert parts is not None  # check_network_url passed
+        _, userinfo, hostports, _ = parts
+        database = urlsplit(url).path.strip("/")
+        if database not in ("", "0"):
+            raise ConfigurationError(
+                f"Redis Cluster URL {self.url!r} names database {database!r}; a cluster has "
+                "only database 0"
+            )
+        nodes = []
+        for hostport in hostports.split(","):
+            if hostport.startswith("["):  # [ipv6]:port
+                close = hostport.index("]")
+                host, port = hostport[1:close], hostport[close + 2 :]
+            else:
+                host, _, port = hostport.partition(":")
+            nodes.append(ClusterNode(host, int(port or 6379)))  # type: ignore[no-untyped-call]
+        # the first node as a URL: only then does redis-py build each node's connection
+        # pool from the options, connection_class included (else Redis() refuses it)
+        scheme = "rediss" if url.startswith("rediss") else "redis"
+        first = hostports.split(",")[0]
+        options["url"] = f"{scheme}://{userinfo + '@' if userinfo else ''}{first}"
+        options["connection_class"] = _bounded_class(
+            redis.SSLConnection if scheme == "rediss" else redis.Connection
+        )
+        limit = self.timeout if self.timeout is not None else DURABILITY_CHECK_TIMEOUT
+        try:
+            with bounded(limit):  # the constructor reads the slot map: bounded like a request
+                return RedisCluster(startup_nodes=nodes, **options)
+        except redis.RedisError as exc:
+            raise StoreError(
+                f"redis store {self.url}: no node of the cluster answered: {describe_error(exc)}",
+                transient=True,
+            ) from exc
 
     # -- durability -------------------------------------------------------------
     def check_durability(self) -> str:
@@ -220,9 +341,14 @@ class RedisStore(Store):
         checked again before the first claim. Returns :attr:`durability`.
         """
 
+        names = ("save", "appendonly", "maxmemory", "maxmemory-policy")
+
         def read() -> list[Any]:
+            if self.cluster:  # each primary's own settings; the weakest decides
+                primaries = self.client.PRIMARIES
+                return [self.client.config_get(n, target_nodes=primaries) for n in names]
             pipe = self.client.pipeline(transaction=False)
-            for name in ("save", "appendonly", "maxmemory", "maxmemory-policy"):
+            for name in names:
                 pipe.config_get(name)
             return list(pipe.execute())
 
@@ -245,10 +371,14 @@ class RedisStore(Store):
             )
             return self.durability
         self._durability_pending = False
-        settings: dict[str, str] = {}
+        per_node: dict[str, dict[str, str]] = {}
         for reply in replies:
-            settings.update({_s(k): _s(v) for k, v in dict(reply).items()})
-        self._durability_found(*_durability_of(settings))
+            nodes = dict(reply).items() if self.cluster else [("", reply)]
+            for node, values in nodes:
+                per_node.setdefault(_s(node), {}).update(
+                    {_s(k): _s(v) for k, v in dict(values).items()}
+                )
+        self._durability_found(*_weakest(_durability_of(v) for v in per_node.values()))
         return self.durability
 
     def _check_durability_once(self) -> None:
@@ -265,7 +395,46 @@ class RedisStore(Store):
 
     # -- requests ---------------------------------------------------------------
     def _keys(self, key: str) -> list[str]:
+        """The record's and the steps hash's names.
+
+        On a cluster the key is a hash tag (``idemlint:r:{charge:42}``): both
+        names hash to the slot of the key itself, so the scripts that touch both
+        run on one node, and so does a ``RedisLock`` named after the key
+        (``idemlint:lock:{charge:42}``). Whatever braces the key holds, the two
+        names differ only before the first ``{``, so they share the tag.
+        """
+        if self.cluster:
+            return [f"{self.prefix}:r:{{{key}}}", f"{self.prefix}:s:{{{key}}}"]
         return [f"{self.prefix}:r:{key}", f"{self.prefix}:s:{key}"]
+
+    @contextlib.contextmanager
+    def _replicated(
+        self, command: str, wrote: Callable[[Any], bool], what: str
+    ) -> Iterator[_Replicated | None]:
+        """Around a write: ``WAIT`` for ``wait_replicas`` replicas when it wrote, else raise.
+
+        A transient :class:`StoreError` when fewer acknowledged within the
+        budget: the write stands on the primary, but a failover could lose it,
+        so it is not reported as done (a completion is tried again within the
+        lease; see :class:`_Replicated`).
+        """
+        if self.wait_replicas <= 0:
+            yield None
+            return
+        wait = _Replicated(command, self.wait_replicas, wrote)
+        token = _REPLICATED.set(wait)
+        try:
+            yield wait
+        finally:
+            _REPLICATED.reset(token)
+        if wait.acked is not None and wait.acked < wait.replicas:
+            raise StoreError(
+                f"redis store {self.url}: {what} was written on the primary but reached "
+                f"{wait.acked} of {wait.replicas} replicas in time (WAIT); a failover now could "
+                "lose it, so it is not reported done (should the primary keep it, a retry "
+                "replays it)",
+                transient=True,
+            )
 
     def _call(self, fn: Callable[[], T], what: str = "request", key: str | None = None) -> T:
         """One request; a dropped connection is retried once (every request is repeatable),
@@ -297,6 +466,10 @@ class RedisStore(Store):
         transient = isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) or (
             isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
         )
+        # a cluster in failover: CLUSTERDOWN, a slot without a node, redirections that ran out
+        transient = transient or isinstance(
+            exc, (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException)
+        )
         return StoreError(
             f"redis store {self.url}: {what} failed: {detail}", key=key, transient=transient
         )
@@ -304,7 +477,7 @@ class RedisStore(Store):
     def _script(self, name: str, key: str, *args: Any, what: str | None = None) -> Any:
         """EVALSHA a script: one round trip (two if the server lost its script cache)."""
         sha, source = self._scripts[name]
-        record, steps = f"{self.prefix}:r:{key}", f"{self.prefix}:s:{key}"
+        record, steps = self._keys(key)
 
         def run() -> Any:
             try:
@@ -321,11 +494,11 @@ class RedisStore(Store):
         Repeating it after a lost reply is safe: the repeat finds the record
         the first one wrote, whose owner token is the caller's own.
         """
-        name = f"{self.prefix}:r:{key}"
+        name = self._keys(key)[0]
 
         def run() -> Any:
             try:
-                return self.client.execute_command(  # type: ignore[no-untyped-call]
+                return self.client.execute_command(
                     "SET", name, record, "PX", px, *self.claim_set_options, get=True
                 )
             except redis.ResponseError as exc:
@@ -350,6 +523,10 @@ class RedisStore(Store):
 
     def _scan(self, pattern: str) -> list[Any]:
         """Every key name matching ``pattern`` (SCAN in batches, each a bounded request)."""
+        if self.cluster:  # one cursor per node: redis-py's scan_iter walks them all
+            return self._call(
+                lambda: list(self.client.scan_iter(match=pattern, count=500)), "scanning"
+            )
         names: list[Any] = []
         cursor: Any = 0
         while True:
@@ -380,12 +557,14 @@ class RedisStore(Store):
         if ttl_ms is not None and self.fast_claim:
             sent = time.monotonic()
             fp = fingerprint.encode("utf-8", "surrogateescape")
-            value = self._set_claim(key, fresh(owner, fp, ttl_ms), lease_ms + ttl_ms)
+            with self._replicated("SET", _is_none, f"the claim of key {key!r}") as wait:
+                value = self._set_claim(key, fresh(owner, fp, ttl_ms), lease_ms + ttl_ms)
             if value is None:  # the key was free: epoch 1 of a new run is ours
                 return Claimed(Lease(key, 1, 1, owner, lease, "new", deadline=sent + lease))
             if value is not _NO_FAST_PATH:
                 record = decode(value)
                 if record.owner == owner:  # our SET went through; its reply was lost
+                    self._confirm_claim(key, wait)
                     return self._claimed(key, record, owner, lease, sent)
                 if record.status == COMPLETED and record.fingerprint == fingerprint:
                     return Completed(key=key, epoch=record.epoch, result=record.result)
@@ -405,9 +584,12 @@ class RedisStore(Store):
 
         def attempt() -> ClaimResult:
             sent = time.monotonic()
-            value, now, pttl = self._script("claim", key, *args)
+            mine = partial(_owned_by, owner)
+            with self._replicated("EVALSHA", mine, f"the claim of key {key!r}") as wait:
+                value, now, pttl = self._script("claim", key, *args)
             record = decode(value)
             if record.owner == owner:
+                self._confirm_claim(key, wait)
                 return self._claimed(key, record, owner, lease, sent)
             outcome = interpret_claim(
                 to_row(key, record, int(now), int(pttl)),
@@ -424,6 +606,19 @@ class RedisStore(Store):
 
         return self._claim_loop(attempt)
 
+    def _confirm_claim(self, key: str, wait: _Replicated | None) -> None:
+        """A claim found to be ours without a write of this call (an earlier attempt's reply
+        was lost, and redis-py sent it again): no ``WAIT`` covered that earlier write, so
+        under ``wait_replicas`` it cannot count. The record stays ours until its lease ends."""
+        if wait is not None and wait.acked is None:
+            raise StoreError(
+                f"redis store {self.url}: the claim of key {key!r} went through on a request "
+                "whose reply was lost, so whether it reached the replicas is unknown; it does "
+                "not count (the key frees when its lease ends)",
+                key=key,
+                transient=True,
+            )
+
     @staticmethod
     def _claimed(key: str, record: Record, owner: str, lease: float, sent: float) -> Claimed:
         return Claimed(
@@ -434,7 +629,11 @@ class RedisStore(Store):
         with bounded(self.operation_timeout(lease.lease_seconds)):
             fence = f"{lease.owner}|{lease.epoch}|"
             what = f"{op} of key {lease.key!r}"
-            if not self._script("finish", lease.key, fence, status, result, what=what):
+            # a completion must survive a failover; a lost release only delays a retry
+            wanted = self._replicated("EVALSHA", _is_one, what) if status == b"c" else None
+            with wanted or contextlib.nullcontext():
+                done = self._script("finish", lease.key, fence, status, result, what=what)
+            if not done:
                 raise self._lost(lease, op)
 
     def complete(self, lease: Lease, result: bytes, *, ttl: float | None) -> None:
@@ -448,7 +647,9 @@ class RedisStore(Store):
         seconds = lease.lease_seconds if lease_seconds is None else float(lease_seconds)
         fence = f"{lease.owner}|{lease.epoch}|"
         with bounded(self.operation_timeout(lease.lease_seconds)):
-            if not self._script("heartbeat", lease.key, fence, max(1, int(seconds * 1000))):
+            with self._replicated("EVALSHA", _is_one, f"the heartbeat of key {lease.key!r}"):
+                beat = self._script("heartbeat", lease.key, fence, max(1, int(seconds * 1000)))
+            if not beat:
                 raise self._lost(lease, "heartbeat")
 
     def load_steps(self, lease: Lease) -> dict[str, bytes]:
@@ -468,7 +669,9 @@ class RedisStore(Store):
         what = f"step {name!r} of key {lease.key!r}"
         with bounded(self.operation_timeout(lease.lease_seconds)):
             field = f"{lease.run}:{name}"
-            if not self._script("save_step", lease.key, fence, field, result, what=what):
+            with self._replicated("EVALSHA", _is_one, what):
+                saved = self._script("save_step", lease.key, fence, field, result, what=what)
+            if not saved:
                 raise self._lost(lease, f"step {name!r}")
 
     def get(self, key: str) -> RecordRow | None:
@@ -502,7 +705,10 @@ class RedisStore(Store):
         start = len(self.prefix) + 3
         with bounded(self.admin_timeout()):
             for name in self._scan(f"{self.prefix}:s:*"):
-                count += int(self._script("purge", _s(name)[start:], what="purge_expired"))
+                key = _s(name)[start:]
+                if self.cluster:
+                    key = key[1:-1]  # the hash tag's braces
+                count += int(self._script("purge", key, what="purge_expired"))
         return count
 
     def _lost(self, lease: Lease, op: str) -> IdempotencyError:
@@ -516,6 +722,48 @@ class RedisStore(Store):
 
 def _s(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _is_none(reply: Any) -> bool:
+    return reply is None
+
+
+def _is_one(reply: Any) -> bool:
+    return bool(reply == 1)
+
+
+def _owned_by(owner: str, reply: Any) -> bool:
+    """Whether the claim script's reply is a record held by ``owner`` (it wrote it)."""
+    try:
+        return decode(reply[0]).owner == owner
+    except (StoreError, TypeError, IndexError):
+        return False
+
+
+def _replicas(value: object, *, default: int) -> int:
+    """``wait_replicas``: a whole number of replicas, 0 for no wait."""
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = -1
+    if isinstance(value, bool) or number < 0:
+        raise ConfigurationError(
+            f"wait_replicas must be a whole number of replicas (0: do not wait), not {value!r}"
+        )
+    return number
+
+
+_RANK = {"none": 0, "unknown": 1, "rdb": 2, "aof": 3}
+
+
+def _weakest(found: Any) -> tuple[str, str | None]:
+    """The weakest durability of a cluster's primaries, with every node's warnings."""
+    results = list(found)
+    durability = min((d for d, _ in results), key=lambda d: _RANK.get(d, 1), default="unknown")
+    warnings = sorted({w for _, w in results if w})
+    return durability, "; ".join(warnings) or None
 
 
 def _durability_of(settings: dict[str, str]) -> tuple[str, str | None]:
