@@ -11,6 +11,12 @@ a first call costs at most two round trips, claim and complete): for the SQL
 stores from the store's own counter, for Redis by counting the responses
 redis-py reads off the socket, which is the same yardstick for Powertools.
 
+``--atomic`` adds (``--atomic-only`` runs alone) a third measurement on the SQL
+stores: one row written bare (its own transaction), through a plain ``step``
+(the write commits, then the step record), and through an ``atomic_step`` (the
+write and the step record in one transaction), interleaved call by call in
+one run, with each one's p50 against the bare write's.
+
 Powertools is a benchmark-only dependency:
 ``pip install 'aws-lambda-powertools[redis]'``. If its Redis layer cannot be
 imported the script says why and benchmarks the rest.
@@ -28,7 +34,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from idemlint.runtime import AlreadyInProgress, Store, idempotent, open_store
+from idemlint.runtime import AlreadyInProgress, Store, atomic_step, idempotent, open_store, step
 
 PG_URL = os.environ.get("IDEMLINT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("IDEMLINT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -249,14 +255,132 @@ def head_to_head(
     store.close()
 
 
+SA_URLS = {
+    "postgresql": PG_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+    "mariadb": MYSQL_URL.replace("mysql://", "mysql+pymysql://", 1),
+}
+
+
+def atomic_vs_plain(name: str, store_url: str, sa_url: str, n: int) -> dict[str, Any] | None:
+    """One row per call: bare, through a plain step, through an atomic step, interleaved.
+
+    All three run in one process against one database, alternating which goes
+    first, so that load on the machine falls on each alike. The steps run inside
+    one idempotent call (a step needs one); each has its own name.
+    """
+    import sqlalchemy as sa
+
+    try:
+        store = open_store(store_url)
+        store.create_schema()
+        engine = sa.create_engine(sa_url, pool_size=2)
+        rows = f"bench_rows_{uuid.uuid4().hex[:8]}"
+        auto = {
+            "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "postgresql": "SERIAL PRIMARY KEY",
+            "mariadb": "INTEGER AUTO_INCREMENT PRIMARY KEY",
+        }["sqlite" if name.startswith("sqlite") else name]
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {rows} (id {auto}, k VARCHAR(64) NOT NULL)"))
+    except Exception as exc:
+        print(f"{name}: unavailable for the atomic-step measurement ({exc})")
+        return None
+    insert = sa.text(f"INSERT INTO {rows} (k) VALUES (:k)")
+
+    def write(conn: Any, k: str) -> str:
+        conn.execute(insert, {"k": k})
+        return k
+
+    def bare(k: str) -> str:
+        with engine.begin() as conn:
+            return write(conn, k)
+
+    def atomic(k: str) -> str:
+        with engine.connect() as conn:
+            return atomic_step(k, write, conn, k, using=conn)
+
+    samples: dict[str, list[float]] = {"bare": [], "step": [], "atomic": []}
+
+    @idempotent("bench-atomic:{run}", store=store, lease=3600)
+    def measure(run: str) -> None:
+        calls = {
+            "bare": lambda i: bare(f"b{i}"),
+            "step": lambda i: step(f"s{i}", bare, f"s{i}"),
+            "atomic": lambda i: atomic(f"a{i}"),
+        }
+        order = list(calls)
+        for i in range(-200, n):  # the first 200 warm connections and statements up
+            order = order[1:] + order[:1]
+            for label in order:
+                start = time.perf_counter_ns()
+                calls[label](i)
+                if i >= 0:
+                    samples[label].append((time.perf_counter_ns() - start) / 1000.0)
+
+    try:
+        measure(uuid.uuid4().hex[:8])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {rows}"))
+        engine.dispose()
+        store.drop_schema()
+        store.close()
+    return {"name": name, **samples}
+
+
+def print_atomic(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'store':<14}{'bare p50':>10}{'step p50':>10}{'atomic p50':>12}"
+        f"{'step/bare':>11}{'atomic/bare':>13}{'atomic/step':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in results:
+        bare, plain, atomic = (statistics.median(row[k]) for k in ("bare", "step", "atomic"))
+        print(
+            f"{row['name']:<14}{bare:>10.1f}{plain:>10.1f}{atomic:>12.1f}"
+            f"{plain / bare:>11.2f}{atomic / bare:>13.2f}{atomic / plain:>13.2f}"
+        )
+    print(
+        "(one row per call, microseconds; bare: its own transaction; step: the row commits, "
+        "then the step record; atomic: both in one transaction)"
+    )
+
+
+def run_atomic(n: int, folder: str, token: str) -> None:
+    results = []
+    for name, store_url, sa_url in (
+        (
+            "sqlite-file",
+            f"sqlite:///{folder}/atomic.sqlite3?table=abench_{token}",
+            f"sqlite:///{folder}/atomic.sqlite3",
+        ),
+        ("postgresql", f"{PG_URL}?table=abench_{token}", SA_URLS["postgresql"]),
+        ("mariadb", f"{MYSQL_URL}?table=abench_{token}", SA_URLS["mariadb"]),
+    ):
+        found = atomic_vs_plain(name, store_url, sa_url, n)
+        if found is not None:
+            results.append(found)
+    print()
+    print_atomic(results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--atomic", action="store_true", help="also atomic vs plain steps")
+    parser.add_argument("--atomic-only", action="store_true", help="only atomic vs plain steps")
     args = parser.parse_args()
     n = args.calls
     import logging
 
     logging.getLogger("idemlint.runtime").setLevel(logging.WARNING)
+    if args.atomic_only:
+        import tempfile
+
+        print(f"python {sys.version.split()[0]}, {n} calls per measurement, {os.cpu_count()} CPUs")
+        run_atomic(n, tempfile.mkdtemp(prefix="idemlint-bench-"), uuid.uuid4().hex[:10])
+        return 0
     bare_samples = timed([lambda k=k: work(k) for k in range(n)])
     bare_p50 = statistics.median(bare_samples)
     print(f"python {sys.version.split()[0]}, {n} calls per measurement, {os.cpu_count()} CPUs")
@@ -283,6 +407,8 @@ def main() -> int:
         bench_store("redis", f"{REDIS_URL}?prefix=bench{token}", n, bare_p50, rows, counter)
         head_to_head(n, bare_p50, rows, counter)
         counter.close()
+    if args.atomic:
+        run_atomic(n, folder, token)
 
     print()
     header = (
