@@ -391,6 +391,10 @@ class Project:
                     return self.instance_path(ann, rest, depth)
                 return path
         resolved = self.resolve_global(root, file, depth + 1)
+        if resolved is not None and rest and resolved in self.modules:
+            # `from .. import celeryconf` then `celeryconf.app.task`: the rest is looked
+            # up in that module (`app` is bound there), not appended to its name
+            return self.resolve_qualified(resolved + rest, depth + 1)
         return (resolved if resolved is not None else root) + rest
 
     def instance_path(self, cls: str, rest: str, depth: int) -> str:
