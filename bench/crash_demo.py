@@ -13,16 +13,19 @@ worker processes with SIGKILL at random moments - mostly pool children,
 sometimes the main worker - restarting it like a rogue deployment would.
 The broker redelivers what was in flight.
 
-The naive task and the idempotent one (``idemlint.runtime``: an
+The naive task, the idempotent one (``idemlint.runtime``: an
 ``IdempotentTask`` keyed by the order, a step per effect, ``upsert`` on
-unique keys, a stock ledger) run on the same seeded kill schedule. At the
-end it counts duplicate emails and shipments, extra stock decrements
-against the truth, and lost jobs, prints a table and writes a bar chart.
+unique keys, a stock ledger) and the atomic one (the naive task's own
+statements on the naive tables, each in an ``atomic_step`` whose record
+commits in the statement's transaction) run on the same seeded kill
+schedule. At the end it counts duplicate emails and shipments, extra stock
+decrements against the truth, and lost jobs, prints a table and writes a bar
+chart.
 
 Every process it starts is stopped by its id at the end; its database and
 Redis keys are removed. The run is bounded (``--budget`` seconds per
-variant). It is a benchmark, not a test: it exits 1 if the idempotent run
-shows a duplicate or a lost job, or fewer kills than ``--min-kills``.
+variant). It is a benchmark, not a test: it exits 1 if the idempotent or the
+atomic run shows a duplicate or a lost job, or fewer kills than ``--min-kills``.
 """
 
 from __future__ import annotations
@@ -299,7 +302,7 @@ def diagnose(dsn: str, orders: dict[int, str], variant: str) -> str:
             if emails and ships:
                 continue
             key = ""
-            if variant == "idempotent":
+            if variant in ("idempotent", "atomic"):
                 row = conn.execute(
                     sa.text("SELECT status, epoch FROM idem_keys WHERE idem_key = :k"),
                     {"k": f"confirm:{order_id}"},
@@ -444,12 +447,12 @@ def chart(outcomes: list[Outcome], paths: list[Path]) -> None:
     import matplotlib.pyplot as plt
 
     labels = ["duplicate\nemails", "double\ndecrements", "duplicate\nshipments", "lost\njobs"]
-    colours = {"naive": "#d62728", "idempotent": "#2ca02c"}
+    colours = {"naive": "#d62728", "idempotent": "#2ca02c", "atomic": "#1f77b4"}
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    width = 0.38
+    width = 0.8 / max(1, len(outcomes))
     for i, o in enumerate(outcomes):
         values = [o.duplicate_emails, o.double_decrements, o.duplicate_shipments, o.lost_jobs]
-        xs = [x + (i - 0.5) * width for x in range(len(labels))]
+        xs = [x + (i - (len(outcomes) - 1) / 2) * width for x in range(len(labels))]
         bars = ax.bar(
             xs,
             values,
@@ -487,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         default=2.0,
         help="resend unfinished jobs once the broker has been empty this long",
     )
-    parser.add_argument("--variants", default="naive,idempotent")
+    parser.add_argument("--variants", default="naive,idempotent,atomic")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -515,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         chart(outcomes, paths)
         print("chart:", ", ".join(str(p) for p in paths))
-    safe = [o for o in outcomes if o.variant == "idempotent"]
+    safe = [o for o in outcomes if o.variant in ("idempotent", "atomic")]
     bad = [o for o in safe if o.duplicates or o.lost_jobs or o.kills < args.min_kills]
     return 1 if bad else 0
 

@@ -12,6 +12,10 @@ Each job sends an "email" (a row in ``outbox``), takes one unit of stock
 ``idemlint.runtime``: an ``IdempotentTask`` keyed by the order, one step per
 effect, ``upsert`` on unique keys for the rows, and the stock move recorded
 in an ``inventory_moves`` ledger in the same transaction as the decrement.
+``confirm_atomic`` runs the naive task's very statements, on the naive schema
+(no unique constraint, no ledger), each in an ``atomic_step``: the step record
+commits in the same transaction as the row or the decrement, so a worker killed
+anywhere leaves both or neither, and the retry replays or runs it once.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from celery import Celery
 from celery.signals import worker_ready
 from kombu.transport import TRANSPORT_ALIASES
 
-from idemlint.runtime import step, upsert
+from idemlint.runtime import atomic_step, step, upsert
 from idemlint.runtime.integrations.celery import IdempotentTask
 
 TRANSPORT_ALIASES["idemlint-redis"] = "bench.crash_demo_app.transport:Transport"
@@ -76,7 +80,11 @@ class Schema:
         )
 
 
-SCHEMAS = {"naive": Schema(unique=False), "idempotent": Schema(unique=True)}
+SCHEMAS = {
+    "naive": Schema(unique=False),
+    "idempotent": Schema(unique=True),
+    "atomic": Schema(unique=False),  # the naive tables: the atomic steps alone protect them
+}
 naive = SCHEMAS["naive"]
 safe = SCHEMAS["idempotent"]
 
@@ -198,4 +206,41 @@ def confirm_idempotent(self: Any, order_id: int, sku: str) -> None:
     step("shipment", _ship, order_id, sku)
 
 
-TASKS = {"naive": confirm_naive, "idempotent": confirm_idempotent}
+def _insert_email(conn: Any, order_id: int) -> None:
+    conn.execute(naive.outbox.insert().values(order_id=order_id, kind="confirmation"))
+
+
+def _decrement(conn: Any, sku: str) -> None:
+    products = naive.products
+    conn.execute(products.update().values(stock=products.c.stock - 1).where(products.c.sku == sku))
+
+
+def _insert_shipment(conn: Any, order_id: int, sku: str) -> None:
+    conn.execute(naive.shipments.insert().values(order_id=order_id, sku=sku))
+
+
+@app.task(
+    name="demo.confirm_atomic",
+    base=IdempotentTask,
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    idempotency_key="confirm:{order_id}",
+    idempotency_store=os.environ.get("DEMO_STORE"),
+    idempotency_lease=2.0,
+    idempotency_heartbeat=0.5,
+    idempotency_max_countdown=2.0,
+)
+def confirm_atomic(self: Any, order_id: int, sku: str) -> None:
+    # confirm_naive's statements; each step's record commits in the statement's transaction
+    with engine().connect() as conn:
+        atomic_step("email", _insert_email, conn, order_id, using=conn)
+    pause()
+    with engine().connect() as conn:
+        atomic_step("inventory", _decrement, conn, sku, using=conn)
+    pause()
+    with engine().connect() as conn:
+        atomic_step("shipment", _insert_shipment, conn, order_id, sku, using=conn)
+
+
+TASKS = {"naive": confirm_naive, "idempotent": confirm_idempotent, "atomic": confirm_atomic}
