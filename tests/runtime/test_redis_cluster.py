@@ -207,7 +207,8 @@ def test_failover_runs_once_or_fails_clearly(
     except StoreError as exc:  # loud, and the job is not marked done
         errors.append(exc)
         assert "not marked done" in str(exc)
-    assert restarted.wait(30)
+    finally:  # whatever failed, the node is back (and stopped with the cluster) before we leave
+        assert restarted.wait(30)
     cluster.wait_healthy()
     assert cluster.master_of(store._keys(key)[0]) != victim  # the replica took over
     if back_within_lease:
