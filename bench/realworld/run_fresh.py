@@ -7,7 +7,9 @@ fixed commit; ``judged-fresh.tsv`` holds a reviewer's verdict on every finding i
 reported on them (TP / FP / DEBATABLE, with a category and a reason), made by reading
 the code, not idemlint's rules. This script writes each application's ``.py`` files from a
 bare git mirror (bring them with the search tool's ``fetch``), runs ``idemlint check
---format json --min-severity info``, and prints per application the tasks' findings and,
+--format json`` at the default severity (what a user sees; ``--min-severity`` to widen it),
+writes each application's findings to ``WORK/OWNER+NAME.findings.json`` (what the judges
+read), and prints per application the tasks' findings and,
 for the findings that were judged, precision TP / (TP + FP).
 
     python bench/realworld/run_fresh.py [--mirror DIR] [--work DIR] [--idemlint CMD]
@@ -59,6 +61,7 @@ def main() -> int:
     ap.add_argument("--mirror", default=str(HERE.parent.parent.parent / ".mirror"))
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "idemlint-fresh"))
     ap.add_argument("--idemlint", default="idemlint")
+    ap.add_argument("--min-severity", default="warning", choices=("error", "warning", "info"))
     a = ap.parse_args()
     judged = collections.defaultdict(dict)
     for row in read_tsv("judged-fresh.tsv"):
@@ -74,13 +77,15 @@ def main() -> int:
         if not root.exists():
             extract(git, commit, root)
         proc = subprocess.run(
-            [*a.idemlint.split(), "check", "--format", "json", "--min-severity", "info", "."],
+            [*a.idemlint.split(), "check", "--format", "json",
+             "--min-severity", a.min_severity, "."],
             cwd=root, capture_output=True, text=True,
         )  # fmt: skip
         if proc.returncode not in (0, 1):
             print(f"{repo}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
             continue
         findings = [f for f in json.loads(proc.stdout)["findings"] if f["checklist"] != "notice"]
+        (root.parent / f"{root.name}.findings.json").write_text(json.dumps(findings, indent=1))
         seen = collections.Counter()
         for f in findings:
             verdict = judged[repo].get((f["path"].removeprefix("./"), f["line"], f["rule"]))

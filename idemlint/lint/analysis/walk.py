@@ -40,6 +40,12 @@ that returns a lookup, a dedupe function, the state fields a helper writes."""
 TRANSPARENT_CALLS = frozenset({"len", "bool", "list", "tuple", "set", "any", "all"})
 """Builtins whose result is true exactly when their argument is (for ``if`` tests)."""
 WRITE_CALLS = frozenset({"update", "update_or_create", "bulk_update", "save"})
+SELECTING = frozenset({"filter", "exclude", "filter_by", "where"})
+"""Query methods whose keywords (or comparisons) say which rows a query takes."""
+LOOKUPS = frozenset(
+    {"lt", "lte", "gt", "gte", "range", "isnull", "in", "exact", "iexact", "date", "year"}
+)
+"""Django lookup suffixes: ``profile__welcome_sent__exact`` names the field ``welcome_sent``."""
 
 
 @dataclass
@@ -728,7 +734,29 @@ class FunctionFacts:
                 return "raise"
             if last.op == "return" and not is_truthy(last.value):
                 return "bool"
-        return None
+        return "bool" if self._returns_what_it_changed() else None
+
+    def _returns_what_it_changed(self) -> bool:
+        """A transition function: it returns ``None``/``False`` when nothing changed, and
+        every other return follows a write it made on the way (``obj.save()``, an update,
+        a field set): a caller that acts only on a true result acts once per change
+        (``if promoted := project.update_stable(): trigger_build(...)``)."""
+        returns = [ev for ev in self.func.events if ev.type == "exit" and ev.op == "return"]
+        empty = [ev for ev in returns if ev.value is None or ev.value.kind in ("none", "bool")]
+        valued = [ev for ev in returns if ev not in empty]
+        if not empty or not valued or any(is_truthy(ev.value) for ev in empty):
+            return False
+        writes = [
+            c.event
+            for c in self.calls
+            if last_segment(c.resolved) in WRITE_CALLS
+            or (c.effect is not None and c.effect.kind == "row-create")
+            or last_segment(c.resolved).startswith("create")
+        ]
+        return all(
+            any(w.span.line < ev.span.line and blocks_contain(w.blocks, ev.blocks) for w in writes)
+            for ev in valued
+        )
 
     def _records_after(self, branch: Event) -> bool:
         """After ``branch``, the function records that the work was done: a created row, an
@@ -901,10 +929,105 @@ class FunctionFacts:
                 continue
             if ev.span.line > claim.span.line and blocks_contain(claim.blocks, ev.blocks):
                 return True
-        return False
+        return self.marked_before(ev)
 
     def in_lock(self, ev: Event) -> bool:
         return any(b in self.lock_blocks for b in ev.blocks)
+
+    # -- rows selected by their state, and the fields written --------------------
+    @cached_property
+    def selections(self) -> list[tuple[CallFact, set[str]]]:
+        """Queries that select rows by a state field, with those fields (``status="failed"``,
+        ``sent=False``, ``profile__welcome_sent=False``, ``Row.status == "new"``): what a
+        sweep reads to know which rows are still to do."""
+        out: list[tuple[CallFact, set[str]]] = []
+        for c in self.calls:
+            if c.chain_inner or c.effect is not None or c.upsert:
+                continue
+            if self.project.model_of(c.resolved) is None and not c.lookup:
+                continue
+            fields = self._selected_by(c.value)
+            if fields:
+                out.append((c, fields))
+        return out
+
+    def _selected_by(self, value: Value) -> set[str]:
+        out: set[str] = set()
+        cur: Value | None = value
+        while cur is not None:
+            if last_segment(cur.path or "") in SELECTING:
+                self._lookup_fields(cur.kwargs, out)
+                for arg in cur.args:
+                    for v in self._expanded(arg):
+                        if v.kind == "call":  # Q(status="failed") & Q(...)
+                            self._lookup_fields(v.kwargs, out)
+                        for side in v.args if v.kind == "compare" else []:
+                            name = last_segment(side.path or "")
+                            if side.kind == "attr" and self.is_state_field(name):
+                                out.add(name)
+            cur = cur.recv
+        return out
+
+    def _lookup_fields(self, kwargs: dict[str, Value], out: set[str]) -> None:
+        for key in kwargs:
+            parts = [p for p in key.split("__") if p not in LOOKUPS]
+            if key != "**" and parts and self.is_state_field(parts[-1]):
+                out.add(parts[-1])
+
+    def _expanded(self, value: Value) -> list[Value]:
+        """``value`` and what it is built of, through the locals it names: a filter built
+        up as ``cond = Q(...)`` then ``cond &= Q(...)`` is read whole."""
+        out: list[Value] = []
+        todo, seen = [value], set[str]()
+        while todo:
+            for v in todo.pop().walk():
+                out.append(v)
+                if v.kind == "name" and v.path and v.path not in seen:
+                    seen.add(v.path)
+                    todo += [
+                        ev.value
+                        for ev in self.func.events
+                        if ev.type == "assign" and ev.targets == [v.path] and ev.value is not None
+                    ]
+        return out
+
+    @cached_property
+    def field_writes(self) -> list[tuple[int, str]]:
+        """Where this function writes a field, and which: ``row.status = x``,
+        ``.update(status=x)``, ``bulk_update(rows, ["status"])``."""
+        out: list[tuple[int, str]] = []
+        for c in self.calls:
+            seg = last_segment(c.resolved)
+            if c.state_write or c.cas or (c.model is not None and seg == "update"):
+                line = c.event.span.line
+                out += [(line, k.split("__", 1)[0]) for k in c.value.kwargs if k != "**"]
+            elif seg == "bulk_update":
+                named = c.value.kwargs.get("fields") or (
+                    c.value.args[1] if len(c.value.args) > 1 else None
+                )
+                if named is not None:
+                    out += [(c.event.span.line, a.text) for a in named.args if a.text]
+        for ev in self.func.events:
+            if (
+                ev.type == "assign"
+                and ev.op is None
+                and len(ev.targets) == 1
+                and split_root(ev.targets[0])[1].startswith(".")
+            ):
+                out.append((ev.span.line, last_segment(ev.targets[0])))
+        return out
+
+    def marked_before(self, ev: Event) -> bool:
+        """``ev`` follows a query that selects rows by a state field and a write of that
+        field: the rows are marked before the work, so a later run does not select them
+        again (``for i in Issue.objects.filter(archived_at__isnull=True): i.archived_at =
+        now`` then ``bulk_update(...)`` then the enqueue)."""
+        line = ev.span.line
+        return any(
+            q.event.span.line < line
+            and any(q.event.span.line <= w < line and f in fields for w, f in self.field_writes)
+            for q, fields in self.selections
+        )
 
     def row_locked(self, name: str) -> bool:
         """The object bound to ``name`` was fetched with a row lock."""
@@ -1222,17 +1345,47 @@ class TaskContext:
         return None
 
     @staticmethod
-    def _calls_after(r: Reached, line: int) -> list[CallFact]:
+    def _runs_after(facts: FunctionFacts, line: int) -> list[Event]:
+        """The events of ``facts`` that can run after the statement at ``line``: later in
+        the source, and not past the end of a branch that ``line`` sits in and that exits
+        (``if last_attempt: notify(); return`` then ``raise Retry()``: the raise cannot
+        follow the notify)."""
+        events = facts.func.events
+        here = next((e for e in events if e.span.line == line and e.type != "branch"), None)
+        # a body that ends the function (not `continue`/`break`, which stay in the loop)
+        leaves = {
+            e.blocks[-1]
+            for e in events
+            if e.type == "exit" and e.op in ("return", "raise") and e.blocks
+        }
+        exits = [
+            f"b{b.id}"
+            for b in facts.branches
+            if b.body_exits
+            and f"b{b.id}" in leaves
+            and here is not None
+            and f"b{b.id}" in here.blocks
+        ]
+        return [
+            e for e in events if e.span.line > line and all(block in e.blocks for block in exits)
+        ]
+
+    @classmethod
+    def _calls_after(cls, r: Reached, line: int) -> list[CallFact]:
         frames = [(r.facts, line), *reversed(r.callers)]
-        return [c for facts, after in frames for c in facts.calls if c.event.span.line > after]
+        out: list[CallFact] = []
+        for facts, after in frames:
+            later = {id(e) for e in cls._runs_after(facts, after)}
+            out += [c for c in facts.calls if id(c.event) in later]
+        return out
 
     def _raises_after(self, r: Reached, line: int, types: tuple[str, ...]) -> bool:
         if any(self._can_raise(c, types, 0) for c in self._calls_after(r, line)):
             return True
         frames = [(r.facts, line), *reversed(r.callers)]
         for facts, after in frames:
-            for ev in facts.func.events:
-                raises = ev.type == "exit" and ev.op == "raise" and ev.span.line > after
+            for ev in self._runs_after(facts, after):
+                raises = ev.type == "exit" and ev.op == "raise"
                 if raises and (not types or self._names_type(facts, ev.value, types)):
                     return True
         return False

@@ -24,14 +24,9 @@ from idemlint.lint.analysis.walk import (
     Reached,
     TaskContext,
 )
-from idemlint.lint.index.project import last_segment, split_root
-from idemlint.lint.summary.model import Event, Value
+from idemlint.lint.summary.model import Event
 
 RULE = "IDM603"
-SELECTING = frozenset({"filter", "exclude", "filter_by", "where"})
-"""Query methods whose keywords (or comparisons) say which rows a sweep takes."""
-WINDOW = ("__lt", "__lte", "__gt", "__gte", "__range", "__isnull")
-"""Lookups that select by a time window or an unset marker (``sent_at__isnull=True``)."""
 
 
 @dataclass
@@ -44,60 +39,6 @@ class Reach:
     reached: Reached
     below: list[tuple[FunctionFacts, int]]
     """The functions after that one down to the effect's, each with its call's line."""
-
-
-LOOKUPS = frozenset(
-    {"lt", "lte", "gt", "gte", "range", "isnull", "in", "exact", "iexact", "date", "year"}
-)
-
-
-def selected_by(facts: FunctionFacts, query: CallFact) -> set[str]:
-    """The state fields a query selects its rows by (``status="failed"``, ``sent=False``,
-    ``profile__welcome_sent=False``, ``Row.status == "new"``): a sweep's markers."""
-    if query.chain_inner or query.effect is not None or query.upsert:
-        return set()
-    if facts.project.model_of(query.resolved) is None and not query.lookup:
-        return set()
-    out: set[str] = set()
-    cur: Value | None = query.value
-    while cur is not None:
-        if last_segment(cur.path or "") in SELECTING:
-            _lookup_fields(facts, cur.kwargs, out)
-            for arg in cur.args:
-                for v in _expanded(facts, arg):
-                    if v.kind == "call":  # Q(status="failed") & Q(...)
-                        _lookup_fields(facts, v.kwargs, out)
-                    for side in v.args if v.kind == "compare" else []:
-                        name = last_segment(side.path or "")
-                        if side.kind == "attr" and facts.is_state_field(name):
-                            out.add(name)
-        cur = cur.recv
-    return out
-
-
-def _lookup_fields(facts: FunctionFacts, kwargs: dict[str, Value], out: set[str]) -> None:
-    for key in kwargs:
-        parts = [p for p in key.split("__") if p not in LOOKUPS]
-        if key != "**" and parts and facts.is_state_field(parts[-1]):
-            out.add(parts[-1])
-
-
-def _expanded(facts: FunctionFacts, value: Value) -> list[Value]:
-    """``value`` and what it is built of, through the locals it names: a filter built
-    up as ``cond = Q(...)`` then ``cond &= Q(...)`` is read whole."""
-    out: list[Value] = []
-    todo, seen = [value], set[str]()
-    while todo:
-        for v in todo.pop().walk():
-            out.append(v)
-            if v.kind == "name" and v.path and v.path not in seen:
-                seen.add(v.path)
-                todo += [
-                    ev.value
-                    for ev in facts.func.events
-                    if ev.type == "assign" and ev.targets == [v.path] and ev.value is not None
-                ]
-    return out
 
 
 def _remote_reach(ctx: TaskContext) -> dict[str, list[Reach]]:
@@ -118,24 +59,6 @@ def _remote_reach(ctx: TaskContext) -> dict[str, list[Reach]]:
     return out
 
 
-def _writes(facts: FunctionFacts) -> list[tuple[int, str]]:
-    """Where ``facts`` writes a field, and which: ``row.status = x``, ``.update(status=x)``,
-    ``save(update_fields=[...])`` is covered by the assignment before it."""
-    out: list[tuple[int, str]] = []
-    for c in facts.calls:
-        if c.state_write or c.cas:
-            out += [(c.event.span.line, k.split("__", 1)[0]) for k in c.value.kwargs if k != "**"]
-    for ev in facts.func.events:
-        if (
-            ev.type == "assign"
-            and ev.op is None
-            and len(ev.targets) == 1
-            and split_root(ev.targets[0])[1].startswith(".")
-        ):
-            out.append((ev.span.line, last_segment(ev.targets[0])))
-    return out
-
-
 def _claims(facts: FunctionFacts) -> list[int]:
     """Lines where ``facts`` takes a row: a compare-and-set, a create on a unique key, an
     upsert."""
@@ -152,7 +75,7 @@ def _claimed_first(facts: FunctionFacts, query: CallFact, reach: Reach, markers:
     start, line = query.event.span.line, reach.line
     if any(start <= w < line for w in _claims(facts)):
         return True
-    if any(start <= w < line and f in markers for w, f in _writes(facts)):
+    if any(start <= w < line and f in markers for w, f in facts.field_writes):
         return True
     if any(
         facts.in_lock(c.event) or c.runner
@@ -165,7 +88,7 @@ def _claimed_first(facts: FunctionFacts, query: CallFact, reach: Reach, markers:
             return True
         if any(w < call_line for w in _claims(below)):
             return True
-        if any(w < call_line and f in markers for w, f in _writes(below)):
+        if any(w < call_line and f in markers for w, f in below.field_writes):
             return True
     return False
 
@@ -174,10 +97,10 @@ def _marked_after(facts: FunctionFacts, reach: Reach, markers: set[str]) -> str 
     """Where a marker the query selected by is written after the effect: ``line N``, or
     the function down the chain that writes it; None when nothing does."""
     for below, call_line in reach.below:
-        if any(w > call_line and f in markers for w, f in _writes(below)):
+        if any(w > call_line and f in markers for w, f in below.field_writes):
             name = below.ref.qualified.rsplit(".", 1)[-1]
             return f"`{name}()` marks them only after it"
-    later = [w for w, f in _writes(facts) if w > reach.line and f in markers]
+    later = [w for w, f in facts.field_writes if w > reach.line and f in markers]
     return f"marks them only after it (line {min(later)})" if later else None
 
 
@@ -201,10 +124,7 @@ def check(ctx: TaskContext) -> None:
         found = reach.get(facts.ref.qualified)
         if not found:
             continue
-        for query in facts.calls:
-            markers = selected_by(facts, query)
-            if not markers:
-                continue
+        for query, markers in facts.selections:
             after = [x for x in found if x.line > query.event.span.line]
             if not after:
                 continue

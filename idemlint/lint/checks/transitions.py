@@ -78,6 +78,14 @@ def _absolute(facts: FunctionFacts, obj: str, value: Value | None) -> bool:
     )
 
 
+def _existence_only(test: Value, obj: str) -> bool:
+    """The test reads nothing of ``obj`` but whether it is there (``if not obj``,
+    ``if obj is None``): no state of it is checked, so nothing transitions from it."""
+    return not any(
+        v.path is not None and v.path.startswith((f"{obj}.", f"{obj}[")) for v in test.walk()
+    )
+
+
 def _non_unique_source(facts: FunctionFacts, obj: str) -> bool:
     """``obj`` came from a lookup on non-unique fields: IDM402 reports that, not IDM601."""
     for c in facts.calls:
@@ -99,6 +107,8 @@ def check_transitions(ctx: TaskContext) -> None:
             for obj in sorted(objs):
                 if facts.row_locked(obj) or _non_unique_source(facts, obj):
                     continue
+                if branch.value is not None and _existence_only(branch.value, obj):
+                    continue  # `if not obj: return` is a precondition, not a status check
                 fields = {f for f in checked if split_root(f)[0] == obj}
                 transition = next(
                     (

@@ -742,7 +742,9 @@ class Project:
         if rest == "()":
             return self.method(cls, "__init__")
         name = last_segment(rest)
-        if not name.isidentifier():
+        if not name.isidentifier() or rest not in (f".{name}", f"().{name}"):
+            # `Model.objects.filter(...).delete()` is the queryset's delete, not the
+            # model's `delete()` method: only `Cls.m` and `Cls().m` run a method of Cls
             return None
         return self.method(cls, name)
 
