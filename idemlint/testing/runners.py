@@ -108,11 +108,23 @@ def adapt(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Attempt:
         return _plain(str(task.task_name), fn, args, kwargs)
     if not callable(task):
         raise TypeError(f"assert_retry_safe needs a task or a callable, not {task!r}")
-    if "rq.job" in sys.modules and not inspect.iscoroutinefunction(task):
+    if (_rq_imported() or _rq_job_function(task)) and not inspect.iscoroutinefunction(task):
         # possibly an RQ job function: get_current_job() answers with a job of a stable id
         fn = task
         return Attempt(_qualname(task), lambda: _run_rq(task_id, fn, args, kwargs))
     return _plain(_qualname(task), task, args, kwargs)
+
+
+def _rq_imported() -> bool:
+    return "rq.job" in sys.modules
+
+
+def _rq_job_function(task: Any) -> bool:
+    """A job function made by the runtime's ``idempotent_job``, whose module imports RQ only
+    when the job runs: a test file that defines one need not have imported RQ itself, and
+    without a current job its default ``{task_id}`` key could not be built."""
+    glue = sys.modules.get("idemlint.runtime.integrations.rq")
+    return glue is not None and getattr(task, "idempotent", None) is not None
 
 
 def _plain(name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> Attempt:

@@ -10,6 +10,7 @@ addresses nothing listens on, so a leak would fail them.
 from __future__ import annotations
 
 import smtplib
+import sys
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
@@ -189,6 +190,21 @@ def test_rq_enqueue_is_recorded_not_sent_and_the_job_id_is_stable(store: str) ->
     job = Job.create(rq_send, args=(4,), id="rq-job-1", connection=Redis(port=1))
     with pytest.raises(RetrySafetyError, match=r"POST \S+/v1/notes/4 ran 2 times"):
         assert_retry_safe(job)
+
+
+def test_an_rq_job_function_needs_no_rq_import_in_the_test(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test module that defines an ``idempotent_job`` imports nothing of RQ itself (the
+    glue imports it when a job runs): the check still gives the job a stable id, where it
+    used to call the function bare and fail to build the ``{task_id}`` key."""
+    from idemlint.runtime.integrations.rq import idempotent_job
+
+    for name in [m for m in sys.modules if m == "rq" or m.startswith("rq.")]:
+        monkeypatch.delitem(sys.modules, name)
+    fixed = idempotent_job(store=store)(rq_send)
+    with pytest.warns(AtLeastOnceWindow):
+        assert assert_retry_safe(fixed, 5).safe
 
 
 # -- Dramatiq ----------------------------------------------------------------------------
