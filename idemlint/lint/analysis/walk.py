@@ -895,7 +895,7 @@ class FunctionFacts:
             kwargs = c.value.args[0].kwargs or kwargs
         return {k for k in kwargs if k != "**"}
 
-    def guarded(self, ev: Event) -> bool:
+    def guarded(self, ev: Event, *, marked: bool = True) -> bool:
         """Whether something before ``ev`` in this function checks that the work was done.
 
         Which side of a guarding ``if`` runs only when the work was not done follows from
@@ -929,7 +929,9 @@ class FunctionFacts:
                 continue
             if ev.span.line > claim.span.line and blocks_contain(claim.blocks, ev.blocks):
                 return True
-        return self.marked_before(ev)
+        # ``marked=False``: a mark written first stops a rerun, not an overlapping run that
+        # read the rows before it (what a relative update double-counts)
+        return marked and self.marked_before(ev)
 
     def in_lock(self, ev: Event) -> bool:
         return any(b in self.lock_blocks for b in ev.blocks)
@@ -1160,6 +1162,9 @@ class Reached:
     locked: bool = False
     """The call site that led here runs under a lock a caller holds (a row it read with
     ``select_for_update``, a ``with lock(...)``): checks here cannot race."""
+    guarded_strict: bool = False
+    """Guarded by something other than rows marked before the call (see
+    :meth:`FunctionFacts.marked_before`): what an overlapping run cannot get past either."""
 
 
 @dataclass
@@ -1188,35 +1193,42 @@ class TaskContext:
     @cached_property
     def reached(self) -> list[Reached]:
         out: list[Reached] = []
-        seen: set[tuple[str, bool, bool]] = set()
+        seen: set[tuple[str, bool, bool, bool]] = set()
         Callers = tuple[tuple[FunctionFacts, int], ...]
-        queue: deque[tuple[FunctionRef, bool, tuple[str, ...], Callers, bool]] = deque(
-            [(self.task.ref, False, (), (), False)]
+        queue: deque[tuple[FunctionRef, bool, tuple[str, ...], Callers, bool, bool]] = deque(
+            [(self.task.ref, False, (), (), False, False)]
         )
         while queue:
-            ref, guarded, via, callers, locked = queue.popleft()
+            ref, guarded, via, callers, locked, strict = queue.popleft()
             # a visit at least as exposed (unguarded, unlocked) already covers this one
             if any(
-                (ref.qualified, g, lk) in seen for g in {False, guarded} for lk in {False, locked}
+                (ref.qualified, g, lk, st) in seen
+                for g in {False, guarded}
+                for lk in {False, locked}
+                for st in {False, strict}
             ):
                 continue
-            seen.add((ref.qualified, guarded, locked))
+            seen.add((ref.qualified, guarded, locked, strict))
             facts = self.facts(ref)
-            out.append(Reached(facts, guarded, via, callers, locked))
+            out.append(Reached(facts, guarded, via, callers, locked, strict))
             if len(via) >= MAX_CALL_DEPTH:
                 continue
             for c in facts.calls:
                 here = guarded or facts.guarded(c.event)
+                firm = strict or facts.guarded(c.event, marked=False)
                 held = locked or facts.under_row_lock(c.event)
                 site = (*callers, (facts, c.event.span.line))
+                step = (*via, c.target.qualified) if c.target is not None else via
                 if c.target is not None and not c.chain_inner:
-                    queue.append((c.target, here, (*via, c.target.qualified), site, held))
+                    queue.append((c.target, here, step, site, held, firm))
                 if c.runner:
                     for arg in c.value.args:
                         if arg.kind in ("name", "attr") and arg.path:
                             target = self.project.function_for_call(facts.resolve(arg.path))
                             if target is not None:
-                                queue.append((target, True, (*via, target.qualified), site, held))
+                                queue.append(
+                                    (target, True, (*via, target.qualified), site, held, True)
+                                )
         return out
 
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:

@@ -113,7 +113,8 @@ def _reset_before(facts: FunctionFacts, ev: Event, target: str) -> bool:
 
 
 def _unsafe(r: Reached, ev: Event) -> bool:
-    return not (r.guarded or r.facts.guarded(ev))
+    # rows marked first stop a rerun, not an overlapping run that read them before the mark
+    return not (r.guarded_strict or r.facts.guarded(ev, marked=False))
 
 
 def _roots(value: Value) -> set[str]:
