@@ -43,6 +43,19 @@ T = TypeVar("T")
 try:
     import pymysql  # type: ignore[import-untyped,unused-ignore]
     from pymysql.constants import CLIENT  # type: ignore[import-untyped,unused-ignore]
+
+    # The classes PyMySQL raises, from the module it raises them from. Not the attribute
+    # pymysql.err: once Django's MySQL backend imports PyMySQL as MySQLdb (its
+    # install_as_MySQLdb()), `import MySQLdb.converters` runs PyMySQL's modules again under
+    # that name, and the fresh MySQLdb.err lands on the shared package as its `err`
+    # attribute, with classes PyMySQL never raises: a lost connection stopped counting as
+    # transient, and completions were no longer retried.
+    from pymysql.err import (  # type: ignore[import-untyped,unused-ignore]
+        InterfaceError as _InterfaceError,
+    )
+    from pymysql.err import (  # type: ignore[import-untyped,unused-ignore]
+        OperationalError as _OperationalError,
+    )
 except ImportError as _exc:  # pragma: no cover - exercised without the extra installed
     pymysql = None
     _import_error: ImportError | None = _exc
@@ -105,7 +118,7 @@ class MySQLStore(SQLStore):
         args = self._connect_args
         where = f"{args.get('host', 'localhost')}/{args.get('database', '')}"
         self.url = f"mysql://{args.get('user', '')}@{where}"
-        self.connection_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+        self.connection_errors = (_OperationalError, _InterfaceError)
         self._pool: ConnectionPool[Any] = ConnectionPool(self._connect, lambda c: c.close())
 
     @classmethod
