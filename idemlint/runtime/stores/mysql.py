@@ -27,6 +27,7 @@ socket timeouts of PyMySQL bound each wait for the server, and the session's
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -44,18 +45,6 @@ try:
     import pymysql  # type: ignore[import-untyped,unused-ignore]
     from pymysql.constants import CLIENT  # type: ignore[import-untyped,unused-ignore]
 
-    # The classes PyMySQL raises, from the module it raises them from. Not the attribute
-    # pymysql.err: once Django's MySQL backend imports PyMySQL as MySQLdb (its
-    # install_as_MySQLdb()), `import MySQLdb.converters` runs PyMySQL's modules again under
-    # that name, and the fresh MySQLdb.err lands on the shared package as its `err`
-    # attribute, with classes PyMySQL never raises: a lost connection stopped counting as
-    # transient, and completions were no longer retried.
-    from pymysql.err import (  # type: ignore[import-untyped,unused-ignore]
-        InterfaceError as _InterfaceError,
-    )
-    from pymysql.err import (  # type: ignore[import-untyped,unused-ignore]
-        OperationalError as _OperationalError,
-    )
 except ImportError as _exc:  # pragma: no cover - exercised without the extra installed
     pymysql = None
     _import_error: ImportError | None = _exc
@@ -118,7 +107,7 @@ class MySQLStore(SQLStore):
         args = self._connect_args
         where = f"{args.get('host', 'localhost')}/{args.get('database', '')}"
         self.url = f"mysql://{args.get('user', '')}@{where}"
-        self.connection_errors = (_OperationalError, _InterfaceError)
+        self.connection_errors = _connection_errors()
         self._pool: ConnectionPool[Any] = ConnectionPool(self._connect, lambda c: c.close())
 
     @classmethod
@@ -191,7 +180,11 @@ class MySQLStore(SQLStore):
                 )
         conn._idemlint_statement_timeout = wanted
 
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, _connection_errors())
+
     def _transact(self, fn: Callable[[Any], T], *, round_trips: int = 1) -> T:
+        self.connection_errors = _connection_errors()
         end = deadline()
         if end is None:
             end = time.monotonic() + self.operation_timeout()
@@ -317,6 +310,30 @@ class MySQLStore(SQLStore):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """``OperationalError`` and ``InterfaceError`` of every copy of PyMySQL's ``err`` module.
+
+    Once Django's MySQL backend runs on PyMySQL (``install_as_MySQLdb()``), its
+    ``import MySQLdb.converters`` executes PyMySQL's modules a second time under
+    that name, and the fresh ``MySQLdb.err`` replaces the ``err`` attribute of the
+    shared package: PyMySQL's connections keep raising the first copy's classes,
+    code that names ``pymysql.err.OperationalError`` gets the second's. The
+    store's idea of "a lost connection" (transient, worth a retry) must hold
+    for both, else a completion stops being retried in any process that loaded
+    Django's MySQL backend first. Read on every use: the second copy may appear
+    after the store was opened.
+    """
+    modules = [sys.modules.get("pymysql.err"), getattr(pymysql, "err", None)]
+    modules.append(sys.modules.get("MySQLdb.err"))
+    found: list[type[BaseException]] = []
+    for module in modules:
+        for name in ("OperationalError", "InterfaceError"):
+            cls = getattr(module, name, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+                found.append(cls)
+    return tuple(found)
 
 
 def _s(value: Any) -> str:
