@@ -1,0 +1,89 @@
+"""What every test of the suite shares: this tree's package, a store outside the project,
+and the end-of-run check that nothing was left on the shared services.
+
+- Child interpreters (``python -m idemlint``, flake8, pytest in a subprocess) import the
+  package of this work tree, wherever the editable install points (another clone's
+  ``pip install -e`` on the same machine moves it): ``PYTHONPATH`` starts with it.
+- ``idemlint.runtime``'s default store is ``.idemlint/`` under the current folder, which
+  for the suite is the project folder: ``IDEMLINT_STORE_URL`` puts it in a temporary one.
+- When the run ends, the process that started it looks for anything named with this run's
+  prefix on Redis, PostgreSQL, MariaDB and RabbitMQ (tests/run_names.py) and fails the
+  run if something is there.
+- The summary counts the documentation blocks the suite runs (tests/doc_blocks.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import run_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+)
+if run_names.OWNER:
+    os.environ["IDEMLINT_TEST_STORE_DIR"] = tempfile.mkdtemp(prefix="idemlint-store-")
+if run_names.OWNER or os.environ.get("PYTEST_XDIST_WORKER"):
+    # one file per xdist worker: two tests that use the same key on the default store at
+    # the same time would otherwise replay each other's results
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    _store = Path(os.environ["IDEMLINT_TEST_STORE_DIR"]) / f"idempotency-{_worker}.sqlite3"
+    os.environ["IDEMLINT_STORE_URL"] = f"sqlite:///{_store}"
+
+
+_LEFT = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when something of it is still on a shared service."""
+    if not run_names.OWNER:
+        return
+    shutil.rmtree(os.environ["IDEMLINT_TEST_STORE_DIR"], ignore_errors=True)
+    if session.config.option.collectonly or session.testscollected == 0:
+        return
+    left = run_names.leftovers()
+    session.config.stash[_LEFT] = left
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _doc_summary() -> str:
+    from collections import Counter
+
+    from doc_blocks import all_blocks, category
+
+    blocks = all_blocks()
+    run = Counter(b.lang for b in blocks if category(b) == "run")
+    said = ", ".join(f"{lang} {n}" for lang, n in run.most_common())
+    counts = Counter(category(b) for b in blocks)
+    return (
+        f"documentation blocks: {counts['run']} executed ({said}), {counts['check']} "
+        f"checked (yaml, ini, json, shell without an idemlint command), {counts['sample']} "
+        f"output samples, {counts['skip']} skipped fragments, of {len(blocks)} in README.md "
+        "and docs/"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    ran_docs = any(
+        "test_doc_blocks.py" in getattr(report, "nodeid", "")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+    )
+    if ran_docs:
+        terminalreporter.write_line(_doc_summary())
+    left = terminalreporter.config.stash.get(_LEFT, [])
+    if left:
+        terminalreporter.section("left on the shared services", red=True)
+        terminalreporter.line(
+            f"{len(left)} thing(s) named with this run's prefix {run_names.TAG!r} "
+            "are still there; the tests that made them must remove them:"
+        )
+        for item in left:
+            terminalreporter.line(f"  {item}")
