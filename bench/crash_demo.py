@@ -198,11 +198,11 @@ class Worker:
 
 
 @contextlib.contextmanager
-def fresh_database(admin_dsn: str) -> Iterator[str]:
+def fresh_database(admin_dsn: str, names: str) -> Iterator[str]:
     """A new PostgreSQL database for one variant (its SQLAlchemy URL); dropped afterwards."""
     import psycopg
 
-    name = f"idemlint_crash_demo_{uuid.uuid4().hex[:10]}"
+    name = f"{names}_crash_demo_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = admin_dsn.rsplit("/", 1)[0]
@@ -317,11 +317,11 @@ def run_variant(variant: str, args: argparse.Namespace, log_dir: Path) -> Outcom
     import redis
 
     run = uuid.uuid4().hex[:8]
-    prefix = f"idemlint_demo_{run}:"
+    prefix = f"{args.names}_demo_{run}:"
     queue = f"crash_demo_{variant}"
     client = redis.Redis.from_url(args.redis)
     outcome = Outcome(variant, args.n)
-    with fresh_database(args.postgres) as dsn:
+    with fresh_database(args.postgres, args.names) as dsn:
         create_schema(dsn, variant)
         store = dsn.replace("postgresql+psycopg://", "postgresql://", 1) + "?table=idem_keys"
         env = {
@@ -493,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="naive,idempotent,atomic")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--names",
+        default="idemlint",
+        help="start of the database and Redis key prefix names (the test suite's own prefix)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--chart", type=Path, action="append", default=None)
     parser.add_argument("--no-chart", action="store_true")

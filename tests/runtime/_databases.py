@@ -8,13 +8,13 @@ Each :class:`Database` has a unique rows table and store table; ``drop()`` remov
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _store_urls import backend_url
+from run_names import fresh
 
 from idemlint.runtime import open_store
 
@@ -108,7 +108,6 @@ class Database:
 
 def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """A :class:`Database` for ``backend`` (through the service fixtures: skip or fail)."""
-    token = uuid.uuid4().hex[:10]
     if backend == "sqlite":
         path = tmp_path / "atomic.sqlite3"
         sa_url, store_base = f"sqlite:///{path}", f"sqlite:///{path}"
@@ -116,4 +115,4 @@ def database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Da
         store_base = backend_url(_FIXTURE[backend], request)
         sa_url = SA_URLS[backend]
     sep = "&" if "?" in store_base else "?"
-    return Database(backend, sa_url, f"{store_base}{sep}table=at_{token}", f"rows_{token}")
+    return Database(backend, sa_url, f"{store_base}{sep}table={fresh('at')}", fresh("rows"))

@@ -4,9 +4,8 @@ it by name, and pytest registers every folder's conftest under the one name ``co
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
+from run_names import fresh
 
 
 def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
@@ -22,6 +21,5 @@ def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
 
 def unique_store_url(base: str) -> str:
     """``base`` with a fresh table name (SQL) or key prefix (Redis)."""
-    token = uuid.uuid4().hex[:12]
-    option = f"prefix=t{token}" if base.startswith("redis") else f"table=t_{token}"
+    option = f"prefix={fresh('s')}" if base.startswith("redis") else f"table={fresh('t')}"
     return base + ("&" if "?" in base else "?") + option

@@ -3,7 +3,8 @@ both on the local Redis.
 
 RQ imports job functions by dotted name, so the jobs live at module level;
 each test isolates itself with a uuid run id in the key, and the store (a
-Redis store with its own key prefix) is dropped when the module ends.
+Redis store with its own key prefix) is dropped when the module ends. Queues, jobs and
+workers are named by run_names.fresh, so the end-of-run check sees any RQ key left behind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime import open_store
 from idemlint.runtime.integrations.rq import idempotent_job
@@ -21,7 +23,7 @@ from idemlint.runtime.integrations.rq import idempotent_job
 rq = pytest.importorskip("rq")
 redis = pytest.importorskip("redis")
 
-STORE_URL = f"redis://127.0.0.1:6379/0?prefix=rq{uuid.uuid4().hex[:10]}"
+STORE_URL = f"redis://127.0.0.1:6379/0?prefix={fresh('rq')}"
 CALLS: list[tuple[str, int]] = []
 HOLD = threading.Event()
 HELD = threading.Event()
@@ -80,15 +82,15 @@ def forget(queue: Any) -> None:
 
 @pytest.fixture
 def queue(connection: Any) -> Iterator[Any]:
-    queue = rq.Queue(f"idemlint-{uuid.uuid4().hex[:12]}", connection=connection, is_async=False)
+    queue = rq.Queue(fresh("q"), connection=connection, is_async=False)
     yield queue
     forget(queue)
 
 
 def test_duplicate_enqueue_runs_once(queue: Any) -> None:
     run = uuid.uuid4().hex
-    first = queue.enqueue(charge, run, 7)
-    second = queue.enqueue(charge, run, 7)
+    first = queue.enqueue(charge, run, 7, job_id=fresh("j"))
+    second = queue.enqueue(charge, run, 7, job_id=fresh("j"))
     assert first.id != second.id
     assert first.return_value() == second.return_value() == {"order": 7, "run": run}
     assert CALLS.count((run, 7)) == 1
@@ -96,12 +98,12 @@ def test_duplicate_enqueue_runs_once(queue: Any) -> None:
 
 def test_default_key_follows_the_job_id(queue: Any) -> None:
     run = uuid.uuid4().hex
-    job_id = f"ship-{run}"
+    job_id = fresh("ship")
     assert queue.enqueue(ship, run, 1, job_id=job_id).return_value() == len(CALLS)
     count = CALLS.count((run, 1))
     queue.enqueue(ship, run, 1, job_id=job_id)  # the same job again: replayed
     assert CALLS.count((run, 1)) == count == 1
-    queue.enqueue(ship, run, 1)  # a new job id: runs
+    queue.enqueue(ship, run, 1, job_id=fresh("j"))  # a new job id: runs
     assert CALLS.count((run, 1)) == 2
 
 
@@ -113,22 +115,22 @@ def test_in_progress_fails_the_job_for_rqs_retry(queue: Any) -> None:
     holder.start()
     try:
         assert HELD.wait(10)
-        job = queue.enqueue(slow, run)
+        job = queue.enqueue(slow, run, job_id=fresh("j"))
         assert job.is_failed
         assert "AlreadyInProgress" in (job.latest_result().exc_string or "")
     finally:
         HOLD.set()
         holder.join()
-    assert queue.enqueue(slow, run).return_value() == "done"  # the retry replays
+    assert queue.enqueue(slow, run, job_id=fresh("j")).return_value() == "done"  # the retry replays
     assert CALLS.count((run, 0)) == 1
 
 
 def test_real_worker_runs_duplicates_once(connection: Any) -> None:
     run = uuid.uuid4().hex
-    queue = rq.Queue(f"idemlint-{uuid.uuid4().hex[:12]}", connection=connection)
-    worker = rq.SimpleWorker([queue], connection=connection)
+    queue = rq.Queue(fresh("q"), connection=connection)
+    worker = rq.SimpleWorker([queue], connection=connection, name=fresh("w"))
     try:
-        jobs = [queue.enqueue(charge, run, 9) for _ in range(3)]
+        jobs = [queue.enqueue(charge, run, 9, job_id=fresh("j")) for _ in range(3)]
         assert worker.work(burst=True)
         results = [job.return_value() for job in jobs]
         assert results == [{"order": 9, "run": run}] * 3

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime.errors import LeaseLost
 from idemlint.runtime.locks import (
@@ -55,7 +56,7 @@ def pg_table() -> Iterator[str]:
         conn = _pg(autocommit=True)
     except Exception as exc:
         _unavailable(f"PostgreSQL is not reachable: {exc}")
-    name = f"lock_ctr_{uuid.uuid4().hex[:12]}"
+    name = fresh("ctr")
     conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, value int NOT NULL)")
     conn.execute(f"INSERT INTO {name} VALUES (1, 0)")
     yield name
@@ -69,7 +70,7 @@ def my_table() -> Iterator[str]:
         conn = _my()
     except Exception as exc:
         _unavailable(f"MariaDB is not reachable: {exc}")
-    name = f"lock_ctr_{uuid.uuid4().hex[:12]}"
+    name = fresh("ctr")
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, value int NOT NULL)")
         cur.execute(f"INSERT INTO {name} VALUES (1, 0)")

@@ -10,11 +10,11 @@ import multiprocessing
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime.errors import IdempotencyError, LeaseLost
 from idemlint.runtime.locks import AsyncRedisLock, LockError, LockTimeout, RedisLock
@@ -43,7 +43,7 @@ def client() -> Iterator[Any]:
 
 @pytest.fixture
 def prefix(client: Any) -> Iterator[str]:
-    prefix = f"idemlint-test:{uuid.uuid4().hex}:"
+    prefix = f"{fresh('lock')}:"
     yield prefix
     keys = list(client.scan_iter(match=f"{prefix}*"))
     if keys:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime.locks import LockError, LockTimeout, locked_row, pg_advisory_xact_lock
 
@@ -117,8 +118,8 @@ def dj_order(request: pytest.FixtureRequest, django_dbs: None) -> Iterator[tuple
         connections[alias].ensure_connection()
     except Exception as exc:
         _unavailable(f"{request.param} is not reachable: {exc}")
-    tag = uuid.uuid4().hex[:12]
-    meta = type("Meta", (), {"app_label": "rowlock", "db_table": f"rl_{tag}", "apps": Apps()})
+    tag = fresh("rl")
+    meta = type("Meta", (), {"app_label": "rowlock", "db_table": tag, "apps": Apps()})
     model = type(
         f"Order{tag}",
         (models.Model,),
@@ -238,7 +239,7 @@ def sa_order(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[A
         pass
 
     class Order(Base):
-        __tablename__ = f"rl_sa_{uuid.uuid4().hex[:12]}"
+        __tablename__ = fresh("rlsa")
         id: Mapped[int] = mapped_column(Integer, primary_key=True)
         ref: Mapped[str] = mapped_column(String(20))
         inventory_updated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -11,10 +11,10 @@ whole SQL statement, values and all.
 from __future__ import annotations
 
 import re
-import uuid
 from urllib.parse import urlsplit
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime import ConfigurationError, Store, StoreError, open_store
 
@@ -74,7 +74,7 @@ def test_a_good_ipv6_url_still_opens(pg_url: str) -> None:
 def test_a_postgres_host_list_is_checked_host_by_host(pg_url: str) -> None:
     parts = urlsplit(pg_url)
     both = f"{parts.hostname}:{parts.port},{parts.hostname}:{parts.port}"
-    table = f"t_{uuid.uuid4().hex[:12]}"
+    table = fresh("t")
     store = open_store(pg_url.replace(parts.netloc.split("@")[-1], both, 1), table=table)
     try:
         assert store.get("k") is None  # libpq's multi-host URL works as before
@@ -170,7 +170,7 @@ def test_a_mysql_error_that_carries_the_statement_is_cut_short(
 ) -> None:
     """PyMySQL formats the statement before encoding it, so an encoding error holds the
     whole SQL (2 kB for a claim). The message keeps the error, not the statement."""
-    store: Store = open_store(f"{mysql_url}?table=t_{uuid.uuid4().hex[:12]}")
+    store: Store = open_store(f"{mysql_url}?table={fresh('t')}")
     try:
         store.create_schema()
         import pymysql.cursors

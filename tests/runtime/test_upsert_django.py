@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime.errors import IdempotencyError
 from idemlint.runtime.upsert import UpsertError, upsert
@@ -100,10 +100,10 @@ def _model(kind: str = "unique") -> Any:
     from django.apps.registry import Apps
     from django.db import models
 
-    tag = uuid.uuid4().hex[:12]
+    tag = fresh("ups")
     meta: dict[str, Any] = {
         "app_label": "idemlint_upsert",
-        "db_table": f"ups_{tag}",
+        "db_table": tag,
         "apps": Apps(),
     }
     ref_unique = kind == "unique"

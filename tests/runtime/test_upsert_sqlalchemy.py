@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime.upsert import UpsertError, upsert
 
@@ -91,7 +91,7 @@ def _payments(metadata: MetaData, name: str) -> Table:
 @pytest.fixture
 def table(engine: Engine) -> Iterator[Table]:
     metadata = MetaData()
-    table = _payments(metadata, f"sa_ups_{uuid.uuid4().hex[:12]}")
+    table = _payments(metadata, fresh("saups"))
     metadata.create_all(engine)
     yield table
     metadata.drop_all(engine)
@@ -164,7 +164,7 @@ def test_mapped_class_by_attribute_name(engine: Engine) -> None:
         pass
 
     class Invoice(Base):
-        __tablename__ = f"sa_inv_{uuid.uuid4().hex[:12]}"
+        __tablename__ = fresh("sainv")
         id: Mapped[int] = mapped_column(primary_key=True)
         number: Mapped[str] = mapped_column("invoice_no", String(30), unique=True)
         total: Mapped[int]

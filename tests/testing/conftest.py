@@ -8,10 +8,10 @@ fails them.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from run_names import fresh
 
 PG_URL = os.environ.get("IDEMLINT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -36,7 +36,7 @@ def _pg_admin() -> object:
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database (its name), dropped afterwards with everything in it."""
     admin = _pg_admin()
-    name = f"idemlint_testing_{uuid.uuid4().hex[:12]}"
+    name = fresh("db")
     admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]
     try:
         yield name

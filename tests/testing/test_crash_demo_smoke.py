@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_names import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,7 @@ def test_crash_demo_small_run(tmp_path: Path) -> None:
             sys.executable, str(ROOT / "bench" / "crash_demo.py"),
             "--n", "16", "--kills", "4", "--min-kills", "4", "--main-every", "0",
             "--pause", "0.05", "--budget", "40", "--no-chart", "--out", str(tmp_path),
+            "--names", fresh("demo"),
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=150, check=False,
     )  # fmt: skip
