@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from run_names import fresh
 
 from idemlint.runtime import AlreadyInProgress, KeyBuildError, open_store
 from idemlint.runtime.integrations.celery import IdempotentTask
@@ -192,10 +193,13 @@ def test_real_worker_retries_the_duplicate_then_replays(
     redis = pytest.importorskip("redis")
     from celery.contrib.testing.worker import start_worker
 
-    queue = f"idemlint-test-{uuid.uuid4().hex[:12]}"
+    queue = fresh("q")
     app = Celery(queue, broker=amqp_url, backend="rpc://", set_as_current=False)
     app.conf.update(
         task_default_queue=queue,
+        # the rpc:// backend declares a reply queue per thread, named by the app (not by the
+        # test), with x-expires = result_expires: the broker drops them 10 s after the test
+        result_expires=10,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=False,
         broker_heartbeat=0,
@@ -210,7 +214,10 @@ def test_real_worker_retries_the_duplicate_then_replays(
         bind=True,
         idempotency_key="invoice:{invoice_id}",
         idempotency_store=store_url,
-        idempotency_lease=1.0,
+        idempotency_lease=2.0,
+        # the holder renews its lease while it waits: a worker that starts slowly (a loaded
+        # machine, parallel tests) must still meet the key held, not take it over
+        idempotency_heartbeat=True,
         max_retries=20,
     )
     def invoice(self: Any, invoice_id: int) -> str:
@@ -245,4 +252,6 @@ def test_real_worker_retries_the_duplicate_then_replays(
         client.close()
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
+            conn.default_channel.queue_delete(app.backend.oid)  # this thread's, at once
+
         app.close()
