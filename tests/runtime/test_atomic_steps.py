@@ -446,7 +446,8 @@ def test_an_atomic_task_fenced_off_commits_nothing_and_a_duplicate_is_in_progres
     errors: list[BaseException] = []
     sqlite = db.backend == "sqlite"
 
-    @idempotent("ft:{n}", store=store, lease=0.3, fingerprint=["n"], atomic_using=lambda n, c: c)
+    # lease 1 s: the duplicate below must meet it live even on a loaded machine (parallel tests)
+    @idempotent("ft:{n}", store=store, lease=1.0, fingerprint=["n"], atomic_using=lambda n, c: c)
     def stale(n: int, conn: Any) -> str:
         if not sqlite:
             insert(db, conn, "stale")
@@ -472,7 +473,7 @@ def test_an_atomic_task_fenced_off_commits_nothing_and_a_duplicate_is_in_progres
     assert inside.wait(10)
     with engine.connect() as conn, pytest.raises(AlreadyInProgress):
         successor(1, conn)  # a duplicate while the first transaction is open: no row lock wait
-    time.sleep(0.45)
+    time.sleep(1.2)
     with engine.connect() as conn:
         assert successor(1, conn) == "row fresh"
     go_on.set()
