@@ -585,14 +585,15 @@ class FunctionFacts:
             return Check()
         if c.cas or self.is_claim_call(c):
             return Check(True, -1)  # true when this run took it
+        peer = self._peer_of(c)
+        if peer is not None and peer.dedupe == "bool":
+            # the project function's own body says more than a name pattern that matched
+            # its path (`Model.objects.get().update_stable()` is not a lookup)
+            return Check(True, -1)  # true when this run recorded the marker
         if c.lookup or c.upsert:
             return Check(True, 1)
-        peer = self._peer_of(c)
-        if peer is not None:
-            if peer.dedupe == "bool":
-                return Check(True, -1)  # true when this run recorded the marker
-            if peer.returns.guard:
-                return Check(True, peer.returns.sense)
+        if peer is not None and peer.returns.guard:
+            return Check(True, peer.returns.sense)
         return Check()
 
     def _name_check(self, name: str, span: Span, seen: frozenset[str]) -> Check:
@@ -972,9 +973,10 @@ class FunctionFacts:
 
     def _lookup_fields(self, kwargs: dict[str, Value], out: set[str]) -> None:
         for key in kwargs:
-            parts = [p for p in key.split("__") if p not in LOOKUPS]
-            if key != "**" and parts and self.is_state_field(parts[-1]):
-                out.add(parts[-1])
+            # any step of the path: `welcome__sent=False`, and `state__group__in=[...]`
+            # (the related state the work then replaces)
+            if key != "**":
+                out |= {p for p in key.split("__") if p not in LOOKUPS and self.is_state_field(p)}
 
     def _expanded(self, value: Value) -> list[Value]:
         """``value`` and what it is built of, through the locals it names: a filter built

@@ -101,7 +101,9 @@ def check_transitions(ctx: TaskContext) -> None:
         facts = r.facts
         for branch in facts.branches:
             objs = facts.guard_branches.get(branch.id)
-            if not objs or r.locked or facts.under_row_lock(branch):
+            # reached only past a caller's guard (a dedupe, a transition function's result):
+            # a second run does not get here
+            if not objs or r.locked or r.guarded or facts.under_row_lock(branch):
                 continue
             checked = facts.checked_fields.get(branch.id, set())
             for obj in sorted(objs):

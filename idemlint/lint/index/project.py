@@ -742,15 +742,33 @@ class Project:
         if rest == "()":
             return self.method(cls, "__init__")
         name = last_segment(rest)
-        if not name.isidentifier() or rest not in (f".{name}", f"().{name}"):
+        if not name.isidentifier() or not _instance_receiver(rest[: -len(name) - 1]):
             # `Model.objects.filter(...).delete()` is the queryset's delete, not the
-            # model's `delete()` method: only `Cls.m` and `Cls().m` run a method of Cls
+            # model's `delete()` method
             return None
         return self.method(cls, name)
 
 
 _RELATION = re.compile(r"\(\)\.\w+\.")
 """An attribute of an instance (``().customer.``), then more: a relation traversal."""
+
+
+INSTANCE_CALLS = frozenset(
+    {"get", "first", "last", "earliest", "latest", "create", "get_or_create", "aget", "afirst"}
+)
+"""Manager and queryset calls that return a model instance, not another queryset."""
+
+
+def _instance_receiver(receiver: str) -> bool:
+    """What a method is called on, after a project class, is the class or one instance of
+    it: ``Cls.m``, ``Cls().m``, ``Cls.objects.get(...).m``, ``Cls.objects.get_or_create()[]``;
+    not a manager or a queryset (``Cls.objects.m``, ``Cls.objects.filter(...).m``)."""
+    if receiver in ("", "()"):
+        return True
+    receiver = receiver.removesuffix("[]")
+    if not receiver.endswith("()"):
+        return False
+    return last_segment(receiver[:-2]) in INSTANCE_CALLS
 
 
 def _through_relation(rest: str) -> bool:
