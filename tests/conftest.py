@@ -1,9 +1,10 @@
 """What every test of the suite shares: this tree's package, a store outside the project,
 and the end-of-run check that nothing was left on the shared services.
 
-- Child interpreters (``python -m idemlint``, flake8, pytest in a subprocess) import the
-  package of this work tree, wherever the editable install points (another clone's
-  ``pip install -e`` on the same machine moves it): ``PYTHONPATH`` starts with it.
+- Child interpreters (``python -m idemlint``, flake8, pre-commit, pytest in a subprocess)
+  import the installed package. Another clone's ``pip install -e`` on the same machine
+  moves that install to the other tree, and the suite would test that tree's code in its
+  subprocesses: the run stops at once and says so.
 - ``idemlint.runtime``'s default store is ``.idemlint/`` under the current folder, which
   for the suite is the project folder: ``IDEMLINT_STORE_URL`` puts it in a temporary one.
 - When the run ends, the process that started it looks for anything named with this run's
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,9 +27,6 @@ import run_names
 
 REPO = Path(__file__).resolve().parents[1]
 
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(REPO), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
-)
 if run_names.OWNER:
     os.environ["IDEMLINT_TEST_STORE_DIR"] = tempfile.mkdtemp(prefix="idemlint-store-")
 if run_names.OWNER or os.environ.get("PYTEST_XDIST_WORKER"):
@@ -38,6 +38,32 @@ if run_names.OWNER or os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 _LEFT = pytest.StashKey[list[str]]()
+
+
+def _installed_tree() -> str:
+    """Where a child interpreter outside this folder imports idemlint and its rules from."""
+    code = "import idemlint, idemlint.rulefiles as r; print(idemlint.__file__); print(*r.__path__)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop before anything runs when the installed idemlint is not this work tree's."""
+    if not run_names.OWNER or config.option.collectonly:
+        return
+    found = _installed_tree()
+    lines = found.split()
+    if len(lines) != 2 or not all(Path(p).resolve().is_relative_to(REPO) for p in lines):
+        raise pytest.UsageError(
+            f"the installed idemlint is not this work tree's ({REPO}); child processes "
+            f"would test other code. Run `python3 -m pip install -e .` here.\n{found}"
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

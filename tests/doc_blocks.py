@@ -307,7 +307,7 @@ def elide_like(shown: tuple[str, ...], real: list[str]) -> list[str]:
 
 
 def clean_env() -> dict[str, str]:
-    """The environment for commands: no CI markers or colour, this tree's package first."""
+    """The environment for commands: no CI markers or colour, no bytecode written."""
     import os
 
     env = {
@@ -315,7 +315,6 @@ def clean_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "NO_COLOR", "FORCE_COLOR")
     }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

@@ -1,8 +1,12 @@
 """The pre-commit hook, run through real pre-commit against a temporary git repository.
 
 pre-commit builds a virtualenv from this repository and pip-installs it, which
-is slow; so the hook repository is snapshotted once at a fixed commit and every
-run reuses the environment built for it (one install, three runs).
+is slow. ``pre-commit try-repo`` does that on every call (it installs into a
+temporary store of its own), so only the test that is about ``try-repo`` uses it;
+the others run ``pre-commit run`` with a ``.pre-commit-config.yaml`` naming a
+snapshot of this work tree at a fixed commit, whose environment is built once in
+the module's pre-commit home and reused by every run. The module's tests share one
+xdist worker (``xdist_group``), so that home is built once per run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import yaml
 from test_cli_support import REPO, clean_env, copy_project
 
 GIT_IDENTITY = ["-c", "user.name=idemlint tests", "-c", "user.email=tests@idemlint.invalid"]
+pytestmark = pytest.mark.xdist_group("pre-commit")
 
 CLEAN_TASK = """from celery import shared_task
 
@@ -104,6 +109,27 @@ def try_repo(
     )
 
 
+def run_hook(
+    target: Path, hook_repo: tuple[Path, str], home: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``pre-commit run`` with the hook from the snapshot, its environment kept in ``home``."""
+    repo, ref = hook_repo
+    config = target / ".pre-commit-config.yaml"
+    config.write_text(
+        yaml.safe_dump({"repos": [{"repo": str(repo), "rev": ref, "hooks": [{"id": "idemlint"}]}]})
+    )
+    env = clean_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
+    env.pop("VIRTUAL_ENV", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "run", "--config", str(config), *extra],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
 def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
     tmp_path: Path, hook_repo: tuple[Path, str], pre_commit_home: Path
 ) -> None:
@@ -111,9 +137,10 @@ def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
     git("init", "-q", cwd=target)
     git("add", "-A", cwd=target)
     git("commit", "-q", "-m", "app", cwd=target)
+    (target / ".git" / "info" / "exclude").write_text(".pre-commit-config.yaml\n")
 
     # Every file: the naive tasks fail the hook.
-    done = try_repo(target, hook_repo, pre_commit_home, "--all-files")
+    done = run_hook(target, hook_repo, pre_commit_home, "--all-files")
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "shop/tasks.py" in output
@@ -124,7 +151,7 @@ def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
     # shop/tasks.py (not staged) still has findings.
     (target / "shop" / "refunds.py").write_text(CLEAN_TASK)
     git("add", "shop/refunds.py", cwd=target)
-    done = try_repo(target, hook_repo, pre_commit_home)
+    done = run_hook(target, hook_repo, pre_commit_home)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Passed" in output
@@ -134,12 +161,12 @@ def test_pre_commit_fails_on_bad_tasks_and_passes_on_clean_ones(
     # fields in shop/models.py): still found, and only that file is reported.
     (target / "shop" / "profiles.py").write_text(PROFILE_TASK)
     git("add", "shop/profiles.py", cwd=target)
-    done = try_repo(target, hook_repo, pre_commit_home)
+    done = run_hook(target, hook_repo, pre_commit_home)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "shop/profiles.py:8:5: IDM401 [database-constraints]" in output
     assert "shop/tasks.py" not in output
-    assert os.listdir(pre_commit_home), "pre-commit used the shared home"
+    assert os.listdir(pre_commit_home), "pre-commit kept the environment in the module's home"
 
 
 NOTIFY_TASK = """import requests
