@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,12 +33,22 @@ def test_every_subpackage_is_listed() -> None:
 
 
 def test_wheel_contents(tmp_path: Path) -> None:
+    # Built from a copy: pip builds in the source folder, and a build/ written into the work
+    # tree would be shared by every run on the machine (and be read by the next build).
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("idemlint", "rules"):
+        ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    out = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("idemlint-*.whl")
+    (wheel,) = out.glob("idemlint-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     rules = sorted(p.name for p in (REPO / "rules").glob("IDM*.toml"))
     assert rules and all(f"idemlint/rulefiles/{r}" in names for r in rules)
