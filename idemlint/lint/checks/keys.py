@@ -83,6 +83,44 @@ def missing_key(facts: FunctionFacts, c: CallFact) -> str | None:
     return None
 
 
+def forwarded_key(facts: FunctionFacts, c: CallFact) -> str | None:
+    """The key keyword of an effect that the project function ``c`` calls passes its own
+    ``**kwargs`` to (``def create_intent(**params): return stripe.PaymentIntent.create(
+    **params)``): the caller's keywords are the effect's, key included."""
+    if c.target is None or c.effect is not None:
+        return None
+    peer = facts.peer(c.target)
+    if peer is None:
+        return None
+    bound = peer.locals()
+    for inner in peer.calls:
+        spread = inner.value.kwargs.get("**")
+        if inner.effect is None or not inner.effect.key_kwarg or spread is None:
+            continue
+        # a name the function never binds is its own `**kwargs` (summaries list the named
+        # parameters only)
+        if spread.kind == "name" and spread.path and spread.path not in bound:
+            return inner.effect.key_kwarg
+    return None
+
+
+def key_may_be_missing(facts: FunctionFacts, c: CallFact, key: str) -> str | None:
+    """Why the key a caller passes through a wrapper may be absent: not passed, ``None``, or
+    a local that some path leaves ``None`` (``key = None; if sync: key = f"..."``)."""
+    if "**" in c.value.kwargs:
+        return None
+    value = c.value.kwargs.get(key)
+    if value is None:
+        return f"{key}="
+    if value.kind == "none":
+        return f"{key}=None"
+    if value.kind == "name" and value.path and value.path not in facts.params:
+        bound = facts.locals().get(value.path, [])
+        if any(b.kind == "none" for b in bound):
+            return f"{key}={value.path}, which is None on some paths"
+    return None
+
+
 def check(ctx: TaskContext) -> None:
     for r in ctx.reached:
         facts = r.facts
@@ -110,3 +148,8 @@ def check(ctx: TaskContext) -> None:
                     missing = missing_key(facts, c)
                     if missing is not None:
                         ctx.hit("IDM202", r, c.event, f"{c.value.path}() without {missing}")
+                elif not c.chain_inner:
+                    key = forwarded_key(facts, c)
+                    why = key_may_be_missing(facts, c, key) if key is not None else None
+                    if why is not None:
+                        ctx.hit("IDM202", r, c.event, f"{c.value.path}() with {why}")

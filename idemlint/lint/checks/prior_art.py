@@ -68,6 +68,8 @@ def check(ctx: TaskContext) -> None:
             continue
         if key_values(r.facts, c) or missing_key(r.facts, c) is not None:
             continue  # keyed: safe, or judged by identify-the-key (IDM2xx) instead
+        if effect.key_kwarg and "**" in c.value.kwargs:
+            continue  # the key comes from the callers' keywords: IDM202 judges it there
         if effect.kind == "enqueue" and _continues_itself(ctx, c.resolved):
             continue
         ctx.hit(RULE_BY_KIND[effect.kind], r, c.event, f"{c.value.path}()")
