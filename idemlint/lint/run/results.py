@@ -52,9 +52,11 @@ def findings_from_hits(
 ) -> list[Finding]:
     """Apply "one problem, one finding" and turn hits into findings: same-rule hits on one
     object in one function collapse (:func:`collapse`); a place reached from several tasks
-    is one finding that lists them all (``tasks``), reported for the first."""
+    is one finding that lists them all (``tasks``), reported for the task that reaches it
+    most directly (the shortest call chain, then by name): its ``via`` explains it best."""
     by_place: dict[tuple[str, int, str], Finding] = {}
-    for task, hit, others in collapse(hits):
+    collapsed = sorted(collapse(hits), key=lambda item: (len(item[1].via), item[0]))
+    for task, hit, others in collapsed:
         path = root / hit.path
         if not report(path):
             continue
