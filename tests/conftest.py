@@ -79,6 +79,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+GROUPS = {
+    "tests/test_precommit.py": "pre-commit",  # one hook environment, built once
+    "tests/test_docs.py": "mkdocs",  # one site build for the module's tests
+}
+"""Modules whose tests share an expensive module fixture run on one xdist worker
+(``--dist loadgroup``): spread over several, each would build it again."""
+
+FIRST = (
+    "tests/test_precommit.py",
+    "tests/test_perf_positions.py::test_fast_summaries_equal_reference_on_installed_package",
+    "tests/testing/test_crash_demo_smoke.py",
+    "tests/runtime/test_atomic_crash.py",
+    "tests/test_fuzz.py",
+    "tests/testing/test_shop.py",
+    "tests/runtime/test_concurrency.py",
+    "tests/test_doc_blocks.py::test_python_blocks_run",
+    "tests/runtime/test_frozen_server.py",
+    "tests/test_shop_django.py",
+)
+"""The longest tests, started first: a worker that takes one of them last would end the
+run alone long after the others (no test is timed; this is only the order)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = GROUPS.get(item.nodeid.split("::", 1)[0])
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, p in enumerate(FIRST) if item.nodeid.startswith(p)), len(FIRST))
+
+    items.sort(key=rank)
+
+
 def _doc_summary() -> str:
     from collections import Counter
 

@@ -6,7 +6,7 @@ temporary store of its own), so only the test that is about ``try-repo`` uses it
 the others run ``pre-commit run`` with a ``.pre-commit-config.yaml`` naming a
 snapshot of this work tree at a fixed commit, whose environment is built once in
 the module's pre-commit home and reused by every run. The module's tests share one
-xdist worker (``xdist_group``), so that home is built once per run.
+xdist worker (``GROUPS`` in tests/conftest.py), so that home is built once per run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import yaml
 from test_cli_support import REPO, clean_env, copy_project
 
 GIT_IDENTITY = ["-c", "user.name=idemlint tests", "-c", "user.email=tests@idemlint.invalid"]
-pytestmark = pytest.mark.xdist_group("pre-commit")
 
 CLEAN_TASK = """from celery import shared_task
 
@@ -92,12 +91,18 @@ def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pre-commit-home")
 
 
+def hook_env(home: Path) -> dict[str, str]:
+    """pre-commit's environment: its home, no colour, no virtualenv of the caller's."""
+    env = clean_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
 def try_repo(
     target: Path, hook_repo: tuple[Path, str], home: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     repo, ref = hook_repo
-    env = clean_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
-    env.pop("VIRTUAL_ENV", None)
+    env = hook_env(home)
     command = [sys.executable, "-m", "pre_commit", "try-repo", str(repo), "idemlint"]
     return subprocess.run(
         [*command, "--ref", ref, *extra],
@@ -118,8 +123,7 @@ def run_hook(
     config.write_text(
         yaml.safe_dump({"repos": [{"repo": str(repo), "rev": ref, "hooks": [{"id": "idemlint"}]}]})
     )
-    env = clean_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
-    env.pop("VIRTUAL_ENV", None)
+    env = hook_env(home)
     return subprocess.run(
         [sys.executable, "-m", "pre_commit", "run", "--config", str(config), *extra],
         cwd=target,
