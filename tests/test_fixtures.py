@@ -119,11 +119,12 @@ def _definitions(
                 yield from _definitions(node.body, f"{qualname}.")
 
 
-def _lint(root: Path) -> list[Finding]:
+def _lint(root: Path, cache: Path) -> list[Finding]:
     """What ``idemlint check <root>`` reports: the engine, then inline suppressions (which
     also yield IDM003) and the project's rule selection. ``report.checking.check_project`` alone
-    stops before suppressions."""
-    config = load_config([root])
+    stops before suppressions. The cache goes to ``cache``, not into the fixture in the work
+    tree, where parallel runs with other code would share it."""
+    config = load_config([root]).with_overrides(cache_dir=str(cache))
     result = check([root], config)
     return report_filter(result.findings, config, result.files)
 
@@ -177,9 +178,11 @@ def _is_or_runs(task: str, name: str) -> bool:
 
 
 @pytest.fixture(scope="module", params=PROJECTS)
-def project(request: pytest.FixtureRequest) -> tuple[Path, dict[Place, Finding]]:
+def project(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[Place, Finding]]:
     root = FIXTURES / str(request.param)
-    return root, _reported(root, _lint(root))
+    return root, _reported(root, _lint(root, tmp_path_factory.mktemp("cache")))
 
 
 def test_findings_match_the_expect_markers(project: tuple[Path, dict[Place, Finding]]) -> None:
@@ -256,10 +259,10 @@ def test_fixture_sources_compile(name: str) -> None:
             compile(source, str(path), "exec")
 
 
-def test_crossfile_findings_name_the_task_and_the_call_chain() -> None:
+def test_crossfile_findings_name_the_task_and_the_call_chain(tmp_path: Path) -> None:
     """An effect three or four calls away is reported in the helper, with ``task`` and ``via``."""
     root = FIXTURES / "crossfile"
-    reported = _reported(root, _lint(root))
+    reported = _reported(root, _lint(root, tmp_path))
     mail = reported[("orders/mailer.py", 7, "IDM302")]
     assert mail.task == "orders.tasks.fulfil_order"
     assert mail.via == (
