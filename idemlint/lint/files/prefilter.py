@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -112,22 +113,28 @@ class FileScan:
 
     @classmethod
     def from_json(cls, text: str, module: str, is_package: bool) -> FileScan:
-        chains, bindings, has_trigger = json.loads(text)
+        chains, bindings, triggered = json.loads(text)
         return cls(
             module=module,
             is_package=is_package,
             tokens=_tokens_of(chains),
-            chains=frozenset(chains),
-            bindings={k: set(v) for k, v in bindings.items()},
-            text_has_trigger=bool(has_trigger),
+            chains=_interned(chains),
+            bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
+            text_has_trigger=bool(triggered),
         )
 
 
 def _tokens_of(chains: Iterable[str]) -> frozenset[str]:
     tokens: set[str] = set()
     for chain in chains:
-        tokens.update(chain.split("."))
+        tokens.update(map(sys.intern, chain.split(".")))
     return frozenset(tokens)
+
+
+def _interned(values: Iterable[str]) -> frozenset[str]:
+    """One copy of each string across the project's scans: identifiers repeat from file
+    to file, and a tree of thousands of files holds millions of them."""
+    return frozenset(map(sys.intern, values))
 
 
 def _names(spec: str) -> list[tuple[str, str]]:
@@ -201,16 +208,16 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
             bind(stack[-1][1], _SPACES.sub("", m.group(3)))
     raw = set(_CHAIN.findall(text))
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
-    has_trigger = trigger is not None and (
-        trigger.search(text) is not None or trigger.search(module) is not None
+    triggered = trigger is not None and (
+        has_trigger(trigger, text) or trigger.search(module) is not None
     )
     return FileScan(
         module=module,
         is_package=is_package,
         tokens=_tokens_of(chains),
-        chains=frozenset(chains),
-        bindings=bindings,
-        text_has_trigger=has_trigger,
+        chains=_interned(chains),
+        bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
+        text_has_trigger=triggered,
     )
 
 
@@ -263,7 +270,23 @@ def trigger_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
     # a resolved name's first segment is a whole identifier (of some text, or the
     # start of a module name), so a root only counts at an identifier's start
     words = r"(?<!\w)(?:" + "|".join(re.escape(r) for r in roots) + ")"
-    return re.compile("|".join([words, *_dict_keys(knowledge)]))
+    pattern = re.compile("|".join([words, *_dict_keys(knowledge)]))
+    _LITERALS[pattern.pattern] = (*roots, *(sd.key for sd in knowledge.schedule_dicts))
+    return pattern
+
+
+_LITERALS: dict[str, tuple[str, ...]] = {}
+"""Per trigger pattern, the words any match of it contains (its roots and keys)."""
+
+
+def has_trigger(trigger: re.Pattern[str], text: str) -> bool:
+    """``trigger.search(text)``, about 2.5 times faster: most files hold none of the
+    pattern's words, and ``in`` tells that quicker than the regex (Python's ``re`` tries
+    every alternative at every position)."""
+    words = _LITERALS.get(trigger.pattern)
+    if words is not None and not any(w in text for w in words):
+        return False
+    return trigger.search(text) is not None
 
 
 class TooComplex(Exception):
@@ -291,6 +314,10 @@ class _Graph:
         self.module_tokens: dict[str, frozenset[str]] = {}
         self.module_bindings: dict[str, dict[str, set[str]]] = {}
         for mod, idx in self.by_module.items():
+            if len(idx) == 1:  # the file's own (read only from here on), not a copy
+                self.module_tokens[mod] = scans[idx[0]].tokens
+                self.module_bindings[mod] = scans[idx[0]].bindings
+                continue
             self.module_tokens[mod] = frozenset().union(*(scans[i].tokens for i in idx))
             merged: dict[str, set[str]] = {}
             for i in idx:
@@ -421,11 +448,14 @@ class _Graph:
         self._lookups_memo[path] = out
         return out
 
-    def lookups(self, i: int) -> set[tuple[str, str]]:
-        """The (module, name) lookups the resolution of file ``i``'s names may do."""
+    def lookups(self, i: int, *, memo: bool = True) -> set[tuple[str, str]]:
+        """The (module, name) lookups the resolution of file ``i``'s names may do
+        (remembered unless ``memo`` is False)."""
         found = self._file_lookups.get(i)
         if found is None:
-            found = self._file_lookups[i] = self._lookups(i)
+            found = self._lookups(i)
+            if memo:
+                self._file_lookups[i] = found
         return found
 
     def _lookups(self, i: int) -> set[tuple[str, str]]:
@@ -544,27 +574,41 @@ def needed_files(
     scans: Sequence[FileScan],
     trigger: re.Pattern[str],
     keep: dict[str, object] | None = None,
+    *,
+    consume: bool = False,
 ) -> set[int]:
     """Indexes of the files that need a full summary (see the module docstring).
-    ``keep["exports"]`` receives the graph's exports (what :func:`edge_modules` needs)."""
+    ``keep["exports"]`` receives the graph's exports (what :func:`edge_modules` needs),
+    ``keep["candidates"]`` the files that may declare a task (the others are kept only
+    for what resolution reads of them: the run looks for no declaration there). With
+    ``consume``, each scan's chains are let go of once read (the caller has no further
+    use for them: a big tree's memory stays flat)."""
     if not any(s.text_has_trigger for s in scans):
+        if keep is not None:
+            keep["candidates"] = set()
         return set()  # no file can hold a task: no finding can come from any file
     graph = _Graph(scans)
     if keep is not None:
         keep["exports"] = graph.exports
     hot, hot_modules = _trigger_names(graph, trigger)
-    # candidates: seeds, and files with a name that may stand for a task rule's root
+    # candidates: seeds, and files with a name that may stand for a task rule's root;
+    # each file's lookups are made once, and only the modules they enter are kept (the
+    # lookups of thousands of files would be most of the run's memory)
     candidates = set()
+    edges: dict[int, set[str]] = {}
     for i, sc in enumerate(scans):
+        lookups = graph.lookups(i, memo=False)
+        edges[i] = {sys.intern(mod) for mod, _ in lookups}
+        if consume:
+            sc.chains = frozenset()  # read once: memory stays flat on a big tree
         if sc.text_has_trigger or sc.module in hot_modules:
             candidates.add(i)
             continue
-        for lookup in graph.lookups(i):
-            if lookup in hot or lookup[0] in hot_modules:
-                candidates.add(i)
-                break
+        if any(lookup in hot or lookup[0] in hot_modules for lookup in lookups):
+            candidates.add(i)
+    if keep is not None:
+        keep["candidates"] = set(candidates)
     # needed: the candidates and everything their resolution can reach
-    edges: dict[int, set[str]] = {}
     needed: set[int] = set()
     todo = list(candidates)
     while todo:
@@ -572,8 +616,6 @@ def needed_files(
         if i in needed:
             continue
         needed.add(i)
-        if i not in edges:
-            edges[i] = {mod for mod, _ in graph.lookups(i)}
         for mod in edges[i]:
             todo.extend(graph.by_module.get(mod, ()))
     # a module name shared by several files: all of them or none (the project
@@ -602,7 +644,7 @@ def select(
     trigger = trigger_pattern(knowledge)
     if trigger is None:
         return None
-    if not any(trigger.search(t) or trigger.search(m) for t, m, _ in texts):
+    if not any(has_trigger(trigger, t) or trigger.search(m) for t, m, _ in texts):
         return set()  # no file can hold a task, so no finding can come from any file
     tag = trigger.pattern
     scans = []

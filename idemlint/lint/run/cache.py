@@ -91,6 +91,10 @@ class SummaryCache:
         self.hits += 1
         return summary
 
+    def has(self, key: str, area: str = "summaries") -> bool:
+        """Whether an entry is there (not whether it loads)."""
+        return os.path.exists(self._file(key, area))
+
     def get_text(self, key: str, area: str = "summaries") -> str | None:
         """A raw entry; ``area="scans"`` holds the pre-check's per-file scans."""
         try:

@@ -37,9 +37,10 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by idemlint.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-AREAS = ("summaries", "scans", "projects")
-"""Sub-folders holding entries: summaries and pre-check scans (``area/ab/<key>.json``,
-the key a sha256), project snapshots (``projects/<key>.json``, 32 hex digits)."""
+AREAS = ("summaries", "scans", "outlines", "projects")
+"""Sub-folders holding entries: summaries, pre-check scans and outlines
+(``area/ab/<key>.json``, the key a sha256), project snapshots (``projects/<key>.json``,
+32 hex digits)."""
 OLD_LAYOUT = frozenset({*AREAS, ".gitignore", "last-prune", TAG})
 """Everything an idemlint cache holds at its top: a folder of only these is one."""
 

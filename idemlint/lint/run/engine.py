@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -31,9 +32,16 @@ from idemlint.lint.knowledge import Knowledge, load_knowledge
 from idemlint.lint.run.incremental import Outcome, Run, Stamped, stamp
 from idemlint.lint.run.notices import merged, skipped_findings
 from idemlint.lint.run.precheck import PreCheck
+from idemlint.lint.run.prepass import Prepass
 from idemlint.lint.run.results import findings_of, inline_suppressions
 from idemlint.lint.run.reuse import Reuse
-from idemlint.lint.run.summarising import Summariser, parses_bytes, relative
+from idemlint.lint.run.summarising import (
+    PARALLEL_THRESHOLD,
+    Summariser,
+    outline_key,
+    parses_bytes,
+    relative,
+)
 
 
 class EngineConfig(Protocol):
@@ -142,6 +150,7 @@ class Analysis:
     summariser: Summariser
     run: Run
     outcome: Outcome
+    prepass: Prepass
 
     @classmethod
     def of(
@@ -153,24 +162,78 @@ class Analysis:
         progress: Callable[[int, int], None] | None,
         *,
         prefilter: bool,
+        outlines: bool = True,
     ) -> Analysis:
         stamped = stamp(scope.files, scope.root, scope.rel, reuse.last, scope.given)
         precheck = PreCheck(knowledge, reuse.cache, stamped, wanted=prefilter)
         summariser = Summariser(reuse.cache, jobs, progress, total=len(stamped))
-        run = Run(
-            stamped,
-            knowledge,
-            reuse.cache,
-            reuse.last,
-            use_prefilter=precheck.enabled,
-            summarise=summariser.summarise,
-            parses=parses_bytes,
-            select=precheck.select,
-            still_needed=precheck.still_needed,
-            scan_digest=precheck.scan_digest,
-            triggered=precheck.triggered,
-        )
-        return cls(stamped, precheck, summariser, run, run.run())
+        prepass = Prepass()
+        try:
+            if _prepass(stamped, precheck, summariser, prepass, reuse, scope.reported):
+                precheck.prepass = prepass
+
+                def seeds(found: list[Stamped], near: list[Stamped]) -> None:
+                    summariser.prefetch(found, front=True)
+                    summariser.prefetch(near)
+
+                precheck.on_seeds = seeds
+
+            def parses(f: Stamped) -> bool:
+                known = prepass.parses(f)
+                return known if known is not None else parses_bytes(f.read())
+
+            run = Run(
+                stamped,
+                knowledge,
+                reuse.cache,
+                reuse.last,
+                use_prefilter=precheck.enabled,
+                summarise=summariser.summarise,
+                parses=parses,
+                select=precheck.select,
+                still_needed=precheck.still_needed,
+                scan_digest=precheck.scan_digest,
+                triggered=precheck.triggered,
+                outline=partial(summariser.outline, prepass=prepass) if outlines else None,
+                prefetch=summariser.prefetch if summariser.pool is not None else None,
+            )
+            outcome = run.run()
+        finally:
+            summariser.close()
+        return cls(stamped, precheck, summariser, run, outcome, prepass)
+
+
+def _prepass(
+    stamped: list[Stamped],
+    precheck: PreCheck,
+    summariser: Summariser,
+    prepass: Prepass,
+    reuse: Reuse,
+    reported: Callable[[Path], bool],
+) -> bool:
+    """Run the per-file pass (:mod:`~idemlint.lint.run.prepass`) over the files read anew,
+    when they are many and a pool may start; whether it ran."""
+    fresh = [f for f in stamped if f.content is not None and not f.override and not f.error]
+    if len(fresh) < PARALLEL_THRESHOLD or summariser.open_pool() is None:
+        return False
+    pool = summariser.pool
+    assert pool is not None
+    trigger = precheck.trigger if precheck.scans_wanted(fresh) else None
+    batches = prepass.run(
+        fresh,
+        trigger,
+        reuse.cache,
+        lambda f: (precheck.scan_key(f) if trigger is not None else "", outline_key(f)),
+        lambda f: reported(f.path),
+        lambda key, job: pool.submit(key, ("prepass", job)),
+    )
+    for key in batches:
+        end = pool.wait(key)
+        prepass.take(key, end.text if end is not None and not end.died else None)
+    for f in fresh:
+        if prepass.holds(f):
+            f.release()  # the pass read what the run needs of its bytes
+    return True
 
 
 def check(
@@ -203,8 +266,15 @@ def check(
             raise
         reuse.discard(exc)
         done = Analysis.of(scope, knowledge, reuse, jobs, progress, prefilter=prefilter)
+    if done.run.outline_mismatch:
+        # an outline said otherwise than its file's summary: everything again, every
+        # needed file summarised in full (as the outlines never happened)
+        reuse.last = None
+        done = Analysis.of(
+            scope, knowledge, reuse, jobs, progress, prefilter=prefilter, outlines=False
+        )
     stamped, summariser, run, outcome = done.stamped, done.summariser, done.run, done.outcome
-    suppressions, tokenized = inline_suppressions(stamped, run, scope.reported)
+    suppressions, tokenized = inline_suppressions(stamped, run, scope.reported, done.prepass)
     reuse.keep(run, outcome, stamped, done.precheck, tokenized=tokenized)
     reported = [f for f in scope.files if scope.reported(f)]
     return CheckResult(

@@ -41,6 +41,7 @@ from idemlint.lint.run import snapshot
 from idemlint.lint.run.cache import SummaryCache, key_for_digest
 from idemlint.lint.run.snapshot import FileState, Snapshot, TaskState
 from idemlint.lint.summary.model import FileSummary, ParseError
+from idemlint.lint.summary.outline import Outline
 
 NO_TASK_ROOT = "-"
 """The scan hash of every file when no file mentions a task rule's root (no scan is made)."""
@@ -66,6 +67,9 @@ class Stamped:
     unstable: bool = False
     """Not to be trusted by the next run (unreadable, or given up by the summariser): the
     snapshot keeps no digest for it, so the next run reads and summarises it again."""
+    released: bool = False
+    """Read (and found readable) for its stamp, then let go: a cold run's per-file pass
+    had what it needed, and a big tree's bytes are not held; :meth:`read` reads again."""
 
     def read(self) -> bytes:
         if self.content is None:
@@ -75,6 +79,12 @@ class Stamped:
                 self.content = b""
                 self.fail(exc)
         return self.content
+
+    def release(self) -> None:
+        """Let go of the bytes (read again from disk if asked for)."""
+        if self.content is not None and not self.override and not self.error:
+            self.content = None
+            self.released = True
 
     def fail(self, exc: OSError) -> None:
         self.error = f"cannot read file: {exc.strerror or exc}"
@@ -90,6 +100,10 @@ class Selection:
     scans: list[str]
     """Each file's scan hash."""
     exports: dict[tuple[str, str], set[str]] | None = None
+    candidates: set[int] | None = None
+    """Indexes of the needed files that may declare a task (None: every needed file).
+    The others are needed only for what resolution reads of them: their declarations
+    are not looked for, and their summaries are made when the analysis reads them."""
 
 
 @dataclass
@@ -213,11 +227,14 @@ class Run:
         *,
         use_prefilter: bool,
         summarise: Callable[[list[tuple[int, Stamped]]], dict[int, FileSummary]],
-        parses: Callable[[bytes], bool],
+        parses: Callable[[Stamped], bool],
         select: Callable[[list[Stamped]], Selection],
         scan_digest: Callable[[Stamped], str],
         triggered: Callable[[Stamped], bool],
         still_needed: Callable[[list[Stamped], Snapshot], bool],
+        outline: Callable[[list[tuple[int, Stamped]]], dict[int, Outline | FileSummary]]
+        | None = None,
+        prefetch: Callable[[list[Stamped]], None] | None = None,
     ) -> None:
         self.files = files
         self.knowledge = knowledge
@@ -234,23 +251,35 @@ class Run:
         self._scan_digest = scan_digest
         self._triggered = triggered
         self._still_needed = still_needed
+        self._outline = outline
+        self._prefetch = prefetch
         self._by_rel = {f.rel: f for f in files}
+        self._by_module: dict[str, Stamped] = {}
+        for f in files:
+            self._by_module.setdefault(f.module, f)
+        self._depth = max((f.module.count(".") + 1 for f in files), default=1)
+        self._asked: set[str] = set()
+        """Files whose summary was made or asked for ahead of need."""
         self.new = Snapshot(prefilter=use_prefilter)
         self.dirty: set[str] = set()
         self.stats: dict[str, int] = {}
+        self.outline_mismatch = False
+        """A summary read on demand did not match the index its file was outlined to
+        (:mod:`idemlint.lint.summary.outline`): the engine runs again without outlines."""
 
     # -- which files, summarised how ----------------------------------------
-    def _needed(self) -> tuple[list[bool], list[str]]:
-        """Whether each file needs a full summary, and its scan's hash."""
+    def _needed(self) -> tuple[list[bool], list[str], list[bool] | None]:
+        """Whether each file needs a full summary, its scan's hash, and whether it may
+        declare a task (None: every needed file may; the pre-check did not say)."""
         files, last = self.files, self.last
         if not self.use_prefilter:
-            return [True] * len(files), [""] * len(files)
+            return [True] * len(files), [""] * len(files), None
         if last is not None and all(st.scan == NO_TASK_ROOT for st in last.files.values()):
             # no file held a task rule's root: unless a changed file now does, none is needed
             changed = [f for f in files if f.digest != last.files[f.rel].digest]
             if not any(self._triggered(f) for f in changed):
                 self.stats["prefilter_reused"] = 1
-                return [False] * len(files), [NO_TASK_ROOT] * len(files)
+                return [False] * len(files), [NO_TASK_ROOT] * len(files), [False] * len(files)
         elif last is not None:
             scans = []
             for f in files:
@@ -261,24 +290,43 @@ class Run:
             ]
             if (
                 not rescanned
-                or all(st.needed for st in last.files.values())  # nothing to add to
+                # nothing to add to (every file may declare a task, too: an edit that
+                # changes a binding can make a file a candidate)
+                or all(st.needed and st.candidate for st in last.files.values())
                 or self._still_needed(rescanned, last)
             ):
                 self.stats["prefilter_reused"] = 1
                 self.new.exports = last.exports
                 added = {f.rel for f in rescanned}  # kept from now on (see still_needed)
-                return [last.files[f.rel].needed or f.rel in added for f in files], scans
+                # an unchanged file stays what it was: no binding changed anywhere, so no
+                # name of it came to stand for a task rule's (see still_needed); a changed
+                # or added file is looked at in full
+                return (
+                    [last.files[f.rel].needed or f.rel in added for f in files],
+                    scans,
+                    [
+                        last.files[f.rel].candidate
+                        if f.digest == last.files[f.rel].digest and f.rel not in added
+                        else True
+                        for f in files
+                    ],
+                )
         selection = self._select(files)
         self.new.exports = selection.exports
         if selection.needed is None:
-            return [True] * len(files), selection.scans
-        return [i in selection.needed for i in range(len(files))], selection.scans
+            return [True] * len(files), selection.scans, None
+        needed = [i in selection.needed for i in range(len(files))]
+        if selection.candidates is None:
+            return needed, selection.scans, None
+        return needed, selection.scans, [i in selection.candidates for i in range(len(files))]
 
     def _project(self) -> tuple[Project, dict[str, ParseError]]:
         files, last = self.files, self.last
-        needed, scans = self._needed()
+        needed, scans, candidates = self._needed()
+        candidate = candidates if candidates is not None else needed
         entries: list[FileSummary | FileIndex] = []
         fresh: list[tuple[int, Stamped]] = []
+        outlined: list[tuple[int, Stamped]] = []
         made: dict[int, FileSummary] = {}
         full: list[bool] = []
         for i, f in enumerate(files):
@@ -287,21 +335,40 @@ class Run:
                 full.append(old.full)
                 continue
             self.dirty.add(f.rel)
-            content = f.read()
-            if needed[i] or f.error or not self._parses(content):
+            if not f.released:
+                f.read()  # (says whether it can be read)
+            if needed[i] and not candidate[i] and self._outline is not None and not f.error:
+                # needed for what resolution reads of it: an outline now, the summary
+                # when (if) the analysis reads a function or class of it
+                full.append(True)
+                outlined.append((i, f))
+            elif needed[i] or f.error or not self._parses(f):
                 full.append(True)
                 fresh.append((i, f))
             else:
                 full.append(False)
                 made[i] = FileSummary(f.rel, f.module)
+        empty = len(made)
+        outlines: dict[int, FileIndex] = {}
+        if outlined:
+            assert self._outline is not None
+            for i, found in self._outline(outlined).items():
+                if isinstance(found, FileSummary):  # only libcst can tell: summarised
+                    made[i] = found
+                else:
+                    outlines[i] = _index_of(found)
         made.update(self._summarise(fresh))
         errors: dict[str, ParseError] = {}
         for i, f in enumerate(files):
             summary = made.get(i)
+            error: ParseError | None
             if summary is not None:
                 entries.append(summary)
                 error = summary.error
                 index = FileIndex.of(summary)
+            elif i in outlines:
+                index, error = outlines[i], None
+                entries.append(index)
             else:
                 assert last is not None
                 old = last.files[f.rel]
@@ -311,12 +378,50 @@ class Run:
                 errors[f.rel] = error
             digest = "" if f.unstable else f.digest  # "": never matches, read again
             self.new.files[f.rel] = FileState(
-                f.rel, f.mtime_ns, f.size, digest, full[i], needed[i], scans[i], index, error
+                f.rel,
+                f.mtime_ns,
+                f.size,
+                digest,
+                full[i],
+                needed[i],
+                scans[i],
+                index,
+                error,
+                candidate=candidate[i],
             )
-        self.stats["summarised"] = len(fresh)
-        self.stats["empty"] = len(made) - len(fresh)
+        self.stats["summarised"] = len(fresh) + len(outlined) - len(outlines)
+        self.stats["outlined"] = len(outlines)
+        self.stats["empty"] = empty
         self.stats["dirty"] = len(self.dirty)
+        if self._prefetch is not None:
+            # the files the task modules import: the analysis reads most of them first
+            self._asked |= {files[i].rel for i in made}
+            near = [
+                f
+                for i, summary in made.items()
+                if candidate[i]
+                for f in self._imported(summary.imports)
+            ]
+            self._prefetch(near)
         return Project(entries, self.knowledge, load=self._load), errors
+
+    def _imported(self, imports: Mapping[str, str]) -> list[Stamped]:
+        """The files of this project that ``imports`` name, whose summary is made only
+        when read (outlined) and not asked for yet."""
+        out: list[Stamped] = []
+        for qualified in imports.values():
+            parts = qualified.split(".", self._depth)  # (no module name is longer)
+            for cut in range(min(len(parts), self._depth), 0, -1):
+                found = self._by_module.get(".".join(parts[:cut]))
+                if found is None:
+                    continue
+                state = self.new.files.get(found.rel)
+                outlined = state is not None and state.full and not state.candidate
+                if outlined and found.rel not in self._asked:
+                    self._asked.add(found.rel)
+                    out.append(found)
+                break
+        return out
 
     def _load(self, path: str) -> FileSummary:
         """A summary the last run made and this run did not need until now."""
@@ -327,8 +432,15 @@ class Run:
         self.stats["loaded"] = self.stats.get("loaded", 0) + 1
         key = key_for_digest(state.digest, stamped.module, path)
         found = self.cache.get(key) if self.cache is not None else None
-        if found is None:  # evicted or damaged: the file is unchanged, summarise it again
+        if found is None:  # never made (outlined), evicted or damaged: summarise it now
             found = self._summarise([(0, stamped)])[0]
+        if not _same_index(FileIndex.of(found), state.index):
+            # the index the project was built from is not this summary's (an outline
+            # that libcst reads otherwise): the results cannot be trusted
+            self.outline_mismatch = True
+        if self._prefetch is not None:
+            self._asked.add(path)
+            self._prefetch(self._imported(found.imports))  # what it reads next, likely
         return found
 
     # -- tasks and findings ------------------------------------------------
@@ -338,12 +450,19 @@ class Run:
     def _declarations(self, project: Project) -> list[list[Declaration]]:
         finder = TaskFinder(project)
         out: list[list[Declaration]] = []
+        found: list[Declaration]
+        deps: frozenset[str]
         for f in self.files:
             old = self.last.files[f.rel] if self.last is not None else None
             state = self.new.files[f.rel]
-            if (
+            if not state.candidate:
+                # the pre-check found that no name of it can stand for a task rule's:
+                # it declares nothing (what a run without the pre-check finds too)
+                found, deps = [], frozenset()
+            elif (
                 old is not None
                 and f.rel not in self.dirty
+                and old.candidate
                 and old.declarations is not None
                 and self._unchanged(old.declaration_deps)
             ):
@@ -409,3 +528,30 @@ class Run:
         self.stats["analysed"] = analysed
         self.stats["tasks"] = len(tasks)
         return Outcome(hits, errors, self.stats)
+
+
+def _index_of(found: Outline) -> FileIndex:
+    """The project index entry of an outlined file (no parse error: ``ast`` parsed it)."""
+    return FileIndex(
+        found.path,
+        found.module,
+        found.functions,
+        found.classes,
+        False,
+        found.imports,
+        found.assigns,
+        found.bases,
+    )
+
+
+def _same_index(a: FileIndex, b: FileIndex) -> bool:
+    """Whether two index entries say the same (``FileIndex`` equality leaves out the
+    assignments and bases)."""
+    return (
+        a.functions == b.functions
+        and a.classes == b.classes
+        and a.error == b.error
+        and dict(a.imports) == dict(b.imports)
+        and dict(a.raw_assigns) == dict(b.raw_assigns)
+        and dict(a.raw_bases) == dict(b.raw_bases)
+    )

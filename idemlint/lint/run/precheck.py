@@ -11,11 +11,13 @@ feeds it and keeps its scans.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from idemlint.lint.files.prefilter import (
     FileScan,
     TooComplex,
     edge_modules,
+    has_trigger,
     needed_files,
     scan,
     trigger_pattern,
@@ -25,7 +27,12 @@ from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.run import snapshot
 from idemlint.lint.run.cache import SummaryCache, key_for_digest
 from idemlint.lint.run.incremental import NO_TASK_ROOT, Selection, Stamped
+from idemlint.lint.run.prepass import Prepass
 from idemlint.lint.run.snapshot import Snapshot
+
+Seeds = Callable[[list[Stamped], list[Stamped]], None]
+"""Told, before the graph is built, of the files that mention a task rule's root (each
+is kept and may declare a task) and of the files their imports name."""
 
 
 class PreCheck:
@@ -44,6 +51,25 @@ class PreCheck:
         self.enabled = self.trigger is not None
         self.cache = cache
         self.files = files
+        self._none_triggered = False
+        self.prepass: Prepass | None = None
+        """The per-file pass of a cold run, whose scans are taken before computing any."""
+        self.on_seeds: Seeds | None = None
+
+    def scans_wanted(self, files: list[Stamped]) -> bool:
+        """Whether a scan of every file will be needed: some file mentions a task rule's
+        root (else no file is kept, and none is scanned)."""
+        if self.trigger is None:
+            return False
+        if any(self.triggered(f) for f in files):
+            return True
+        if len(files) == len(self.files):
+            self._none_triggered = True  # (so :meth:`select` need not read them again)
+        return False
+
+    def scan_key(self, f: Stamped) -> str:
+        """The cache key of ``f``'s scan ("" without the pre-check)."""
+        return "" if self.trigger is None else self._scan_key(f, f.digest)
 
     def _scan_key(self, f: Stamped, digest: str) -> str:
         assert self.trigger is not None
@@ -53,7 +79,9 @@ class PreCheck:
         """The scan of ``f`` (from the cache when it loads) and its JSON."""
         assert self.trigger is not None
         key = self._scan_key(f, f.digest)
-        text = self.cache.get_text(key, "scans") if self.cache is not None else None
+        text = self.prepass.take_scan(f) if self.prepass is not None else None
+        if text is None and self.cache is not None:
+            text = self.cache.get_text(key, "scans")
         if text is not None:
             try:
                 return FileScan.from_json(text, f.module, f.is_package), text
@@ -71,7 +99,7 @@ class PreCheck:
     def triggered(self, f: Stamped) -> bool:
         """Whether ``f`` mentions a task rule's root (in its text or module name)."""
         return self.trigger is not None and bool(
-            self.trigger.search(text_of(f)) or self.trigger.search(f.module)
+            has_trigger(self.trigger, text_of(f)) or self.trigger.search(f.module)
         )
 
     def scan_keys(self) -> set[str]:
@@ -84,20 +112,50 @@ class PreCheck:
         """The pre-check over ``todo`` from scratch."""
         if self.trigger is None:
             return Selection(None, [""] * len(todo))
-        if not any(self.triggered(f) for f in todo):
-            return Selection(set(), [NO_TASK_ROOT] * len(todo))
-        scans = [self.scan_of(f) for f in todo]
+        if self._none_triggered or not any(self.triggered(f) for f in todo):
+            return Selection(set(), [NO_TASK_ROOT] * len(todo), candidates=set())
+        scans: list[FileScan] = []
+        digests: list[str] = []
+        for f in todo:
+            found, text = self.scan_of(f)
+            scans.append(found)
+            digests.append(snapshot.digest(text.encode()))  # (the text is not kept)
+        if self.on_seeds is not None:
+            self._tell_seeds(todo, scans)
         keep: dict[str, object] = {}
         try:
-            needed: set[int] | None = needed_files([sc for sc, _ in scans], self.trigger, keep)
+            needed: set[int] | None = needed_files(scans, self.trigger, keep, consume=True)
         except TooComplex:
             needed = None
-        exports = keep.get("exports")
+        exports, candidates = keep.get("exports"), keep.get("candidates")
         return Selection(
             needed,
-            [snapshot.digest(t.encode()) for _, t in scans],
+            digests,
             exports if isinstance(exports, dict) else None,
+            candidates if isinstance(candidates, set) and needed is not None else None,
         )
+
+    def _tell_seeds(self, todo: list[Stamped], scans: list[FileScan]) -> None:
+        """Name the seeds, and the files their imports lead to, to :attr:`on_seeds`
+        while the graph is built (a cold run starts summarising them meanwhile)."""
+        assert self.on_seeds is not None
+        by_module = {f.module: f for f in todo}
+        depth = max((f.module.count(".") + 1 for f in todo), default=1)
+        seeds = [f for f, sc in zip(todo, scans, strict=True) if sc.text_has_trigger]
+        near: dict[str, Stamped] = {}
+        for sc in scans:
+            if not sc.text_has_trigger:
+                continue
+            for values in sc.bindings.values():
+                for value in values:
+                    parts = value.split(".", depth)  # (no module name is longer)
+                    for cut in range(min(len(parts), depth), 0, -1):
+                        found = by_module.get(".".join(parts[:cut]))
+                        if found is not None:
+                            near.setdefault(found.rel, found)
+                            break
+        seen = {f.rel for f in seeds}
+        self.on_seeds(seeds, [f for rel, f in near.items() if rel not in seen])
 
     def _old_scan(self, f: Stamped, digest: str) -> FileScan | None:
         key = self._scan_key(f, digest)

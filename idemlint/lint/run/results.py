@@ -19,6 +19,7 @@ from idemlint.findings import Finding, display_path
 from idemlint.lint.analysis.walk import Hit
 from idemlint.lint.files.comments import Suppression, suppressions_in
 from idemlint.lint.run.incremental import Outcome, Run, Stamped
+from idemlint.lint.run.prepass import Prepass
 
 
 def message(rule: str, detail: str, delivery: str = "") -> str:
@@ -123,17 +124,25 @@ def findings_of(
 
 
 def inline_suppressions(
-    files: list[Stamped], run: Run, report: Callable[[Path], bool]
+    files: list[Stamped],
+    run: Run,
+    report: Callable[[Path], bool],
+    prepass: Prepass | None = None,
 ) -> tuple[dict[Path, list[Suppression]], int]:
     """The suppression comments of the files reported on (from the last snapshot where a
-    file is unchanged, recorded in the new one), and how many files were tokenized."""
+    file is unchanged, from the cold run's per-file pass where it read them, recorded in
+    the new one), and how many files were tokenized."""
     found: dict[Path, list[Suppression]] = {}
     tokenized = 0
     for f in files:
         state = run.new.files[f.rel]
         old = run.last.files.get(f.rel) if run.last is not None else None
+        rows = prepass.suppressions(f) if prepass is not None else None
         if old is not None and old.digest == f.digest and old.suppressions is not None:
             state.suppressions = old.suppressions
+        elif rows is not None and report(f.path):
+            tokenized += 1
+            state.suppressions = rows
         elif report(f.path):
             tokenized += 1
             state.suppressions = [

@@ -101,7 +101,7 @@ class Reuse:
         if (
             outcome.stats.get("dirty")
             or tokenized
-            or any(f.content is not None for f in files)
+            or any(f.content is not None or f.released for f in files)
             or run.last is None
         ):
             snapshot.save(self.cache.folder, self.key, run.new)
@@ -110,7 +110,10 @@ class Reuse:
     def in_use(self, run: Run, files: list[Stamped], precheck: PreCheck) -> set[str]:
         """The cache entries this project uses now (computed only when pruning is due)."""
         keys = {self.key} | precheck.scan_keys()
-        keys |= {
-            key_for_digest(f.digest, f.module, f.rel) for f in files if run.new.files[f.rel].full
-        }
+        for f in files:
+            state = run.new.files[f.rel]
+            if state.full:
+                keys.add(key_for_digest(f.digest, f.module, f.rel))
+                if not state.candidate:  # (outlined, its summary made only if read)
+                    keys.add(key_for_digest(f.digest, f.module, f.rel, kind="outline"))
         return keys

@@ -15,6 +15,7 @@ import ast
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from idemlint.lint.files.discovery import module_name
 from idemlint.lint.files.prefilter import select
@@ -26,7 +27,11 @@ from idemlint.lint.run.incremental import Stamped
 from idemlint.lint.run.isolation import Alone, Job
 from idemlint.lint.summary.codec import decode, encode
 from idemlint.lint.summary.model import FileSummary, ParseError
+from idemlint.lint.summary.outline import Outline, Unsure, outline
 from idemlint.lint.summary.screen import LARGE, screen
+
+if TYPE_CHECKING:
+    from idemlint.lint.run.prepass import Prepass
 
 PARALLEL_THRESHOLD = 16
 """Cold files below this count are summarised in-process: a pool's start-up costs more.
@@ -133,8 +138,24 @@ def parses_bytes(content: bytes) -> bool:
     return text is not None and parses(text)
 
 
+def work(job: tuple[str, Any]) -> str:
+    """What a worker of the run's pool does with a job: a summary (in the cache's text
+    form) or a batch of the pre-check's per-file work (:mod:`idemlint.lint.run.prepass`)."""
+    kind, payload = job
+    if kind == "prepass":
+        from idemlint.lint.run.prepass import prepass_job
+
+        return prepass_job(payload)
+    return summarize_job_encoded(payload)
+
+
 class Summariser:
-    """Summaries for one run; counts those it had to make (``made``)."""
+    """Summaries for one run; counts those it had to make (``made``).
+
+    On a cold run it owns the run's worker pool (:class:`~idemlint.lint.run.isolation.Pool`):
+    the pre-check's per-file pass, the summaries the run needs, and the summaries it is
+    likely to need next (:meth:`prefetch`) go through it, so the workers keep both cores
+    busy while this process does the serial work (the pre-check's graph, the analysis)."""
 
     def __init__(
         self,
@@ -148,7 +169,56 @@ class Summariser:
         self.progress = progress
         self.total = total
         self.made = 0
+        self.pool: isolation.Pool | None = None
+        self._prefetched: dict[str, tuple[Stamped, Job]] = {}
+        """Summary jobs sent ahead of need, by cache key."""
+        self._done = 0
+        self.stats: dict[str, int] = {"prefetched": 0, "prefetch_used": 0}
 
+    # -- the pool ----------------------------------------------------------------------
+    def workers(self) -> int:
+        return self.jobs if self.jobs is not None else (os.cpu_count() or 1)
+
+    def open_pool(self) -> isolation.Pool | None:
+        """The run's pool, started on first use; None when only one process may work
+        (``--jobs 1``, one CPU, a flake8 worker)."""
+        if self.pool is None and self.workers() > 1 and isolation.can_start_processes():
+            self.pool = isolation.Pool(self.workers(), work)
+        return self.pool
+
+    def prefetch(self, files: Sequence[Stamped], *, front: bool = False) -> None:
+        """Start summarising ``files`` in the pool, ahead of need (no pool: nothing). A
+        summary made this way is taken by :meth:`summarise` when asked for, and kept in
+        the cache either way."""
+        if self.pool is None:
+            return
+        for f in files:
+            if f.override or f.error:
+                continue
+            key = key_for_digest(f.digest, f.module, f.rel)
+            if key in self._prefetched or (self.cache is not None and self.cache.has(key)):
+                continue
+            job: Job = (str(f.path), f.rel, f.module, f.is_package)
+            self._prefetched[key] = (f, job)
+            self.stats["prefetched"] += 1
+            self.pool.submit(key, ("summary", job), front=front)
+
+    def close(self) -> None:
+        """Stop the pool: summaries finished ahead of need go to the cache (the next run
+        finds them), jobs not finished are abandoned."""
+        if self.pool is None:
+            return
+        pool, self.pool = self.pool, None
+        try:
+            while (end := pool.next_finished(0)) is not None:
+                key = end.key
+                if end.text is not None and self.cache is not None and key in self._prefetched:
+                    assert isinstance(key, str)
+                    self.cache.put_text(key, end.text)
+        finally:
+            pool.close()
+
+    # -- summaries ---------------------------------------------------------------------
     def summarise(self, todo: list[tuple[int, Stamped]]) -> dict[int, FileSummary]:
         """Summaries of ``todo`` by index: from the cache, else made. A file given up
         (crashed or timed out) is marked ``unstable``: the next run tries it again."""
@@ -172,11 +242,120 @@ class Summariser:
             else:
                 cold.append((i, (str(f.path), f.rel, f.module, f.is_package), key))
         self.made += len(cold)
-        made, given_up = make_summaries(cold, self.cache, self.jobs, self.progress, self.total)
+        if self.pool is None and len(cold) >= PARALLEL_THRESHOLD:
+            self.open_pool()
+        if self.pool is not None and cold:
+            made, given_up = self._from_pool(cold)
+        else:
+            made, given_up = make_summaries(cold, self.cache, self.jobs, self.progress, self.total)
         out.update(made)
         for i in given_up:
             by_index[i].unstable = True
         return out
+
+    def _from_pool(
+        self, cold: list[tuple[int, Job, str]]
+    ) -> tuple[dict[int, FileSummary], set[int]]:
+        """Make ``cold`` with the pool's help: jobs it has already (sent ahead) are waited
+        for, one job alone that it has not started is made here (the analysis asking for
+        one summary does not wait behind the others), the rest go to the front of its
+        queue."""
+        pool = self.pool
+        assert pool is not None
+        out: dict[int, FileSummary] = {}
+        given_up: set[int] = set()
+        here: list[tuple[int, Job, str]] = []
+        for i, job, key in cold:
+            if len(cold) == 1 and (not pool.known(key) or pool.take(key)):
+                here.append((i, job, key))
+            else:
+                pool.submit(key, ("summary", job), front=True)
+        if here:
+            made, lost = make_summaries(here, self.cache, 1, None, self.total)
+            out.update(made)
+            given_up |= lost
+        for i, job, key in cold:
+            if i in out:
+                continue
+            end = pool.wait(key)
+            text, why = (end.text, end.why) if end is not None else (None, "lost")
+            if end is not None and end.died:
+                text, why = isolation.run_alone(Alone(job[1], job[2], job[3], path=job[0]))
+                if text is None:
+                    why = f"{why}; its worker process was {end.why} and it was retried alone"
+            if end is None:  # (not in the pool after all: made here)
+                made, lost = make_summaries([(i, job, key)], self.cache, 1, None, self.total)
+                out.update(made)
+                given_up |= lost
+                continue
+            summary = decode(text) if text is not None else failed(job[1], job[2], why)
+            out[i] = summary
+            if text is None:
+                given_up.add(i)
+            elif self.cache is not None and not _unreadable(summary):
+                self.cache.put_text(key, text)
+            if self._prefetched.pop(key, None) is not None:
+                self.stats["prefetch_used"] += 1
+            self._done += 1
+            if self.progress:
+                self.progress(self._done, self.total)
+        return out, given_up
+
+    def outline(
+        self, todo: list[tuple[int, Stamped]], prepass: Prepass | None = None
+    ) -> dict[int, Outline | FileSummary]:
+        """Outlines of ``todo`` by index (from the pre-check's pass or the cache where the
+        content is unchanged), or the full summary of a file that only libcst can read
+        (:class:`~idemlint.lint.summary.outline.Unsure`)."""
+        out: dict[int, Outline | FileSummary] = {}
+        unsure: list[tuple[int, Stamped]] = []
+        for i, f in todo:
+            if prepass is not None:
+                found = prepass.outline(f)
+                if found is not None:
+                    out[i] = found
+                    continue
+                if prepass.declined(f):
+                    unsure.append((i, f))
+                    continue
+            key = outline_key(f)
+            text = self.cache.get_text(key, "outlines") if self.cache is not None else None
+            if text is not None:
+                try:
+                    out[i] = Outline.from_json(text, f.rel, f.module)
+                    continue
+                except (ValueError, TypeError):
+                    pass  # a damaged entry: outline it again
+            try:
+                found = outline_bytes(f.read(), f.rel, f.module, f.is_package)
+            except Unsure:
+                unsure.append((i, f))
+                continue
+            out[i] = found
+            if self.cache is not None:
+                self.cache.put_text(key, found.to_json(), "outlines")
+        if prepass is not None:
+            prepass.drop_outlines()  # taken: memory stays flat on a big tree
+        out.update(self.summarise(unsure))
+        return out
+
+
+def outline_key(f: Stamped) -> str:
+    """The cache key of a file's outline (kept apart from its summary's)."""
+    return key_for_digest(f.digest, f.module, f.rel, kind="outline")
+
+
+def outline_bytes(content: bytes, rel: str, module: str, is_package: bool) -> Outline:
+    """A file's outline (:mod:`idemlint.lint.summary.outline`), decoded and screened as
+    :func:`summarize_bytes` does; :class:`~idemlint.lint.summary.outline.Unsure` whenever
+    only the full summary can say (it does not decode, the screen turns it away, ``ast``
+    cannot tell)."""
+    source = decoded_or_none(content)
+    if source is None:
+        raise Unsure("not decodable")
+    if screen(source).problem:
+        raise Unsure("screened")
+    return outline(source, rel, module, is_package)
 
 
 def make_summaries(

@@ -83,20 +83,31 @@ OK = Verdict()
 
 def screen(text: str) -> Verdict:
     """Whether libcst may be trusted with ``text``; else why not, and where."""
+    return screen_tree(text)[0]
+
+
+def screen_tree(text: str) -> tuple[Verdict, ast.Module | None]:
+    """:func:`screen`, and the ``ast`` tree it parsed on the way (None when ``ast`` could
+    not parse the text within :data:`MAX_DEPTH`): a caller that needs the tree too (the
+    pre-check's parse check, an outline) parses once."""
     try:
-        _probe_ast(text)
+        tree = _probe_ast(text)
     except (RecursionError, MemoryError):
-        return _too_deep()
+        return _too_deep(), None
     except (SyntaxError, ValueError) as exc:
-        # not Python this interpreter parses: the scan alone decides; a file that is
-        # deep as well keeps the interpreter's own syntax error as its notice
-        if max(nesting_estimate(text), text.count("elif")) > MAX_DEPTH:
-            if isinstance(exc, SyntaxError):
-                message = f"{exc.msg} (and more than {MAX_DEPTH} levels deep, not parsed)"
-                return Verdict(message, exc.lineno or 1, max(exc.offset or 1, 1))
-            return _too_deep()
-        return OK
+        return _unparsed(text, exc), None
     if _flat_chains_possible(text) and nesting_estimate(text) > MAX_DEPTH:
+        return _too_deep(), tree
+    return OK, tree
+
+
+def _unparsed(text: str, exc: SyntaxError | ValueError) -> Verdict:
+    # not Python this interpreter parses: the scan alone decides; a file that is
+    # deep as well keeps the interpreter's own syntax error as its notice
+    if max(nesting_estimate(text), text.count("elif")) > MAX_DEPTH:
+        if isinstance(exc, SyntaxError):
+            message = f"{exc.msg} (and more than {MAX_DEPTH} levels deep, not parsed)"
+            return Verdict(message, exc.lineno or 1, max(exc.offset or 1, 1))
         return _too_deep()
     return OK
 
@@ -117,7 +128,7 @@ def _stack_depth() -> int:
     return depth
 
 
-def _probe_ast(text: str) -> None:
+def _probe_ast(text: str) -> ast.Module:
     """Parse ``text`` with ``ast`` under a recursion limit that lets exactly the trees of
     at most :data:`MAX_DEPTH` levels through. CPython builds the tree with three levels
     per unit of the recursion limit, counted from the current depth."""
@@ -125,9 +136,11 @@ def _probe_ast(text: str) -> None:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(depth + 5 + MAX_DEPTH // 3)
     try:
-        compile(text, "<idemlint>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        tree = compile(text, "<idemlint>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     finally:
         sys.setrecursionlimit(old)
+    assert isinstance(tree, ast.Module)
+    return tree
 
 
 def _flat_chains_possible(text: str) -> bool:

@@ -1,0 +1,437 @@
+"""A file's outline from ``ast``: the module-level names a summary would give, at a tenth
+of libcst's cost.
+
+Resolving names across files reads only a file's module-level facts (its imports,
+module-level assignments, the qualified names of its functions and classes, and the
+classes' bases: :class:`~idemlint.lint.index.project.FileIndex`). A cold run builds the
+project index from these outlines and makes a file's full summary (libcst, with
+positions) only when the analysis first reads one of its functions or classes: on a
+large application that is a fraction of the files the pre-check keeps.
+
+The outline is *exactly* what :mod:`idemlint.lint.summary.summarize` would give for the
+same file, its quirks included (a one-line suite such as ``if x: import y`` is not read,
+a class's compound statements are not read, a module-level ``with`` names its functions
+``<module>.f``). Where ``ast`` cannot tell two sources apart that libcst tells apart
+(an f-string, implicitly concatenated strings used as a dictionary key, a suite joined
+by a backslash), :func:`outline` raises :class:`Unsure` and the caller makes the full
+summary instead. ``tests/test_perf_outline.py`` compares both on every file of the
+fixtures and of installed packages; a run compares them again whenever it loads a full
+summary (see :mod:`idemlint.lint.run.lazy`).
+
+A file ``ast`` cannot parse (a newer syntax than this Python's, or broken code) has no
+outline: :class:`Unsure` again, and libcst decides.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from idemlint.lint.summary.model import Value, relative_package
+
+
+class Unsure(Exception):
+    """``ast`` cannot give this file's outline exactly as libcst would: summarise it."""
+
+
+@dataclass
+class Outline:
+    """The module-level facts of one file, in the shape of a ``FileIndex``."""
+
+    path: str
+    module: str
+    functions: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    imports: dict[str, str] = field(default_factory=dict)
+    assigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Module-level assignments in :meth:`Value.to_dict` form."""
+    bases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Each class's bases (by qualified name within the module), in the same form."""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [list(self.functions), list(self.classes), self.imports, self.assigns, self.bases],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, path: str, module: str) -> Outline:
+        functions, classes, imports, assigns, bases = json.loads(text)
+        return cls(path, module, tuple(functions), tuple(classes), imports, assigns, bases)
+
+
+_BINOPS: dict[type[ast.operator], str] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.BitOr: "|",
+    ast.BitAnd: "&",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.MatMult: "@",
+}
+_COMPOPS: dict[type[ast.cmpop], str] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+}
+_NAMED_CONSTANTS = {True: "True", False: "False", None: "None"}
+_STRING_PREFIX = frozenset("rRuUbB")
+
+
+class _Reader:
+    """The mirror of ``summarize._Summarizer``'s traversal, for the names only."""
+
+    def __init__(self, lines: Sequence[str], module: str, is_package: bool) -> None:
+        self.lines = lines
+        self.module = module
+        self.is_package = is_package
+        self.imports: dict[str, str] = {}
+        self.assigns: dict[str, Value] = {}
+        self.functions: dict[str, None] = {}
+        self.classes: dict[str, list[Value]] = {}
+
+    # -- the source's shape --------------------------------------------------
+    def is_suite(self, body: Sequence[ast.stmt]) -> bool:
+        """Whether a compound statement's body is written on its header's line (libcst's
+        ``SimpleStatementSuite``) rather than as an indented block."""
+        first = body[0]
+        line = self.lines[first.lineno - 1]
+        before = line.encode("utf-8")[: first.col_offset].decode("utf-8", "replace")
+        if before.strip():
+            return True  # `if x: y`: the header is on the same line
+        # an indented block: its first statement starts a line, and the last line of
+        # code before it ends the header; a backslash there joins the two (a suite)
+        for n in range(first.lineno - 2, -1, -1):
+            text = self.lines[n].strip()
+            if text and not text.startswith("#"):
+                if text.endswith("\\"):
+                    raise Unsure("a body joined to its header by a backslash")
+                return False
+        return False
+
+    def text(self, node: ast.expr) -> str:
+        """The source text of a one-line node (numbers: libcst keeps them as written)."""
+        if node.end_lineno != node.lineno or node.end_col_offset is None:
+            raise Unsure("a literal over several lines")
+        line = self.lines[node.lineno - 1].encode("utf-8")
+        return line[node.col_offset : node.end_col_offset].decode("utf-8")
+
+    def one_literal(self, node: ast.Constant) -> bool:
+        """Whether a string constant is one literal (libcst's ``SimpleString``), not several
+        implicitly concatenated (``ConcatenatedString``)."""
+        if node.end_lineno != node.lineno:
+            raise Unsure("a string over several lines")
+        text = self.text(node)
+        i = 0
+        while i < len(text) and text[i] in _STRING_PREFIX:
+            i += 1
+        quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else text[i : i + 1]
+        if quote not in ('"', "'", '"""', "'''"):
+            raise Unsure("an unexpected string literal")
+        end = text.find(quote, i + len(quote))
+        raw = "r" in text[:i].lower()
+        while end != -1 and not raw and _escaped(text, end):
+            end = text.find(quote, end + 1)
+        if end == -1:
+            raise Unsure("an unexpected string literal")
+        return end + len(quote) == len(text)
+
+    # -- expressions (``summarize.value_of`` and ``dotted``) -----------------
+    def dotted(self, node: ast.expr) -> str | None:
+        parts: list[str] = []
+        cur = node
+        while True:
+            if isinstance(cur, ast.Name):
+                parts.append(cur.id)
+                break
+            if isinstance(cur, ast.Constant) and _named_constant(cur):
+                parts.append(repr(cur.value))  # `True.real`: a name for libcst
+                break
+            if isinstance(cur, ast.Attribute):
+                parts.append("." + cur.attr)
+                cur = cur.value
+            elif isinstance(cur, ast.Call):
+                parts.append("()")
+                cur = cur.func
+            elif isinstance(cur, ast.Subscript):
+                parts.append("[]")
+                cur = cur.value
+            elif isinstance(cur, ast.Await):
+                cur = cur.value
+            else:
+                return None
+        return "".join(reversed(parts))
+
+    @staticmethod
+    def contains_call(node: ast.expr) -> bool:
+        cur = node
+        while isinstance(cur, (ast.Attribute, ast.Subscript, ast.Call, ast.Await)):
+            if isinstance(cur, ast.Call):
+                return True
+            cur = cur.value
+        return False
+
+    def value(self, node: ast.expr) -> Value:
+        if isinstance(node, ast.Name):
+            return Value("name", path=node.id)
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.Attribute):
+            recv = self.value(node.value) if self.contains_call(node.value) else None
+            return Value("attr", path=self.dotted(node), recv=recv)
+        if isinstance(node, ast.Call):
+            args: list[Value] = []
+            kwargs: dict[str, Value] = {}
+            for arg in node.args:
+                args.append(self.value(arg.value if isinstance(arg, ast.Starred) else arg))
+            for kw in node.keywords:
+                kwargs["**" if kw.arg is None else kw.arg] = self.value(kw.value)
+            recv = None
+            if isinstance(node.func, ast.Attribute) and self.contains_call(node.func.value):
+                recv = self.value(node.func.value)
+            return Value("call", path=self.dotted(node.func), args=args, kwargs=kwargs, recv=recv)
+        if isinstance(node, ast.Await):
+            return self.value(node.value)
+        if isinstance(node, ast.JoinedStr):
+            raise Unsure("an f-string")  # libcst keeps its literal parts as written
+        if isinstance(node, ast.Dict):
+            items: dict[str, Value] = {}
+            rest: list[Value] = []
+            for key, item in zip(node.keys, node.values, strict=True):
+                if key is None:
+                    rest.append(self.value(item))
+                elif (
+                    isinstance(key, ast.Constant)
+                    and isinstance(key.value, str)
+                    and self.one_literal(key)
+                ):
+                    items[key.value] = self.value(item)
+                else:
+                    rest.extend((self.value(key), self.value(item)))
+            return Value("dict", kwargs=items, args=rest)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return Value(
+                "seq",
+                args=[self.value(e.value if isinstance(e, ast.Starred) else e) for e in node.elts],
+            )
+        if isinstance(node, ast.BinOp):
+            return Value(
+                "binop",
+                op=_BINOPS.get(type(node.op), "?"),
+                args=[self.value(node.left), self.value(node.right)],
+            )
+        if isinstance(node, ast.Compare):
+            return Value(
+                "compare",
+                op=_COMPOPS.get(type(node.ops[0]), "?") if node.ops else None,
+                args=[self.value(node.left), *(self.value(c) for c in node.comparators)],
+            )
+        if isinstance(node, ast.UnaryOp):
+            inner = self.value(node.operand)
+            if isinstance(node.op, ast.Not):
+                return Value("not", args=[inner])
+            if isinstance(node.op, ast.USub) and inner.kind == "num":
+                return Value("num", text="-" + (inner.text or ""))
+            return Value("other", args=[inner])
+        if isinstance(node, ast.BoolOp):
+            # libcst's boolean operations are binary, nested to the left
+            op = "and" if isinstance(node.op, ast.And) else "or"
+            acc = self.value(node.values[0])
+            for operand in node.values[1:]:
+                acc = Value("boolop", op=op, args=[acc, self.value(operand)])
+            return acc
+        if isinstance(node, ast.Subscript):
+            return Value("other", path=self.dotted(node), args=[self.value(node.value)])
+        if isinstance(node, ast.IfExp):
+            return Value(
+                "other",
+                args=[self.value(node.body), self.value(node.test), self.value(node.orelse)],
+            )
+        if isinstance(node, ast.NamedExpr):
+            return self.value(node.value)
+        return Value("other")
+
+    def constant(self, node: ast.Constant) -> Value:
+        value = node.value
+        if value is True or value is False:
+            return Value("bool", text=_NAMED_CONSTANTS[value])
+        if value is None:
+            return Value("none")
+        if isinstance(value, str):
+            return Value("str", text=value)
+        if isinstance(value, bytes):
+            return Value("str", text=None)
+        if isinstance(value, (int, float, complex)):
+            return Value("num", text=self.text(node))
+        return Value("other")  # `...`
+
+    # -- statements (``_Summarizer.module_body``, ``block``, ``function``) ---
+    def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname is not None:
+                    self.imports[alias.asname] = alias.name
+                else:
+                    top = alias.name.split(".")[0]
+                    self.imports[top] = top
+            return
+        base = node.module or ""
+        if node.level:
+            pkg = relative_package(self.module, self.is_package, node.level)
+            base = f"{pkg}.{base}" if base and pkg else (base or pkg)
+        for alias in node.names:
+            if alias.name == "*":
+                return
+            local = alias.asname if alias.asname is not None else alias.name
+            self.imports[local] = f"{base}.{alias.name}" if base else alias.name
+
+    def module_body(self, body: Sequence[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                self.add_import(stmt)
+            elif isinstance(stmt, ast.Assign):
+                names = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+                if names:  # (only then: `app.conf.x = f"..."` needs no value here)
+                    v = self.value(stmt.value)
+                    for name in names:
+                        self.assigns[name] = v
+            elif isinstance(stmt, ast.AnnAssign):
+                if stmt.value is not None and isinstance(stmt.target, ast.Name):
+                    self.assigns[stmt.target.id] = self.value(stmt.value)
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.function(stmt, "")
+            elif isinstance(stmt, ast.ClassDef):
+                self.classes[stmt.name] = self.class_def(stmt, "")
+            elif isinstance(stmt, ast.If):
+                self.module_if(stmt)
+            elif isinstance(stmt, _TRY):
+                tried = cast(ast.Try, stmt)  # (a `try ... except*` has the same fields)
+                for part in (tried.body, *(h.body for h in tried.handlers), tried.orelse):
+                    if part and not self.is_suite(part):
+                        self.module_body(part)
+            elif isinstance(stmt, _COMPOUND):
+                self.block([stmt], "<module>")
+
+    def module_if(self, stmt: ast.If) -> None:
+        # an `elif` is an `If` in `orelse` that starts its line (at the keyword), so
+        # `elif` and `else:` with an `if` in it are read alike, as libcst's chain reads them
+        for part in (stmt.body, stmt.orelse):
+            if part and not self.is_suite(part):
+                self.module_body(part)
+
+    def class_def(self, node: ast.ClassDef, prefix: str) -> list[Value]:
+        qual = f"{prefix}{node.name}"
+        bases = [self.value(b.value if isinstance(b, ast.Starred) else b) for b in node.bases]
+        if node.body and not self.is_suite(node.body):
+            for stmt in node.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    self.function(stmt, f"{qual}.")
+                elif isinstance(stmt, ast.ClassDef):
+                    self.class_def(stmt, f"{qual}.")  # inner: the class's, not the file's
+        return bases
+
+    def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str) -> None:
+        qual = f"{prefix}{node.name}"
+        self.functions[qual] = None
+        if self.is_suite(node.body):  # def f(): import x; ...
+            for small in node.body:
+                if isinstance(small, (ast.Import, ast.ImportFrom)):
+                    self.add_import(small)
+            return
+        self.block(node.body, qual)
+
+    def block(self, body: Sequence[ast.stmt], qualname: str) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                self.add_import(stmt)
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.function(stmt, f"{qualname}.")
+            elif isinstance(stmt, ast.ClassDef):
+                self.classes[f"{qualname}.{stmt.name}"] = self.class_def(stmt, f"{qualname}.")
+            elif isinstance(stmt, ast.If):
+                self.suite_or_block(stmt.body, qualname)
+                self.suite_or_block(stmt.orelse, qualname)  # `elif` or `else:`, as above
+            elif isinstance(stmt, ast.Match):
+                for case in stmt.cases:
+                    self.suite_or_block(case.body, qualname)
+            elif isinstance(stmt, _TRY):
+                tried = cast(ast.Try, stmt)
+                self.suite_or_block(tried.body, qualname)
+                for handler in tried.handlers:
+                    self.suite_or_block(handler.body, qualname)
+                self.suite_or_block(tried.orelse, qualname)
+                self.suite_or_block(tried.finalbody, qualname)
+            elif isinstance(stmt, _LOOPS):
+                self.suite_or_block(stmt.body, qualname)
+                self.suite_or_block(getattr(stmt, "orelse", []), qualname)
+
+    def suite_or_block(self, body: Sequence[ast.stmt], qualname: str) -> None:
+        """A body's statements, as ``block`` reads ``body_of`` it: a one-line suite's small
+        statements match none of its cases, so nothing of it is read."""
+        if body and not self.is_suite(body):
+            self.block(body, qualname)
+
+
+_LINES = re.compile(r"\r\n|\r|\n")
+_TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
+_LOOPS = (ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
+_COMPOUND = (*_LOOPS, ast.Match)
+
+
+def _named_constant(node: ast.Constant) -> bool:
+    return node.value is None or node.value is True or node.value is False
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Whether the quote at ``at`` is escaped (an odd number of backslashes before it)."""
+    n = 0
+    while at - n - 1 >= 0 and text[at - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def outline(source: str, path: str, module: str, is_package: bool = False) -> Outline:
+    """The outline of one file's text; :class:`Unsure` when only libcst can tell."""
+    try:
+        tree = ast.parse(source, path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise Unsure(f"ast cannot parse it: {exc}") from None
+    return outline_tree(tree, source, path, module, is_package)
+
+
+def outline_tree(
+    tree: ast.Module, source: str, path: str, module: str, is_package: bool = False
+) -> Outline:
+    """:func:`outline` of a tree ``ast`` parsed from ``source`` already."""
+    # lines as the tokenizer counts them (``str.splitlines`` also splits at a form feed)
+    reader = _Reader(_LINES.split(source), module, is_package)
+    try:
+        reader.module_body(tree.body)
+    except RecursionError:
+        raise Unsure("too deep for the outline") from None
+    return Outline(
+        path,
+        module,
+        tuple(reader.functions),
+        tuple(reader.classes),
+        reader.imports,
+        {k: v.to_dict() for k, v in reader.assigns.items()},
+        {k: [b.to_dict() for b in v] for k, v in reader.classes.items()},
+    )
