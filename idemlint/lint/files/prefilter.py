@@ -55,6 +55,14 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from idemlint.lint.files.wrappers import (
+    app_bindings,
+    app_roots,
+    body_uses,
+    partial_bindings,
+    remember,
+    wrapper_names,
+)
 from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.summary.model import relative_package
 
@@ -100,6 +108,9 @@ class FileScan:
     bindings: dict[str, set[str]] = field(default_factory=dict)
     """Local name -> dotted paths it may stand for (imports, ``x = a.b`` assignments)."""
     text_has_trigger: bool = False
+    uses: dict[str, set[str]] = field(default_factory=dict)
+    """``def``/``class`` name -> the dotted chains of its text: what the task finder may
+    read through it (a wrapper's ``queue.enqueue(func)``), not what the name stands for."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -107,13 +118,14 @@ class FileScan:
                 sorted(self.chains),
                 {k: sorted(v) for k, v in self.bindings.items()},
                 self.text_has_trigger,
+                {k: sorted(v) for k, v in self.uses.items()},
             ],
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, text: str, module: str, is_package: bool) -> FileScan:
-        chains, bindings, triggered = json.loads(text)
+        chains, bindings, triggered, uses = json.loads(text)
         return cls(
             module=module,
             is_package=is_package,
@@ -121,6 +133,7 @@ class FileScan:
             chains=_interned(chains),
             bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
             text_has_trigger=bool(triggered),
+            uses={k: set(v) for k, v in uses.items()},
         )
 
 
@@ -186,6 +199,8 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
             target = _ASSIGN_TARGET.search(line)
             if target is not None:
                 bind(target.group(1), value)
+    for name, value in partial_bindings(text):
+        bind(name, value)
     for m in _AS_NAME.finditer(text):
         start = m.start()
         line = text[text.rfind("\n", 0, start) + 1 : start]
@@ -206,8 +221,11 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
             stack.append((indent, m.group(2)))
         elif stack and m.group(3):
             bind(stack[-1][1], _SPACES.sub("", m.group(3)))
-    raw = set(_CHAIN.findall(text))
+    spots = [(m.start(), m.group(0)) for m in _CHAIN.finditer(text)]
+    raw = {c for _, c in spots}
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
+    for name, value in app_bindings(chains, trigger):
+        bind(name, value)
     triggered = trigger is not None and (
         has_trigger(trigger, text) or trigger.search(module) is not None
     )
@@ -218,6 +236,7 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
         chains=_interned(chains),
         bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
         text_has_trigger=triggered,
+        uses=body_uses(text, spots, trigger),
     )
 
 
@@ -252,6 +271,7 @@ def trigger_roots(knowledge: Knowledge) -> list[str] | None:
         roots.append(root)
     # files that configure how tasks run twice: project-wide settings by name
     roots += [n for setting in knowledge.delivery_settings for n in setting.names]
+    roots += app_roots(knowledge)
     return sorted(set(roots))
 
 
@@ -272,6 +292,7 @@ def trigger_pattern(knowledge: Knowledge) -> re.Pattern[str] | None:
     words = r"(?<!\w)(?:" + "|".join(re.escape(r) for r in roots) + ")"
     pattern = re.compile("|".join([words, *_dict_keys(knowledge)]))
     _LITERALS[pattern.pattern] = (*roots, *(sd.key for sd in knowledge.schedule_dicts))
+    remember(pattern, knowledge)
     return pattern
 
 
@@ -313,17 +334,23 @@ class _Graph:
             self.by_module.setdefault(sc.module, []).append(i)
         self.module_tokens: dict[str, frozenset[str]] = {}
         self.module_bindings: dict[str, dict[str, set[str]]] = {}
+        self.module_uses: dict[str, dict[str, set[str]]] = {}
         for mod, idx in self.by_module.items():
             if len(idx) == 1:  # the file's own (read only from here on), not a copy
                 self.module_tokens[mod] = scans[idx[0]].tokens
                 self.module_bindings[mod] = scans[idx[0]].bindings
+                self.module_uses[mod] = scans[idx[0]].uses
                 continue
             self.module_tokens[mod] = frozenset().union(*(scans[i].tokens for i in idx))
             merged: dict[str, set[str]] = {}
+            uses: dict[str, set[str]] = {}
             for i in idx:
                 for name, values in scans[i].bindings.items():
                     merged.setdefault(name, set()).update(values)
+                for name, values in scans[i].uses.items():
+                    uses.setdefault(name, set()).update(values)
             self.module_bindings[mod] = merged
+            self.module_uses[mod] = uses
         self._modules(self.by_module)
         self.local = {mod: self._local(mod) for mod in self.by_module}
         self.exports = self._exports()
@@ -458,6 +485,26 @@ class _Graph:
                 self._file_lookups[i] = found
         return found
 
+    def chain_lookups(self, module: str, chain: str) -> set[tuple[str, str]]:
+        """The (module, name) lookups resolving one chain of ``module`` may do (as
+        :meth:`lookups` does for every chain of a file)."""
+        local = self.local[module]
+        root, _, rest = chain.partition(".")
+        own = f"{module}.{root}"
+        if root not in local and root not in self.tops and own not in self.prefixes:
+            return {(module, root)}
+        out: set[tuple[str, str]] = set()
+        suffix = f".{rest}" if rest else ""
+        for r in self.roots(module, root):
+            if r == own and own not in self.prefixes:
+                out.add((module, root))
+                continue
+            path = self._cut(r + suffix)
+            if path is not None:
+                for p in self.through_exports(path):
+                    out.update(self.lookups_in(p))
+        return out
+
     def _lookups(self, i: int) -> set[tuple[str, str]]:
         scan = self.scans[i]
         local = self.local[scan.module]
@@ -562,12 +609,25 @@ def _trigger_names(
                 for p in graph.through_exports(path):
                     for dep in graph.lookups_in(p):
                         users.setdefault(dep, set()).add(key)
+    _spread(hot, users, todo)
+    # a def or class whose functions register a task for its callers (wrappers.py)
+    todo += wrapper_names(graph.module_uses, graph.chain_lookups, trigger, hot, modules)
+    hot.update(todo)
+    _spread(hot, users, todo)
+    return hot, modules
+
+
+def _spread(
+    hot: set[tuple[str, str]],
+    users: dict[tuple[str, str], set[tuple[str, str]]],
+    todo: list[tuple[str, str]],
+) -> None:
+    """Mark hot every name that uses a hot one, from ``todo`` on (emptied)."""
     while todo:
         for user in users.get(todo.pop(), ()):
             if user not in hot:
                 hot.add(user)
                 todo.append(user)
-    return hot, modules
 
 
 def needed_files(

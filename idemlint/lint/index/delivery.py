@@ -22,6 +22,7 @@ no framework.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from idemlint.lint.index.project import FunctionRef, Project, last_segment
@@ -345,8 +346,19 @@ def _assign_line(file: FileSummary, name: str) -> int:
     return 1
 
 
-Scheduled = tuple[Value, Mechanism, "FunctionSummary | None"]
-"""A value naming a scheduled task, the schedule, and the function it was found in."""
+Scheduled = tuple[Value, Mechanism, "FunctionSummary | None", str]
+"""A value naming a scheduled task, the schedule, the function it was found in, and the
+framework whose job the schedule makes of a plain function ("" when it only schedules
+what is already a task)."""
+
+_TEST_FILE = re.compile(r"(?:^|/)(?:tests?/|test_[^/]*\.py$|conftest\.py$)")
+
+
+def is_test_path(path: str) -> bool:
+    """A test file (a ``tests``/``test`` folder, ``test_*.py``, ``conftest.py``): what it
+    configures (a schedule copied into a test settings module) is a test's, not the
+    application's, when the application configures the same itself."""
+    return _TEST_FILE.search(path.replace("\\", "/")) is not None
 
 
 def schedule_targets(project: Project, file: FileSummary) -> list[Scheduled]:
@@ -372,18 +384,25 @@ def schedule_targets(project: Project, file: FileSummary) -> list[Scheduled]:
                         not sd.beside or any(b in v.kwargs for b in sd.beside)
                     ):
                         detail = "a schedule entry"
-                        out.append((target, Mechanism("schedule", detail, file.path, line), func))
-            if v.kind == "call" and v.path:
+                        mech = Mechanism("schedule", detail, file.path, line)
+                        out.append((target, mech, func, sd.framework))
+            if (
+                v.kind == "call"
+                and v.path
+                and k.schedule_call_tails.fullmatch(last_segment(v.path))
+            ):
                 resolved = project.resolve(v.path, file, func)
+                spellings = project.library_spellings(resolved)
                 for sc in k.schedule_calls:
-                    if not sc.matcher.match(project.library_spellings(resolved)):
+                    if not sc.matcher.match(spellings):
                         continue
                     target = v.kwargs.get(sc.kwarg) if sc.kwarg else None
                     if target is None and len(v.args) > sc.arg:
                         target = v.args[sc.arg]
                     if target is not None:
                         detail = f"{last_segment(v.path)}(...)"
-                        out.append((target, Mechanism("schedule", detail, file.path, line), func))
+                        mech = Mechanism("schedule", detail, file.path, line)
+                        out.append((target, mech, func, sc.framework))
                     break
     return out
 

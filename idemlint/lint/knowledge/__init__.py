@@ -166,20 +166,34 @@ class DeliverySetting:
 
 @dataclass(frozen=True)
 class ScheduleCall:
-    """A call that puts the task at ``arg``/``kwarg`` on a schedule."""
+    """A call that puts the task at ``arg``/``kwarg`` on a schedule; with ``framework``,
+    it also makes a plain function that framework's job (rq-scheduler runs any callable)."""
 
     call: str
     arg: int
     kwarg: str | None
     matcher: Patterns = field(default_factory=lambda: Patterns(()), compare=False)
+    framework: str = ""
 
 
 @dataclass(frozen=True)
 class ScheduleDict:
-    """A dict literal whose ``key`` names a scheduled task, with one of ``beside``."""
+    """A dict literal whose ``key`` names a scheduled task, with one of ``beside``; with
+    ``framework``, the function it names is that framework's job."""
 
     key: str
     beside: tuple[str, ...]
+    framework: str = ""
+
+
+@dataclass(frozen=True)
+class AppObject:
+    """A framework's app, known by how it is configured rather than how it was built
+    (``app = celery_class("x")`` with the class read from a setting): a module-level name
+    one of ``methods`` is called on stands for ``stands_for`` (``celery.Celery()``)."""
+
+    methods: tuple[str, ...]
+    stands_for: str
 
 
 @dataclass(frozen=True)
@@ -229,6 +243,7 @@ class Knowledge:
     delivery_settings: list[DeliverySetting] = field(default_factory=list)
     schedule_calls: list[ScheduleCall] = field(default_factory=list)
     schedule_dicts: list[ScheduleDict] = field(default_factory=list)
+    app_objects: list[AppObject] = field(default_factory=list)
     schedule_kwargs: frozenset[str] = frozenset()
     broad_exceptions: frozenset[str] = frozenset()
     raises: list[tuple[Patterns, Patterns]] = field(default_factory=list)
@@ -254,6 +269,13 @@ class Knowledge:
     @cached_property
     def _any_effect(self) -> Patterns:
         return Patterns([e.call for e in self.effects])
+
+    @cached_property
+    def schedule_call_tails(self) -> re.Pattern[str]:
+        """The last names of the scheduling calls (``add_periodic_task``, ``schedule``):
+        a call by any other name is no schedule, and is not worth resolving."""
+        tails = sorted({c.call.rsplit(".", 1)[-1] for c in self.schedule_calls})
+        return re.compile("|".join(f"(?:{fnmatch.translate(t)})" for t in tails) or "(?!)")
 
     def uses_framework(self, framework: str) -> bool:
         return self.frameworks is None or framework in self.frameworks or framework == "custom"
@@ -536,12 +558,21 @@ def load_knowledge(
             for e in data["delivery-setting"]
         ],
         schedule_calls=[
-            ScheduleCall(e["call"], int(e["arg"]), e.get("kwarg"), Patterns([e["call"]]))
+            ScheduleCall(
+                e["call"],
+                int(e["arg"]),
+                e.get("kwarg"),
+                Patterns([e["call"]]),
+                str(e.get("framework", "")),
+            )
             for e in data["schedule-call"]
         ],
         schedule_dicts=[
-            ScheduleDict(str(e["key"]), _strs(e.get("with")))
+            ScheduleDict(str(e["key"]), _strs(e.get("with")), str(e.get("framework", "")))
             for e in data["delivery"]["schedule-dicts"]
+        ],
+        app_objects=[
+            AppObject(_strs(e["methods"]), str(e["stands-for"])) for e in data.get("app-object", [])
         ],
         schedule_kwargs=frozenset(data["delivery"]["schedule-kwargs"]),
         broad_exceptions=frozenset(data["delivery"]["broad-exceptions"]),
