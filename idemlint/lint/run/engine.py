@@ -290,3 +290,35 @@ def check(
         suppressions=suppressions,
         notices=reuse.notices,
     )
+
+
+def project_size(config: EngineConfig) -> int:
+    """How many Python files the project at ``config.root`` holds (what a run reads)."""
+    root = config.root.absolute()
+    return len(discover_project(root, (*config.exclude, *config.extend_exclude)).files)
+
+
+def parse_error(
+    path: Path, config: EngineConfig, cwd: Path, text: str | None = None
+) -> list[Finding]:
+    """The IDM001 a run would report for ``path`` when it does not parse (``text``: an
+    editor's buffer standing for it), found without the rest of the project: ``ast``
+    first, libcst only for a file ``ast`` refuses, as a run does."""
+    root = config.root.absolute()
+    try:
+        content = encode_source(text) if text is not None else path.read_bytes()
+    except OSError:
+        return []  # (the run reports what it cannot read)
+    if parses_bytes(content):
+        return []
+    from idemlint.lint.files.discovery import module_name
+    from idemlint.lint.run.summarising import summarize_bytes
+
+    rel = relative(path, root)
+    module, is_package = module_name(path, root)
+    error = summarize_bytes(content, rel, module, is_package).error
+    if error is None:
+        return []
+    outcome = Outcome([], {rel: error})
+    stamped = [Stamped(path, rel, module, is_package, 0, -1, "", content)]
+    return findings_of(outcome, stamped, root, cwd, lambda p: p == path)

@@ -227,6 +227,12 @@ class Pool:
                     self._queue.append(key)
         self._wake()
 
+    def resize(self, size: int) -> None:
+        """Run at most ``size`` jobs at once from now on (running ones finish)."""
+        with self._lock:
+            self.size = max(1, size)
+        self._wake()
+
     def take(self, key: Hashable) -> bool:
         """Remove ``key`` from the queue if it has not started; whether it was there."""
         with self._lock:

@@ -13,7 +13,9 @@ incremental policy, in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -40,6 +42,72 @@ class CacheSettings(Protocol):
     def cache_in_project(self) -> bool: ...
 
 
+def snapshot_key(config: CacheSettings, root: Path, *, prefilter: bool) -> str:
+    """The snapshot's name for this configuration: everything in it that changes results."""
+    return snapshot.run_key(
+        {
+            "root": str(root),
+            "knowledge": config.knowledge,
+            "frameworks": sorted(config.task_frameworks or ()),
+            "all-frameworks": config.task_frameworks is None,
+            "prefilter": prefilter,
+        }
+    )
+
+
+def cold_start(config: CacheSettings, root: Path) -> Path | None:
+    """The cache folder, when a check of this configuration would start cold in it: the
+    cache may be used and holds no snapshot of the configuration (an editor's first call
+    on a project). None otherwise, and when there is no cache to warm."""
+    if config.cache_dir is None:
+        return None
+    opened = open_cache_folder(root / config.cache_dir, root, in_project=config.cache_in_project)
+    if opened.folder is None:
+        return None
+    key = snapshot_key(config, root, prefilter=True)
+    return None if snapshot.stored(opened.folder, key) else opened.folder
+
+
+WARMING = "warming.lock"
+"""In the cache folder: held (``flock``) by the background run that fills it, so that an
+editor's calls start one at a time."""
+
+
+@contextmanager
+def warming(folder: Path) -> Iterator[bool]:
+    """Hold the cache's warm-up lock for the ``with`` block; True when this process got
+    it, False when another holds it. Where there is no ``flock`` (Windows), always True."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    try:
+        fd = os.open(folder / WARMING, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+    except OSError:
+        yield False  # (a symlink planted there, a read-only folder: no warm-up)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            got = False
+        else:
+            got = True
+        yield got
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
+def warming_up(folder: Path) -> bool:
+    """Whether a background run holds the cache's warm-up lock now."""
+    with warming(folder) as got:
+        return not got
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 @dataclass
 class Reuse:
     cache: SummaryCache | None
@@ -63,15 +131,7 @@ class Reuse:
             cache = SummaryCache(opened.folder) if opened.folder is not None else None
             notice = opened.notice
 
-        key = snapshot.run_key(
-            {
-                "root": str(root),
-                "knowledge": config.knowledge,
-                "frameworks": sorted(config.task_frameworks or ()),
-                "all-frameworks": config.task_frameworks is None,
-                "prefilter": prefilter,
-            }
-        )
+        key = snapshot_key(config, root, prefilter=prefilter)
         last = snapshot.load(cache.folder, key) if cache is not None and incremental else None
         return cls(cache, key, last, [notice] if notice else [])
 

@@ -284,6 +284,11 @@ def _file(folder: Path, key: str) -> Path:
     return folder / "projects" / f"{key}.json"
 
 
+def stored(folder: Path, key: str) -> bool:
+    """Whether a snapshot of this key is on disk (not whether it loads)."""
+    return os.path.exists(_file(folder, key))
+
+
 def load(folder: Path, key: str) -> Snapshot | None:
     """The snapshot of the last run with this configuration; None when there is none
     or it does not load: damaged (its checksum or shape, see

@@ -192,6 +192,8 @@ class Summariser:
         the cache either way."""
         if self.pool is None:
             return
+        # one core stays with this process (it builds the graph, or analyses, meanwhile)
+        self.pool.resize(self.workers() - 1)
         for f in files:
             if f.override or f.error:
                 continue
@@ -262,6 +264,8 @@ class Summariser:
         queue."""
         pool = self.pool
         assert pool is not None
+        if len(cold) > 1:
+            pool.resize(self.workers())  # this process waits for them: every core
         out: dict[int, FileSummary] = {}
         given_up: set[int] = set()
         here: list[tuple[int, Job, str]] = []
@@ -299,6 +303,8 @@ class Summariser:
             self._done += 1
             if self.progress:
                 self.progress(self._done, self.total)
+        if self._prefetched:
+            pool.resize(self.workers() - 1)  # back to ahead-of-need work alone
         return out, given_up
 
     def outline(
