@@ -12,8 +12,9 @@ Fixture projects, one per form (``tests/test_fixtures.py`` checks their findings
 * ``rq_plain``: RQ jobs known only from enqueue and schedule sites, one project wrapper
   deep (also through ``functools.partial``), ``{"func": f, "interval": ...}`` definitions,
   django-rq's ``@job``;
-* ``job_runners``: a base class that enqueues ``cls.handle`` through a model helper; each
-  subclass's ``run`` is a task, the abstract base's is not;
+* ``job_runners``: a base class that enqueues ``cls.handle`` through a model helper (a
+  model its package re-exports with ``from .jobs import *``); each subclass's ``run`` is a
+  task, the abstract base's is not;
 * ``schedule_tests``: a beat schedule copied into a test module: the application's own
   definition is the source.
 """
@@ -184,15 +185,15 @@ EXPECTED: dict[str, dict[str, tuple[str, list[Mech]]]] = {
         "mirrors.jobs.SyncMirror.run": (
             "rq",
             [
-                ("redelivery", "retry= at the enqueue() call", "runners/models.py:19"),
-                ("retry", "retry= at the enqueue() call", "runners/models.py:19"),
+                ("redelivery", "retry= at the enqueue() call", "runners/models/jobs.py:21"),
+                ("retry", "retry= at the enqueue() call", "runners/models/jobs.py:21"),
             ],
         ),
         "mirrors.jobs.PruneMirrors.run": (
             "rq",
             [
-                ("redelivery", "retry= at the enqueue() call", "runners/models.py:19"),
-                ("retry", "retry= at the enqueue() call", "runners/models.py:19"),
+                ("redelivery", "retry= at the enqueue() call", "runners/models/jobs.py:21"),
+                ("retry", "retry= at the enqueue() call", "runners/models/jobs.py:21"),
             ],
         ),
     },

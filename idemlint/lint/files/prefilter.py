@@ -359,6 +359,11 @@ class _Graph:
         """What the project's module names say (top packages, every package prefix)."""
         modules = list(modules)
         self.tops = {m.split(".")[0] for m in modules}
+        self.children: dict[str, list[str]] = {}
+        for mod in modules:
+            parent = mod.rpartition(".")[0]
+            if parent:
+                self.children.setdefault(parent, []).append(mod)
         self.prefixes: set[str] = set()
         for mod in modules:
             parts = mod.split(".")
@@ -472,6 +477,13 @@ class _Graph:
                 tokens = self.tokens(mod)
                 if tokens is not None and parts[i] in tokens:
                     out.append((mod, parts[i]))
+                elif mod in self.children and f"{mod}.{parts[i]}" not in self.prefixes:
+                    # a package re-exporting a submodule's name (`from .jobs import *`):
+                    # resolution looks it up in the submodule that defines it
+                    for child in self.children[mod]:
+                        held = self.tokens(child)
+                        if held is not None and parts[i] in held:
+                            out.append((child, parts[i]))
         self._lookups_memo[path] = out
         return out
 

@@ -264,6 +264,8 @@ class Project:
         self._models: dict[str, tuple[ModelInfo | None, frozenset[str]]] = {}
         self._definers: dict[str, tuple[str, ...]] = {}
         self._class_prefixes: dict[str, tuple[tuple[str, str] | None, frozenset[str]]] = {}
+        self._children: dict[str, list[str]] | None = None
+        """Package -> its direct submodules (made on first use)."""
         self._init_attrs: dict[tuple[str, str], tuple[str | None, frozenset[str]]] = {}
 
     # -- files -------------------------------------------------------------
@@ -475,9 +477,35 @@ class Project:
             if resolved is None:
                 if f"{module}.{name}" in self.modules:
                     continue
-                return qualified
+                resolved = self._star_export(module, name, depth)
+                if resolved is None:
+                    return qualified
             return ".".join([resolved, *rest])
         return qualified
+
+    def _star_export(self, package: str, name: str, depth: int) -> str | None:
+        """``name`` of a package whose ``__init__`` does not bind it: the one submodule
+        that defines it (``from .jobs import *`` re-exports ``Job``: summaries do not keep
+        star imports, and a name imported from a package must come from somewhere)."""
+        if name.startswith("_") or not name.isidentifier():
+            return None
+        if self._children is None:
+            self._children = {}
+            for module in self.modules:
+                parent, _, _ = module.rpartition(".")
+                if parent:
+                    self._children.setdefault(parent, []).append(module)
+        found: list[ModuleScope] = []
+        for child in self._children.get(package, ()):
+            scope = self.module_scope(child)
+            if scope is None:
+                continue
+            self.tracker.touch(scope.path)
+            if name in scope.classes or name in scope.functions or name in scope.assigns:
+                found.append(scope)
+        if len(found) != 1:
+            return None
+        return self.resolve_global(name, found[0], depth + 1)
 
     def resolve_value(
         self,
