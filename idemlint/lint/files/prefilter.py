@@ -221,10 +221,9 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
             stack.append((indent, m.group(2)))
         elif stack and m.group(3):
             bind(stack[-1][1], _SPACES.sub("", m.group(3)))
-    spots = [(m.start(), m.group(0)) for m in _CHAIN.finditer(text)]
-    raw = {c for _, c in spots}
+    raw = set(_CHAIN.findall(text))
     chains = {_SPACES.sub("", c) if any(w in c for w in " \t\n\r\\") else c for c in raw}
-    for name, value in app_bindings(chains, trigger):
+    for name, value in app_bindings(text, chains, trigger):
         bind(name, value)
     triggered = trigger is not None and (
         has_trigger(trigger, text) or trigger.search(module) is not None
@@ -236,7 +235,7 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
         chains=_interned(chains),
         bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
         text_has_trigger=triggered,
-        uses=body_uses(text, spots, trigger),
+        uses=body_uses(text, _CHAIN, trigger),
     )
 
 

@@ -43,9 +43,10 @@ OWN = "cls"
 _PASSES_OWN = re.compile(r"[(,][ \t\n]*cls[ \t]*\.[ \t]*[^\W\d]\w*[ \t\n]*[,)]")
 _NOT_NAMES = frozenset(keyword.kwlist) | {"self", "cls"}
 
-_WORDS: dict[str, re.Pattern[str]] = {}
-"""Per trigger pattern (the scan's tag), the registering calls' names: the knowledge the
-scan was made with, without handing the knowledge to every scan."""
+_WORDS: dict[str, tuple[tuple[str, ...], re.Pattern[str]]] = {}
+"""Per trigger pattern (the scan's tag), the registering calls' names (as literals, for a
+quick ``in`` test, and as a regex): the knowledge the scan was made with, without handing
+the knowledge to every scan."""
 
 Key = tuple[str, str]
 """(module, name), as the pre-check's name graph keys names."""
@@ -59,7 +60,7 @@ autodiscover_tasks()``), from the knowledge's ``app-object`` entries."""
 def remember(trigger: re.Pattern[str], knowledge: Knowledge) -> None:
     """Keep what scans made with ``trigger`` read of ``knowledge``: the registering
     calls' names, and the methods that mark an app object."""
-    _WORDS[trigger.pattern] = registering(knowledge)
+    _WORDS[trigger.pattern] = (_literals(knowledge), registering(knowledge))
     _APP_METHODS[trigger.pattern] = frozenset(m for a in knowledge.app_objects for m in a.methods)
 
 
@@ -69,13 +70,15 @@ def app_roots(knowledge: Knowledge) -> list[str]:
     return [m for a in knowledge.app_objects for m in a.methods]
 
 
-def app_bindings(chains: Iterable[str], trigger: re.Pattern[str] | None) -> list[tuple[str, str]]:
+def app_bindings(
+    text: str, chains: Iterable[str], trigger: re.Pattern[str] | None
+) -> list[tuple[str, str]]:
     """``app.autodiscover_tasks``: ``app`` may stand for a framework's app whatever built
     it (the task finder reads it so, :class:`~idemlint.lint.knowledge.AppObject`), so it
     is bound to the method's name, a trigger root: a module decorating with ``@app.task``
     may declare a task."""
     methods = _APP_METHODS.get(trigger.pattern) if trigger is not None else None
-    if not methods:
+    if not methods or not any(m in text for m in methods):
         return []
     out = []
     for chain in chains:
@@ -85,34 +88,49 @@ def app_bindings(chains: Iterable[str], trigger: re.Pattern[str] | None) -> list
     return out
 
 
+def _tails(knowledge: Knowledge) -> set[str]:
+    tails = {r.call.rsplit(".", 1)[-1] for r in knowledge.task_registrations}
+    tails |= {c.call.rsplit(".", 1)[-1] for c in knowledge.schedule_calls}
+    return {t for t in tails if t.rstrip("*").isidentifier()}
+
+
+def _literals(knowledge: Knowledge) -> tuple[str, ...]:
+    """Words one of which every text that may register a task holds (``cls`` for one
+    handing its own method on)."""
+    return (*sorted({t.rstrip("*") for t in _tails(knowledge)}), "cls")
+
+
 def registering(knowledge: Knowledge) -> re.Pattern[str]:
     """A regex finding a registering or scheduling call's last name (``enqueue``,
     ``enqueue_call``, ``async_task``, ``schedule``) in a text, as a whole identifier
     (``enqueue*``: any identifier it starts)."""
-    tails = {r.call.rsplit(".", 1)[-1] for r in knowledge.task_registrations}
-    tails |= {c.call.rsplit(".", 1)[-1] for c in knowledge.schedule_calls}
     words = sorted(
         re.escape(t[:-1]) + r"\w*" if t.endswith("*") else re.escape(t) + r"(?!\w)"
-        for t in tails
-        if t.rstrip("*").isidentifier()
+        for t in _tails(knowledge)
     )
     return re.compile(r"(?<!\w)(?:" + "|".join(words) + ")") if words else re.compile(r"(?!)")
 
 
 def body_uses(
-    text: str, spots: list[tuple[int, str]], trigger: re.Pattern[str] | None
+    text: str, chain: re.Pattern[str], trigger: re.Pattern[str] | None
 ) -> dict[str, set[str]]:
-    """Each module-level ``def`` or ``class`` with the dotted chains (``spots``: start,
-    chain) of its functions that may register a task. A method counts for its class:
+    """Each module-level ``def`` or ``class`` with the dotted chains (matches of
+    ``chain``) of its functions that may register a task. A method counts for its class:
     other modules look the class up, never the method.
 
     A body runs from its ``def`` to the decorators of the next definition no deeper:
     code after it at a shallower depth is counted too, which keeps more, never less (a
     string or a bracket that dedents cannot cut it short). A definition's own decorators
     are not its text (``@app.task`` makes a task, not a wrapper)."""
-    words = _WORDS.get(trigger.pattern) if trigger is not None else None
-    if words is None or (words.search(text) is None and _PASSES_OWN.search(text) is None):
+    found = _WORDS.get(trigger.pattern) if trigger is not None else None
+    if found is None:
         return {}
+    literals, words = found
+    if not any(w in text for w in literals) or (
+        words.search(text) is None and _PASSES_OWN.search(text) is None
+    ):
+        return {}
+    spots = [(m.start(), m.group(0)) for m in chain.finditer(text)]
     starts = [pos for pos, _ in spots]
     open_: list[tuple[int, int, bool, str]] = []
     spans: list[tuple[int, int, bool, str]] = []
@@ -134,9 +152,9 @@ def body_uses(
         acc = uses.setdefault(owner, set())
         if passes_own:
             acc.add(OWN)
-        for _, chain in spots[bisect_left(starts, start) : bisect_left(starts, end)]:
-            if chain.partition(".")[0].strip() not in _NOT_NAMES:
-                acc.add(_SPACES.sub("", chain))
+        for _, text_chain in spots[bisect_left(starts, start) : bisect_left(starts, end)]:
+            if text_chain.partition(".")[0].strip() not in _NOT_NAMES:
+                acc.add(_SPACES.sub("", text_chain))
         acc.discard(owner)
     return uses
 
@@ -162,19 +180,28 @@ def _decorators_start(text: str, header: int, indent: int) -> int:
     return cut
 
 
+# found from the `=` outwards: a pattern that starts at every identifier costs more than
+# the rest of the scan (as prefilter's _ASSIGN_VALUE)
 _PARTIAL = re.compile(
-    r"([^\W\d]\w*)[ \t]*(?::[^=\n]*)?=[ \t]*(?:functools[ \t]*\.[ \t]*)?partial[ \t]*\("
+    r"(?<![=!<>+\-*/%&|^@:])=[ \t]*(?:functools[ \t]*\.[ \t]*)?partial[ \t]*\("
     r"[\s\\]*([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*)"
 )
+_TARGET = re.compile(r"([^\W\d]\w*)[ \t]*(?::[^=\n]*)?$")
 
 
 def partial_bindings(text: str) -> list[tuple[str, str]]:
     """``job = partial(JobDecorator, connection=c)``: ``job`` stands for ``JobDecorator``
     too, as the project index reads it (``partial(X, ...)`` stands for ``X``), so a
     module decorating with ``@job(...)`` may declare a task."""
-    if "partial" not in text:  # (the regex tries every identifier: most files have none)
+    if "partial" not in text:
         return []
-    return [(m.group(1), _SPACES.sub("", m.group(2))) for m in _PARTIAL.finditer(text)]
+    out = []
+    for m in _PARTIAL.finditer(text):
+        line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+        target = _TARGET.search(line.rstrip())
+        if target is not None:
+            out.append((target.group(1), _SPACES.sub("", m.group(1))))
+    return out
 
 
 def wrapper_names(
