@@ -22,6 +22,7 @@ Fixture projects, one per form (``tests/test_fixtures.py`` checks their findings
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,7 +43,7 @@ Mech = tuple[str, str, str]
 
 
 def _tasks(
-    root: Path, monkeypatch: pytest.MonkeyPatch, *, prefilter: bool = True
+    root: Path, monkeypatch: pytest.MonkeyPatch, *, prefilter: bool = True, cache: bool = False
 ) -> dict[str, tuple[str, tuple[int, int, int, int], list[Mech]]]:
     """The tasks ``idemlint check`` finds in ``root``: name -> (framework, span, mechanisms)."""
     found: dict[str, tuple[str, tuple[int, int, int, int], list[Mech]]] = {}
@@ -64,7 +65,7 @@ def _tasks(
 
     with monkeypatch.context() as m:
         m.setattr(incremental, "merge_declarations", recording)
-        config = load_config([root]).with_overrides(no_cache=True)
+        config = load_config([root]).with_overrides(no_cache=not cache)
         check([root], config, cwd=root, prefilter=prefilter)
     return found
 
@@ -310,3 +311,24 @@ def test_precheck_keeps_wrapper_callers_and_template_subclasses(
 )
 def test_test_files_are_told_by_folder_and_name(path: str, is_test: bool) -> None:
     assert is_test_path(path) is is_test
+
+
+def test_a_recheck_follows_edits_of_a_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The callers' declarations depend on the wrapper's file: a re-check after the wrapper
+    stops (or starts again) registering its parameter finds what a run from scratch finds."""
+    root = tmp_path / "rq_plain"
+    shutil.copytree(FIXTURES / "rq_plain", root, ignore=shutil.ignore_patterns(".idemlint_cache"))
+    assert "reports.work.refresh_report" in _tasks(root, monkeypatch, cache=True)
+    queues = root / "reports" / "queues.py"
+    text = queues.read_text("utf-8")
+    registering = "    queue.enqueue(func, *args, retry=Retry(max=3), **kwargs)\n"
+    assert registering in text
+    queues.write_text(text.replace(registering, "    return queue, func, args, kwargs, Retry\n"))
+    again = _tasks(root, monkeypatch, cache=True)
+    assert "reports.work.refresh_report" not in again
+    assert again == _tasks(root, monkeypatch)
+    queues.write_text(text, "utf-8")
+    assert _tasks(root, monkeypatch, cache=True) == _tasks(root, monkeypatch)
+    assert "reports.work.refresh_report" in _tasks(root, monkeypatch, cache=True)
