@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from test_cli_support import copy_project, line_of, run_idemlint
 
+from idemlint.catalog import load_catalog
 from idemlint.findings import Finding
 from idemlint.report.baseline import fingerprint
 from idemlint.report.formats import Report, github, gitlab, junit, text
@@ -96,15 +97,18 @@ def test_json_contract(tmp_path: Path) -> None:
 
 def test_github_commands_are_escaped(tmp_path: Path) -> None:
     lines = github.render(sample(tmp_path)).splitlines()
+    fix = load_catalog()["IDM301"].short_fix
     assert lines[0] == (
         "::warning file=app/tasks.py,line=3,col=5,endLine=3,endColumn=11,title=IDM301::"
         "[check-prior-art] Row created, with a comma: and a colon (task: app.tasks.charge)"
+        f"%0AFix: {fix}%0Ahttps://idemlint.readthedocs.io/en/latest/rules/IDM301/"
     )
     assert lines[2].startswith("::notice file=bad.py,line=1,col=1,")
+    assert lines[2].endswith("%0Ahttps://idemlint.readthedocs.io/en/latest/rules/IDM001/")
     weird = Finding("a,b:c.py", 1, 1, "IDM301", "two\nlines 100%", 1, 2, "t")
     command = github.command(weird)
     assert "file=a%2Cb%3Ac.py," in command
-    assert command.endswith("::[check-prior-art] two%0Alines 100%25 (task: t)")
+    assert "::[check-prior-art] two%0Alines 100%25 (task: t)%0AFix: " in command
 
 
 def test_junit_is_well_formed_with_a_failure_per_finding(tmp_path: Path) -> None:
@@ -142,6 +146,11 @@ def test_gitlab_issues_and_unique_fingerprints(tmp_path: Path) -> None:
     assert issues[0]["location"]["path"] == "app/tasks.py"
     assert issues[0]["severity"] == "major"
     assert issues[2]["severity"] == "info"
+    fix = load_catalog()["IDM301"].short_fix
+    assert issues[0]["content"]["body"] == (
+        f"**Fix:** {fix}\n\n"
+        "[IDM301 in the idemlint docs](https://idemlint.readthedocs.io/en/latest/rules/IDM301/)"
+    )
     # Same rule, path, task and statement: one baseline fingerprint, two issues.
     same = fingerprint(report.findings[0], tmp_path, cwd=tmp_path)
     assert same == fingerprint(report.findings[1], tmp_path, cwd=tmp_path)

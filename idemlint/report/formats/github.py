@@ -4,11 +4,14 @@
 
 Values are escaped as the runner expects (``%``, CR, LF everywhere; ``:`` and
 ``,`` inside properties), or a message holding a comma would cut the command.
-Paths stay relative to the working directory: the job's checkout.
+Paths stay relative to the working directory: the job's checkout. The annotation's
+message ends, on lines of its own, with the rule's one-line fix and its docs page, as
+the text format does: the annotation is all a reviewer reads on the diff.
 """
 
 from __future__ import annotations
 
+from idemlint.catalog import help_uri, load_catalog
 from idemlint.findings import NOTICE, Finding
 from idemlint.report.formats import Report
 
@@ -39,6 +42,10 @@ def command(finding: Finding) -> str:
     message = f"[{finding.checklist}] {finding.message}"
     if finding.task:
         message += f" (task: {finding.task})"
+    rule = load_catalog().get(finding.rule)
+    if rule is not None and rule.short_fix:
+        message += f"\nFix: {rule.short_fix}"
+    message += f"\n{help_uri(finding.rule)}"
     return f"::{kind} {','.join(properties)}::{escape_data(message)}"
 
 

@@ -4,7 +4,8 @@ GitLab de-duplicates issues by ``fingerprint``, so two copies of the same
 statement must not share one: each occurrence's fingerprint is the baseline
 fingerprint plus its occurrence number, stable across unrelated edits.
 Paths are relative to the working directory, which in a GitLab job is the
-repository checkout.
+repository checkout. Each issue carries the rule's one-line fix and a link to its docs
+page in ``content.body`` (Markdown, shown when the issue is expanded).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from idemlint.catalog import help_uri, load_catalog
 from idemlint.findings import NOTICE
 from idemlint.report.baseline import fingerprint
 from idemlint.report.formats import Report
@@ -33,10 +35,14 @@ def document(report: Report) -> list[dict[str, Any]]:
         description = f"{finding.rule} [{finding.checklist}] {finding.message}"
         if finding.task:
             description += f" (task: {finding.task})"
+        rule = load_catalog().get(finding.rule)
+        fix = f"**Fix:** {rule.short_fix}\n\n" if rule is not None and rule.short_fix else ""
+        body = f"{fix}[{finding.rule} in the idemlint docs]({help_uri(finding.rule)})"
         issues.append(
             {
                 "type": "issue",
                 "description": description,
+                "content": {"body": body},
                 "check_name": finding.rule,
                 "categories": ["Bug Risk"],
                 "fingerprint": unique,
