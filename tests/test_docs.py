@@ -62,7 +62,7 @@ def test_every_rule_has_a_page_generated_from_the_catalog(site: Path) -> None:
         text = page_text(site, f"rules/{rule.id}")
         assert f"{rule.id} {rule.name}" in text
         code = squashed(site, f"rules/{rule.id}")
-        for part in (rule.why, rule.fix):
+        for part in (rule.why, rule.fix, rule.short_fix):
             assert "".join(re.sub(r"[`*]", "", part).split()) in code, (rule.id, part)
         for example in (*rule.bad, *rule.good):
             assert "".join(example.split()) in code, (rule.id, example)

@@ -92,7 +92,7 @@ def rule_page(rule: Rule) -> str:
         f"## Why it breaks on retry\n\n{rule.why}",
         "## Bad\n\n" + "\n\n".join(f"```python\n{code.strip()}\n```" for code in rule.bad),
         "## Good\n\n" + "\n\n".join(f"```python\n{code.strip()}\n```" for code in rule.good),
-        f"## Fix\n\n{rule.fix}",
+        f"## Fix\n\n**In one line** (what `--show-fixes` prints): {rule.short_fix}\n\n{rule.fix}",
         "## In the terminal and in code\n\n"
         f"- `idemlint explain {rule.id}` prints this page.\n"
         f"- `# idemlint: ignore[{rule.id}] -- reason` on the reported line silences one "
