@@ -143,7 +143,13 @@ def stamp(
         except OSError:
             mtime, size = 0, -1
         old = last.files.get(name) if last is not None else None
-        if old is not None and old.mtime_ns and old.mtime_ns == mtime and old.size == size:
+        if (
+            old is not None
+            and old.digest  # "": the last run gave the file up (crash, time limit): again
+            and old.mtime_ns
+            and old.mtime_ns == mtime
+            and old.size == size
+        ):
             out.append(Stamped(path, name, module, is_package, mtime, size, old.digest, None))
             continue
         try:
