@@ -375,6 +375,17 @@ def measure(
     return Sample(data["wall"], data["cpu"], data["rss_mb"])
 
 
+def said(where: str, label: str, sample: Sample) -> Sample:
+    """Print one sample as it is taken (a run stopped early still leaves its numbers)."""
+    print(
+        f"  [{where}] {label}: {sample.wall:.2f}s wall, {sample.cpu:.2f}s cpu, "
+        f"{sample.rss_mb:.0f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sample
+
+
 @dataclass
 class Step:
     label: str
@@ -473,11 +484,7 @@ def bench_tree(
             for step in group:
                 sample = step.run()
                 rows[step.label].samples.append(sample)
-                print(
-                    f"  [{tree.name} round {r + 1}/{rounds}] {step.label}: "
-                    f"{sample.wall:.2f}s wall, {sample.cpu:.2f}s cpu",
-                    file=sys.stderr,
-                )
+                said(f"{tree.name} round {r + 1}/{rounds}", step.label, sample)
     report_places = _places(report)
     rows[cold.label].note = f"{len(report_places)} findings"
     out = list(rows.values())
@@ -531,7 +538,7 @@ def editor_first_call(tree: Tree, root: Path, rounds: int) -> Row:
     ide = [PY, "-m", "flake8", "--select", "IDM", tree.editor_file]
     for _ in range(rounds):
         shutil.rmtree(root / ".idemlint_cache", ignore_errors=True)
-        row.samples.append(measure(ide, root, env=OURS))
+        row.samples.append(said(f"{tree.name} editor", row.label, measure(ide, root, env=OURS)))
         wait_for_warm_up(root)
     return row
 
@@ -582,7 +589,7 @@ def editor_latency(tree: Tree, root: Path, peers: Path, rounds: int) -> list[Row
     for r in range(rounds):
         shift = r % len(steps)
         for row, run in steps[shift:] + steps[:shift]:
-            row.samples.append(run())
+            row.samples.append(said(f"{tree.name} editor round {r + 1}", row.label, run()))
     return [row for row, _ in steps] + [first]
 
 
