@@ -2,7 +2,8 @@
 
     python bench/lint_speed.py            # Django sdist (1 round), pretix, saleor (3 rounds)
     python bench/lint_speed.py --quick    # pretix only, 1 round, no fixit (~2 minutes)
-    python bench/lint_speed.py --trees saleor --mirror /work/.mirror
+    python bench/lint_speed.py --trees saleor --mirror ../.mirror
+    python bench/lint_speed.py --trees saleor --tree-path saleor=DIR   # an extracted tree
 
 What it needs, fetched on first use into ``bench/.data/`` (git-ignored) and reused:
 
@@ -67,7 +68,8 @@ PEERS = DATA / "peers"
 PY = sys.executable
 PEER_PINS = ("bandit==1.9.4", "fixit==2.2.1")
 REPOS_TSV = BENCH.parent.parent / "shared" / "realworld" / "repos.tsv"
-"""The real-world set's list of applications and commits (saleor's commit comes from it)."""
+"""The real-world set's list of applications and commits (saleor's commit comes from it);
+``--repos-tsv`` names another."""
 DEFAULT_MIRROR = BENCH.parent.parent / ".mirror"
 ROOT_MARKERS = frozenset({"pyproject.toml", "setup.cfg", "setup.py"})
 
@@ -128,15 +130,30 @@ class Skip(Exception):
     """A tree that cannot be prepared here (its mirror or list is missing): why."""
 
 
-def mirror_commit(repo: str) -> str:
-    """The commit :data:`REPOS_TSV` lists for ``repo``."""
-    if not REPOS_TSV.is_file():
-        raise Skip(f"{REPOS_TSV} is not there (the real-world set lists the commit)")
-    with open(REPOS_TSV, newline="", encoding="utf-8") as handle:
+def mirror_commit(repo: str, listing: Path | None = None) -> str:
+    """The commit ``listing`` (default :data:`REPOS_TSV`) lists for ``repo``."""
+    listing = listing or REPOS_TSV
+    if not listing.is_file():
+        raise Skip(f"{listing} is not there (the real-world set lists the commit; --repos-tsv)")
+    with open(listing, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             if row.get("repo") == repo:
                 return row["commit"]
-    raise Skip(f"{REPOS_TSV} does not list {repo}")
+    raise Skip(f"{listing} does not list {repo}")
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """Every ``.py`` file and root marker under ``source`` (an extracted tree, as the
+    real-world set leaves it), copied to ``dest``; hidden folders (a cache, a tool's
+    state) are left out, so the copy is what :func:`write_from_mirror` would write."""
+    for folder, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder)
+        for name in files:
+            if name.endswith(".py") or name in ROOT_MARKERS:
+                target = dest / (here / name).relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(here / name, target)
 
 
 def write_from_mirror(git: Path, commit: str, dest: Path) -> None:
@@ -202,17 +219,36 @@ def _pip(*args: str, python: str = PY) -> None:
     subprocess.run([python, "-m", "pip", "-q", *args], check=True)
 
 
-def prepare_tree(tree: Tree, mirror: Path = DEFAULT_MIRROR) -> Path:
-    """Download (once) and unpack (once) the tree, or write it from its mirror; return its
-    root. :class:`Skip` when its mirror is not here."""
+def prepare_tree(
+    tree: Tree,
+    mirror: Path = DEFAULT_MIRROR,
+    *,
+    source: Path | None = None,
+    listing: Path | None = None,
+) -> Path:
+    """Download (once) and unpack (once) the tree, or write it from its mirror (or copy it
+    from ``source``, a folder where it is extracted already); return its root.
+    :class:`Skip` when its mirror is not here."""
     root = DATA / "trees" / tree.name
     if (root / ".git").exists():
+        return root
+    if source is not None:
+        if not source.is_dir():
+            raise Skip(f"{source} is not a folder")
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        print(f"copying {tree.name} from {source} ...", file=sys.stderr)
+        copy_tree(source, tmp)
+        subprocess.run(["git", "init", "-q", str(tmp)], check=True)
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
         return root
     if tree.mirror is not None:
         git = mirror / tree.mirror.replace("/", "+") / "repo"
         if not git.exists():
             raise Skip(f"no mirror of {tree.mirror} at {git} (--mirror DIR)")
-        commit = mirror_commit(tree.mirror)
+        commit = mirror_commit(tree.mirror, listing)
         tmp = root.with_name(root.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -339,6 +375,17 @@ def measure(
     return Sample(data["wall"], data["cpu"], data["rss_mb"])
 
 
+def said(where: str, label: str, sample: Sample) -> Sample:
+    """Print one sample as it is taken (a run stopped early still leaves its numbers)."""
+    print(
+        f"  [{where}] {label}: {sample.wall:.2f}s wall, {sample.cpu:.2f}s cpu, "
+        f"{sample.rss_mb:.0f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sample
+
+
 @dataclass
 class Step:
     label: str
@@ -390,7 +437,14 @@ FIXIT_TIMEOUT = 150.0
 
 
 def bench_tree(
-    tree: Tree, root: Path, peers: Path, rounds: int, with_fixit: bool, compare: bool
+    tree: Tree,
+    root: Path,
+    peers: Path,
+    rounds: int,
+    with_fixit: bool,
+    compare: bool,
+    *,
+    parse_rows: bool = True,
 ) -> list[Row]:
     report = DATA / f"{tree.name}.findings.json"
     ours_steps = idemlint_steps(root, tree, report)
@@ -403,11 +457,14 @@ def bench_tree(
         return measure(cmd, root, env=OURS)
 
     groups: list[list[Step]] = [
-        [Step("ast.parse, every file", lambda: ours([PY, parse_all, "ast", "."]))],
-        [Step("libcst parse, every file", lambda: ours([PY, parse_all, "libcst", "."]))],
         ours_steps,
         [Step("flake8 --select=F", lambda: measure([flake8, "--select=F", "."], root))],
     ]
+    if parse_rows:  # (--lean leaves them out: on saleor each costs as much as a cold run)
+        groups[:0] = [
+            [Step("ast.parse, every file", lambda: ours([PY, parse_all, "ast", "."]))],
+            [Step("libcst parse, every file", lambda: ours([PY, parse_all, "libcst", "."]))],
+        ]
     if tree.others:
         groups.append([Step("flake8 (default)", lambda: measure([flake8, "."], root))])
         groups.append(
@@ -427,11 +484,7 @@ def bench_tree(
             for step in group:
                 sample = step.run()
                 rows[step.label].samples.append(sample)
-                print(
-                    f"  [{tree.name} round {r + 1}/{rounds}] {step.label}: "
-                    f"{sample.wall:.2f}s wall, {sample.cpu:.2f}s cpu",
-                    file=sys.stderr,
-                )
+                said(f"{tree.name} round {r + 1}/{rounds}", step.label, sample)
     report_places = _places(report)
     rows[cold.label].note = f"{len(report_places)} findings"
     out = list(rows.values())
@@ -485,7 +538,7 @@ def editor_first_call(tree: Tree, root: Path, rounds: int) -> Row:
     ide = [PY, "-m", "flake8", "--select", "IDM", tree.editor_file]
     for _ in range(rounds):
         shutil.rmtree(root / ".idemlint_cache", ignore_errors=True)
-        row.samples.append(measure(ide, root, env=OURS))
+        row.samples.append(said(f"{tree.name} editor", row.label, measure(ide, root, env=OURS)))
         wait_for_warm_up(root)
     return row
 
@@ -536,7 +589,7 @@ def editor_latency(tree: Tree, root: Path, peers: Path, rounds: int) -> list[Row
     for r in range(rounds):
         shift = r % len(steps)
         for row, run in steps[shift:] + steps[:shift]:
-            row.samples.append(run())
+            row.samples.append(said(f"{tree.name} editor round {r + 1}", row.label, run()))
     return [row for row, _ in steps] + [first]
 
 
@@ -572,7 +625,7 @@ def targets(rows: list[Row]) -> str:
     cold = by["idemlint check, cold"]
     warm = [r for r in rows if r.label.startswith("idemlint check, warm, ")]
     flake = by["flake8 --select=F"]
-    cst = by["libcst parse, every file"]
+    cst = by.get("libcst parse, every file")
 
     def ratio(a: Row, b: Row, attr: str) -> float:
         return a.median(attr) / b.median(attr)
@@ -581,8 +634,14 @@ def targets(rows: list[Row]) -> str:
         [
             f"- cold / flake8 --select=F: {ratio(cold, flake, 'wall'):.2f}x wall, "
             f"{ratio(cold, flake, 'cpu'):.2f}x CPU (target <= 0.5x)",
-            f"- cold / bare libcst parse: {ratio(cold, cst, 'wall'):.2f}x wall, "
-            f"{ratio(cold, cst, 'cpu'):.2f}x CPU (target <= 2x)",
+            *(
+                [
+                    f"- cold / bare libcst parse: {ratio(cold, cst, 'wall'):.2f}x wall, "
+                    f"{ratio(cold, cst, 'cpu'):.2f}x CPU (target <= 2x)"
+                ]
+                if cst is not None
+                else []
+            ),
             *(
                 f"- warm / cold, {w.label.split(', ', 2)[2]}: {ratio(w, cold, 'wall'):.3f}x wall "
                 f"({w.median('wall'):.2f} s; target <= 0.05x)"
@@ -605,16 +664,43 @@ def main() -> int:
         default=DEFAULT_MIRROR,
         help=f"folder of OWNER+NAME/repo bare git mirrors (default: {DEFAULT_MIRROR})",
     )
+    parser.add_argument(
+        "--repos-tsv",
+        type=Path,
+        default=REPOS_TSV,
+        help=f"the real-world set's list of commits (default: {REPOS_TSV})",
+    )
+    parser.add_argument(
+        "--tree-path",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="take tree NAME from DIR, where it is extracted already (its .py files and "
+        "root markers are copied once into bench/.data/trees/NAME), e.g. "
+        "saleor=../idemlint-realworld/saleor+saleor",
+    )
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="only what the targets need: no bare-parse rows, no run without the pre-check, "
+        "no fixit (a loaded machine, a big tree)",
+    )
     args = parser.parse_args()
+    sources: dict[str, Path] = {}
+    for given in args.tree_path:
+        name, _, folder = given.partition("=")
+        if name not in TREES or not folder:
+            parser.error(f"--tree-path {given}: NAME=DIR with NAME one of {', '.join(TREES)}")
+        sources[name] = Path(folder)
     names = (args.trees or ("pretix" if args.quick else "django,pretix,saleor")).split(",")
-    with_fixit = not (args.quick or args.no_fixit)
+    with_fixit = not (args.quick or args.no_fixit or args.lean)
     started = time.perf_counter()
     peers = prepare_peers()
     out: list[str] = []
     for name in names:
         tree = TREES[name]
         try:
-            root = prepare_tree(tree, args.mirror)
+            root = prepare_tree(tree, args.mirror, source=sources.get(name), listing=args.repos_tsv)
         except Skip as why:
             print(f"{tree.name}: skipped: {why}", file=sys.stderr)
             out.append(f"### {tree.requirement}: skipped ({why})")
@@ -625,7 +711,13 @@ def main() -> int:
         n_files = len(discover(root))
         rounds = args.rounds or (1 if args.quick else tree.rounds)
         rows = bench_tree(
-            tree, root, peers, rounds, with_fixit and tree.fixit, compare=tree.compare
+            tree,
+            root,
+            peers,
+            rounds,
+            with_fixit and tree.fixit,
+            compare=tree.compare and not args.lean,
+            parse_rows=not args.lean,
         )
         baseline = next(r for r in rows if r.label == "flake8 --select=F")
         out.append(table(f"{tree.requirement}: {n_files} files, {rounds} rounds", rows, baseline))
@@ -633,7 +725,7 @@ def main() -> int:
         out.append(targets(rows))
         out.append("")
         if tree.editor_file is not None:
-            editor = editor_latency(tree, root, peers, 3 if args.quick else 5)
+            editor = editor_latency(tree, root, peers, 3 if args.quick or args.lean else 5)
             out.append(table(f"editor latency, {tree.requirement}", editor, None))
             out.append("")
             plain_wall, here_wall = editor[0].median("wall"), editor[1].median("wall")
