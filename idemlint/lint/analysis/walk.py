@@ -69,6 +69,14 @@ class CallFact:
     param_object: str | None = None
     """A save or ``session.add`` of an object the function was given: a create only when
     the caller built it (see :func:`origin_up`)."""
+    alt_targets: list[FunctionRef] = field(default_factory=list)
+    """Other project functions the call may run: its receiver is a module-level name that
+    branches bind to different objects (see :meth:`Project.resolve_alternatives`)."""
+
+    @property
+    def targets(self) -> list[FunctionRef]:
+        """Every project function the call may run."""
+        return [self.target, *self.alt_targets] if self.target is not None else self.alt_targets
 
 
 @dataclass
@@ -279,7 +287,22 @@ class FunctionFacts:
         return out
 
     def _classify(self, ev: Event, value: Value, outer: Event) -> CallFact:
-        resolved = self.resolve(value.path or "")
+        fact = self._classify_as(ev, value, outer, self.resolve(value.path or ""))
+        if fact.effect is not None or fact.upsert or fact.lookup:
+            return fact
+        # a name bound in branches (`if prod: sender = Smtp() else: sender = Console()`):
+        # the call is an effect if any binding's is, and may run any binding's method
+        for alt in self.project.resolve_alternatives(value.path or "", self.file, self.func):
+            other = self._classify_as(ev, value, outer, alt)
+            if other.effect is not None:
+                other.alt_targets = fact.targets
+                return other
+            for ref in other.targets:
+                if all(ref.qualified != t.qualified for t in fact.targets):
+                    fact.alt_targets.append(ref)
+        return fact
+
+    def _classify_as(self, ev: Event, value: Value, outer: Event, resolved: str) -> CallFact:
         cands = self.project.candidates(resolved)
         fact = CallFact(ev, value, resolved, cands)
         fact.model = self.project.model_of(resolved)
@@ -871,9 +894,10 @@ class FunctionFacts:
         (or that cannot be read)."""
         if c.effect is not None or c.counter:
             return True
-        if c.target is not None:
-            peer = self.peer(c.target)
-            return peer is None or peer.effectful
+        for target in c.targets:
+            peer = self.peer(target)
+            if peer is None or peer.effectful:
+                return True
         return False
 
     def _is_claim(self, c: CallFact) -> bool:
@@ -1220,9 +1244,9 @@ class TaskContext:
                 firm = strict or facts.guarded(c.event, marked=False)
                 held = locked or facts.under_row_lock(c.event)
                 site = (*callers, (facts, c.event.span.line))
-                step = (*via, c.target.qualified) if c.target is not None else via
-                if c.target is not None and not c.chain_inner:
-                    queue.append((c.target, here, step, site, held, firm))
+                if not c.chain_inner:
+                    for ref in c.targets:
+                        queue.append((ref, here, (*via, ref.qualified), site, held, firm))
                 if c.runner:
                     for arg in c.value.args:
                         if arg.kind in ("name", "attr") and arg.path:
@@ -1417,12 +1441,15 @@ class TaskContext:
             for calls, raised in self.project.knowledge.raises:
                 if calls.match(c.candidates) and raised.match(types):
                     return True
-        if c.target is None or depth >= MAX_CALL_DEPTH:
+        if depth >= MAX_CALL_DEPTH:
             return False
-        key = (c.target.qualified, types)
+        return any(self._target_raises(t, types, depth) for t in c.targets)
+
+    def _target_raises(self, target: FunctionRef, types: tuple[str, ...], depth: int) -> bool:
+        key = (target.qualified, types)
         if key not in self._raises:
             self._raises[key] = False  # a cycle answers no
-            facts = self.facts(c.target)
+            facts = self.facts(target)
             self._raises[key] = any(
                 self._can_raise(inner, types, depth + 1) for inner in facts.calls
             ) or any(
