@@ -133,6 +133,12 @@ class TaskClass:
     retries_by_default: bool = False
     retry_on_attributes: tuple[str, ...] = ()
     redelivery_attributes: tuple[str, ...] = ()
+    attempt_hooks: tuple[str, ...] = ()
+    """Methods a subclass may override that the framework runs around every attempt of a
+    task made with it (Celery's ``before_start``, ``after_return``): a retry runs them again."""
+    outcome_hooks: tuple[str, ...] = ()
+    """Methods it runs once a task's run has an outcome (``on_success``, ``on_failure``): a
+    redelivery or a schedule runs them again, a retry does not."""
 
 
 @dataclass(frozen=True)
@@ -490,6 +496,8 @@ def load_knowledge(
                 retry_attributes=_strs(e.get("retry-attributes")),
                 retry_on_attributes=_strs(e.get("retry-on-attributes")),
                 redelivery_attributes=_strs(e.get("redelivery-attributes")),
+                attempt_hooks=_strs(e.get("attempt-hooks")),
+                outcome_hooks=_strs(e.get("outcome-hooks")),
             )
             for e in data["task-class"]
         ]
