@@ -528,3 +528,187 @@ def test_batch_task_continuing_itself_is_not_an_unguarded_enqueue() -> None:
         (15, "IDM305"),
         (19, "IDM302"),
     ]
+
+
+# -- issue 11: following what a call may run ------------------------------------------
+
+
+BRANCHED = """
+    import os
+
+    x = First()
+    if os.environ.get("A"):
+        sender = Smtp()
+    elif os.environ.get("B"):
+        sender = Ses()
+    else:
+        sender = Console()
+    try:
+        fast = Fast()
+    except ImportError:
+        fast = Slow()
+    maybe = Plain()
+    if os.environ.get("C"):
+        maybe = Fancy()
+    x = Second()
+"""
+
+
+def test_module_names_bound_in_branches_keep_every_binding() -> None:
+    from idemlint.lint.summary.codec import decode, encode
+    from idemlint.lint.summary.outline import outline
+    from idemlint.lint.summary.summarize import summarize_source
+
+    source = textwrap.dedent(BRANCHED)
+    summary = summarize_source(source, "m.py", "m")
+    alts = {name: [a.path for a in v.alts] for name, v in summary.assigns.items()}
+    assert alts == {
+        "x": [],  # rebound in sequence: only the last binding holds
+        "sender": ["Smtp", "Ses"],  # the last binding (Console) is the value itself
+        "fast": ["Fast"],
+        "maybe": ["Plain"],
+    }
+    assert summary.assigns["sender"].path == "Console"
+    # the outline (ast) and the cache's codec give the same
+    assert outline(source, "m.py", "m").assigns == {
+        k: v.to_dict() for k, v in summary.assigns.items()
+    }
+    assert decode(encode(summary)).to_dict() == summary.to_dict()
+
+
+SENDER_PROJECT = {
+    "pyproject.toml": "[project]\nname = 'demo'\n[tool.idemlint]\n",
+    "app/__init__.py": "",
+    "app/senders.py": """
+        import logging
+        import os
+
+        import requests
+
+
+        class ConsoleSender:
+            def send(self, to, text):
+                logging.info("%s: %s", to, text)
+
+
+        class HttpSender:
+            def send(self, to, text):
+                requests.post("https://sms.example.com/send", json={"to": to, "text": text})
+
+
+        if os.environ.get("SMS") == "http":
+            sender = HttpSender()
+        else:
+            sender = ConsoleSender()
+    """,
+    "app/tasks.py": """
+        from celery import shared_task
+
+        from app import senders
+
+
+        @shared_task(acks_late=True)
+        def remind(to):
+            senders.sender.send(to, "Your order ships today")
+    """,
+}
+
+
+def test_a_call_through_a_name_bound_in_branches_runs_any_binding(tmp_path: Path) -> None:
+    root = write(tmp_path, SENDER_PROJECT)
+    [found] = check_project(root, cwd=root)
+    assert (found.path, found.line, found.rule) == ("app/senders.py", 14, "IDM304")
+    assert found.task == "app.tasks.remind"
+    assert found.via == ("app.senders.HttpSender.send",)
+    # an edit that leaves one binding is seen by a re-check that reuses the cache
+    senders = root / "app" / "senders.py"
+    text = senders.read_text()
+    senders.write_text(text[: text.index("if os.environ")] + "sender = ConsoleSender()\n")
+    assert check([root], load_config([root]), cwd=root).findings == []
+
+
+WEBHOOK = """
+    import httpx
+    from celery import shared_task
+
+
+    @shared_task(acks_late=True)
+    def deliver(url, payload, signature):
+        httpx.post(url, content=payload, headers={{"{header}": signature}})
+"""
+
+
+@pytest.mark.parametrize(
+    ("header", "extra", "rule"),
+    [
+        ("X-Shop-Webhook-Signature", "", "IDM202"),
+        ("X-Hub-Signature-256", "", "IDM202"),
+        ("X-Signed-By", "", "IDM304"),  # no webhook signature: a plain HTTP write
+        ("X-Signed-By", 'webhook-signature-headers = ["x-signed-by"]', "IDM202"),
+    ],
+)
+def test_a_signed_webhook_without_a_delivery_id(
+    tmp_path: Path, header: str, extra: str, rule: str
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": f"[project]\nname = 'demo'\n[tool.idemlint]\n{extra}\n",
+            "app/__init__.py": "",
+            "app/tasks.py": WEBHOOK.format(header=header),
+        },
+    )
+    [found] = check_project(root, cwd=root)
+    assert (found.line, found.rule) == (7, rule)
+    if rule == "IDM202":
+        assert "webhook-id" in found.message and header in found.message
+
+
+HOOKS = """
+    import requests
+    from celery import Task, shared_task
+
+
+    class Reporting(Task):
+        def on_failure(self, exc, task_id, args, kwargs, einfo):
+            requests.post("https://alerts.example.com", json={{"task": task_id}})
+
+        def on_retry(self, exc, task_id, args, kwargs, einfo):
+            requests.post("https://alerts.example.com/retry", json={{"task": task_id}})
+
+
+    @shared_task(base=Reporting, bind=True{options})
+    def fetch(self, day):
+        try:
+            return requests.get(f"https://rates.example.com/{{day}}").json()
+        except requests.ConnectionError as exc:
+            raise self.retry(exc=exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # a retry repeats the hook that runs with every attempt, not the final outcome's
+        ("", [(10, "IDM304")]),
+        # a redelivery repeats the whole run, hooks included
+        (", acks_late=True", [(7, "IDM304"), (10, "IDM304")]),
+    ],
+)
+def test_a_task_base_class_hooks_run_with_the_task(
+    tmp_path: Path, options: str, expected: list[tuple[int, str]]
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": "[project]\nname = 'demo'\n[tool.idemlint]\n",
+            "app/__init__.py": "",
+            "app/tasks.py": HOOKS.format(options=options),
+        },
+    )
+    findings = check_project(root, cwd=root)
+    assert [(f.line, f.rule) for f in findings] == expected
+    assert all(f.task == "app.tasks.fetch" for f in findings)
+    assert findings[-1].via == ("app.tasks.Reporting.on_retry",)
+    if not options:
+        assert "`on_retry` runs again with every attempt" in findings[-1].message

@@ -69,6 +69,14 @@ class CallFact:
     param_object: str | None = None
     """A save or ``session.add`` of an object the function was given: a create only when
     the caller built it (see :func:`origin_up`)."""
+    alt_targets: list[FunctionRef] = field(default_factory=list)
+    """Other project functions the call may run: its receiver is a module-level name that
+    branches bind to different objects (see :meth:`Project.resolve_alternatives`)."""
+
+    @property
+    def targets(self) -> list[FunctionRef]:
+        """Every project function the call may run."""
+        return [self.target, *self.alt_targets] if self.target is not None else self.alt_targets
 
 
 @dataclass
@@ -279,7 +287,22 @@ class FunctionFacts:
         return out
 
     def _classify(self, ev: Event, value: Value, outer: Event) -> CallFact:
-        resolved = self.resolve(value.path or "")
+        fact = self._classify_as(ev, value, outer, self.resolve(value.path or ""))
+        if fact.effect is not None or fact.upsert or fact.lookup:
+            return fact
+        # a name bound in branches (`if prod: sender = Smtp() else: sender = Console()`):
+        # the call is an effect if any binding's is, and may run any binding's method
+        for alt in self.project.resolve_alternatives(value.path or "", self.file, self.func):
+            other = self._classify_as(ev, value, outer, alt)
+            if other.effect is not None:
+                other.alt_targets = fact.targets
+                return other
+            for ref in other.targets:
+                if all(ref.qualified != t.qualified for t in fact.targets):
+                    fact.alt_targets.append(ref)
+        return fact
+
+    def _classify_as(self, ev: Event, value: Value, outer: Event, resolved: str) -> CallFact:
         cands = self.project.candidates(resolved)
         fact = CallFact(ev, value, resolved, cands)
         fact.model = self.project.model_of(resolved)
@@ -871,9 +894,10 @@ class FunctionFacts:
         (or that cannot be read)."""
         if c.effect is not None or c.counter:
             return True
-        if c.target is not None:
-            peer = self.peer(c.target)
-            return peer is None or peer.effectful
+        for target in c.targets:
+            peer = self.peer(target)
+            if peer is None or peer.effectful:
+                return True
         return False
 
     def _is_claim(self, c: CallFact) -> bool:
@@ -1167,6 +1191,10 @@ class Reached:
     guarded_strict: bool = False
     """Guarded by something other than rows marked before the call (see
     :meth:`FunctionFacts.marked_before`): what an overlapping run cannot get past either."""
+    hook: str = ""
+    """Reached from a lifecycle hook of the task's base class rather than from the task's
+    function: ``"attempt"`` (it runs around every attempt) or ``"outcome"`` (once the run
+    has an outcome); see :meth:`TaskContext.hooks`."""
 
 
 @dataclass
@@ -1192,16 +1220,47 @@ class TaskContext:
 
         return self.project.tracker.memo(self.facts_cache, ref.qualified, compute)
 
+    def hooks(self) -> list[tuple[FunctionRef, str]]:
+        """The lifecycle hooks of the task's base class that the project overrides, with
+        when they run (``"attempt"``, ``"outcome"``): the framework runs them as part of
+        the task's run (``@app.task(base=CountingTask)`` whose ``after_return`` counts the
+        task done), so what they do happens again when the run does."""
+        ref = self.task.ref
+        func, file = ref.func, ref.file
+        classes: list[str] = []
+        if func.class_name is not None:
+            classes.append(f"{file.module}.{func.class_name}")  # a class-based task
+        for dec in func.decorators:
+            base = dec.value.kwargs.get("base") if dec.value.kind == "call" else None
+            if base is not None and base.path and base.kind in ("name", "attr"):
+                classes.append(self.project.resolve(base.path, file, None))
+        out: list[tuple[FunctionRef, str]] = []
+        for cls in classes:
+            if cls not in self.project.classes:
+                continue
+            bases = self.project.class_bases(cls)
+            for tc in self.project.knowledge.task_classes:
+                if tc.base not in bases:
+                    continue
+                named = [(h, "attempt") for h in tc.attempt_hooks]
+                named += [(h, "outcome") for h in tc.outcome_hooks]
+                for name, when in named:
+                    hook = self.project.method(cls, name)
+                    if hook is not None and all(h.qualified != hook.qualified for h, _ in out):
+                        out.append((hook, when))
+                break
+        return out
+
     @cached_property
     def reached(self) -> list[Reached]:
         out: list[Reached] = []
         seen: set[tuple[str, bool, bool, bool]] = set()
         Callers = tuple[tuple[FunctionFacts, int], ...]
-        queue: deque[tuple[FunctionRef, bool, tuple[str, ...], Callers, bool, bool]] = deque(
-            [(self.task.ref, False, (), (), False, False)]
-        )
+        Item = tuple[FunctionRef, bool, tuple[str, ...], Callers, bool, bool, str]
+        queue: deque[Item] = deque([(self.task.ref, False, (), (), False, False, "")])
+        queue += [(h, False, (h.qualified,), (), False, False, when) for h, when in self.hooks()]
         while queue:
-            ref, guarded, via, callers, locked, strict = queue.popleft()
+            ref, guarded, via, callers, locked, strict, hook = queue.popleft()
             # a visit at least as exposed (unguarded, unlocked) already covers this one
             if any(
                 (ref.qualified, g, lk, st) in seen
@@ -1212,7 +1271,7 @@ class TaskContext:
                 continue
             seen.add((ref.qualified, guarded, locked, strict))
             facts = self.facts(ref)
-            out.append(Reached(facts, guarded, via, callers, locked, strict))
+            out.append(Reached(facts, guarded, via, callers, locked, strict, hook))
             if len(via) >= MAX_CALL_DEPTH:
                 continue
             for c in facts.calls:
@@ -1220,17 +1279,16 @@ class TaskContext:
                 firm = strict or facts.guarded(c.event, marked=False)
                 held = locked or facts.under_row_lock(c.event)
                 site = (*callers, (facts, c.event.span.line))
-                step = (*via, c.target.qualified) if c.target is not None else via
-                if c.target is not None and not c.chain_inner:
-                    queue.append((c.target, here, step, site, held, firm))
+                if not c.chain_inner:
+                    for ref in c.targets:
+                        queue.append((ref, here, (*via, ref.qualified), site, held, firm, hook))
                 if c.runner:
                     for arg in c.value.args:
                         if arg.kind in ("name", "attr") and arg.path:
                             target = self.project.function_for_call(facts.resolve(arg.path))
                             if target is not None:
-                                queue.append(
-                                    (target, True, (*via, target.qualified), site, held, True)
-                                )
+                                step = (*via, target.qualified)
+                                queue.append((target, True, step, site, held, True, hook))
         return out
 
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:
@@ -1269,7 +1327,9 @@ class TaskContext:
                         for c in self._calls_after(r, span.line)
                     )
                 )
-                delivery = (mechanism.kind, mechanism.source, mechanism.words(itself=itself))
+                hook = last_segment(r.via[0]) if r.hook == "attempt" else ""
+                words = mechanism.words(itself=itself and not hook, hook=hook)
+                delivery = (mechanism.kind, mechanism.source, words)
             elif self.assume or self.project.knowledge.assume_retries:
                 delivery = ("assumed", "", ASSUMED)
             else:
@@ -1311,6 +1371,8 @@ class TaskContext:
         raise one; a ``self.retry()`` call, when it comes after it in the task body.
         ``remote`` is the effect's own call when it acts on another service: it can fail
         after the other side acted (a lost response), so its own errors count too."""
+        if r.hook:
+            return self._hook_exposure(r.hook)
         for m in self.task.mechanisms:
             if m.kind in ("redelivery", "schedule"):
                 return m
@@ -1323,6 +1385,22 @@ class TaskContext:
                     return m
                 if self._raises_after(r, line, m.exceptions):
                     return m
+        return None
+
+    def _hook_exposure(self, when: str) -> Mechanism | None:
+        """What repeats a lifecycle hook: a redelivery or a schedule repeats the whole run;
+        a retry repeats a hook that runs around every attempt, when the task's function
+        can fail the way the retry is set for."""
+        for m in self.task.mechanisms:
+            if m.kind in ("redelivery", "schedule"):
+                return m
+            if when != "attempt":
+                continue
+            if m.kind == "retry-call":
+                return m
+            task_calls = self.facts(self.task.ref).calls
+            if m.kind == "retry" and any(self._can_raise(c, m.exceptions, 0) for c in task_calls):
+                return m
         return None
 
     def _exits_before(self, r: Reached, line: int, retry_line: int) -> bool:
@@ -1417,12 +1495,15 @@ class TaskContext:
             for calls, raised in self.project.knowledge.raises:
                 if calls.match(c.candidates) and raised.match(types):
                     return True
-        if c.target is None or depth >= MAX_CALL_DEPTH:
+        if depth >= MAX_CALL_DEPTH:
             return False
-        key = (c.target.qualified, types)
+        return any(self._target_raises(t, types, depth) for t in c.targets)
+
+    def _target_raises(self, target: FunctionRef, types: tuple[str, ...], depth: int) -> bool:
+        key = (target.qualified, types)
         if key not in self._raises:
             self._raises[key] = False  # a cycle answers no
-            facts = self.facts(c.target)
+            facts = self.facts(target)
             self._raises[key] = any(
                 self._can_raise(inner, types, depth + 1) for inner in facts.calls
             ) or any(

@@ -27,7 +27,32 @@ def named_key_values(facts: FunctionFacts, c: CallFact) -> list[tuple[str, Value
     headers = _headers(facts, c)
     if headers is not None:
         out += [(name, v) for name, v in headers.kwargs.items() if _is_key_header(facts, name)]
+        if _signed_webhook(facts, headers):
+            # a signed webhook's receiver dedupes on the event id its JSON body carries
+            body = _json_body(facts, c)
+            out += [
+                (f"json {name!r}", v)
+                for name, v in body.items()
+                if facts.k.webhook_body_ids.match([name.lower()])
+            ]
     return out
+
+
+def _signed_webhook(facts: FunctionFacts, headers: Value) -> str | None:
+    """The header, as written, that signs the request as a webhook delivery."""
+    return next(
+        (n for n in headers.kwargs if facts.k.webhook_signature_headers.match([n.lower()])),
+        None,
+    )
+
+
+def _json_body(facts: FunctionFacts, c: CallFact) -> dict[str, Value]:
+    """The items of the dict literal a call passes as ``json=`` (also through a local)."""
+    body = c.value.kwargs.get("json")
+    if body is not None and body.kind == "name" and body.path:
+        bound = facts.locals().get(body.path, [])
+        body = bound[-1] if bound else None
+    return body.kwargs if body is not None and body.kind == "dict" else {}
 
 
 def _headers(facts: FunctionFacts, c: CallFact) -> Value | None:
@@ -80,7 +105,23 @@ def missing_key(facts: FunctionFacts, c: CallFact) -> str | None:
             names = {n.lower() for n in headers.kwargs} if headers is not None else set()
             if given is None or (headers is not None and header.lower() not in names):
                 return f"the {header} header"
+        return _unidentified_webhook(facts, c)
     return None
+
+
+def _unidentified_webhook(facts: FunctionFacts, c: CallFact) -> str | None:
+    """A signed webhook delivery (its headers carry a webhook signature) that sends no
+    delivery id: the receiver, which the project does not own, cannot tell a redelivered
+    event from a new one. A key header (Standard Webhooks' ``webhook-id``), or an id in a
+    JSON body written out here (``json={"id": event.id, ...}``), identifies it; a body
+    built elsewhere is not read."""
+    headers = _headers(facts, c)
+    signature = _signed_webhook(facts, headers) if headers is not None else None
+    if headers is None or signature is None or "**" in headers.kwargs:
+        return None
+    if "**" in _json_body(facts, c) or named_key_values(facts, c):
+        return None
+    return f"a delivery-id header such as webhook-id (`{signature}` signs a webhook delivery)"
 
 
 def forwarded_key(facts: FunctionFacts, c: CallFact) -> str | None:

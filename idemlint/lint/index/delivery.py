@@ -76,10 +76,19 @@ class Mechanism:
             bool(resolved),
         )
 
-    def words(self, *, itself: bool = False) -> str:
-        """The mechanism as a message's closing clause, with where it is configured."""
+    def words(self, *, itself: bool = False, hook: str = "") -> str:
+        """The mechanism as a message's closing clause, with where it is configured.
+        ``hook``: the finding is in a lifecycle hook of that name that runs around every
+        attempt, so a retry repeats it whatever follows it."""
         where = f", {self.source}" if self.source else ""
         unread = "" if self.resolved else ", not readable statically: assumed set"
+        if hook and self.kind in ("retry", "retry-call"):
+            how = (
+                f"retries through `{self.detail}` at line {self.line}"
+                if self.kind == "retry-call"
+                else f"is retried on {self._retried_on()} ({self.detail}{where}{unread})"
+            )
+            return f"the task {how}, and its `{hook}` runs again with every attempt"
         if self.kind == "redelivery":
             return f"the task is redelivered after a worker crash ({self.detail}{where}{unread})"
         if self.kind == "schedule":
@@ -90,7 +99,7 @@ class Mechanism:
         if self.kind == "retry-call":
             return f"the task retries through `{self.detail}` at line {self.line}, after this"
         if self.exceptions:
-            names = ", ".join(last_segment(e) for e in self.exceptions)
+            names = self._retried_on()
             after = (
                 "which this call can raise after the other side acted"
                 if itself
@@ -99,6 +108,11 @@ class Mechanism:
             return f"the task is retried on {names} ({self.detail}{where}), {after}"
         after = "this call can fail after the other side acted" if itself else "after this"
         return f"the task is retried on failure ({self.detail}{where}{unread}), {after}"
+
+    def _retried_on(self) -> str:
+        if not self.exceptions:
+            return "failure"
+        return ", ".join(last_segment(e) for e in self.exceptions)
 
 
 def truthy(value: Value | None) -> bool:

@@ -399,6 +399,59 @@ class Project:
             return self.resolve_qualified(resolved + rest, depth + 1)
         return (resolved if resolved is not None else root) + rest
 
+    def resolve_alternatives(
+        self, path: str, file: FileSummary, func: FunctionSummary | None = None
+    ) -> list[str]:
+        """Other qualified paths ``path`` may denote besides :meth:`resolve`'s: its root is
+        a module-level name (here, or imported from a project module) that branches of an
+        ``if``/``try`` bind to different values (:attr:`Value.alts`). ``if settings.PROD:
+        sender = Smtp() else: sender = Console()`` makes ``sender.send`` both classes'
+        ``send``, so what the branch not taken last in the source does is seen too."""
+        root, rest = split_root(path)
+        if func is not None and (
+            root in self.locals_of(file, func)
+            or any(p.name == root for p in func.params)
+            or f"{file.module}.{func.qualname}.{root}" in self.functions
+        ):
+            return []
+        primary = self.resolve(path, file, func)
+        out: list[str] = []
+        for found in self._global_alternatives(root, file, rest, 0):
+            if found != primary and found not in out:
+                out.append(found)
+        return out
+
+    def _global_alternatives(
+        self, name: str, scope: ModuleScope, rest: str, depth: int
+    ) -> list[str]:
+        if depth > MAX_DEPTH:
+            return []
+        self.tracker.touch(scope.path)
+        if name in scope.classes or name in scope.functions:
+            return []
+        value = scope.assigns.get(name)
+        if value is not None:
+            if not value.alts:
+                return []
+            out = []
+            for alt in [value, *value.alts]:
+                resolved = self.resolve_value(alt, scope, None, depth + 1)
+                if resolved:
+                    out.append(resolved + rest)
+            return out
+        imported = scope.imports.get(name)
+        if imported is None:
+            return []
+        # `from .sender import email_sender`, or `from . import sender` then
+        # `sender.email_sender.send`: the name bound in the module it comes from
+        parts = f"{imported}{rest}".split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            target = self.module_scope(".".join(parts[:i]))
+            if target is not None:
+                tail = "".join(f".{p}" for p in parts[i + 1 :])
+                return self._global_alternatives(parts[i], target, tail, depth + 1)
+        return []
+
     def instance_path(self, cls: str, rest: str, depth: int) -> str:
         """``rest`` read on an instance of ``cls``: ``.client.tickets.create`` on a class
         whose ``__init__`` sets ``self.client = Zenpy(...)`` is ``zenpy.Zenpy().tickets.create``,

@@ -45,6 +45,7 @@ EXTENSION_KEYS: dict[str, str] = {
     "upserts": "list of call globs",
     "state-fields": "list of field-name globs",
     "idempotent-apis": 'list of tables: {url = "https://api.example.com/*", header = "..."}',
+    "webhook-signature-headers": "list of header-name globs, lower case",
     "assume-retries": "true or false",
     "severity": (
         'list of tables: {call = "pkg.mod.func", level = "error|warning|info"} or '
@@ -132,6 +133,12 @@ class TaskClass:
     retries_by_default: bool = False
     retry_on_attributes: tuple[str, ...] = ()
     redelivery_attributes: tuple[str, ...] = ()
+    attempt_hooks: tuple[str, ...] = ()
+    """Methods a subclass may override that the framework runs around every attempt of a
+    task made with it (Celery's ``before_start``, ``after_return``): a retry runs them again."""
+    outcome_hooks: tuple[str, ...] = ()
+    """Methods it runs once a task's run has an outcome (``on_success``, ``on_failure``): a
+    redelivery or a schedule runs them again, a retry does not."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,10 @@ class Knowledge:
     """A truthy one of these keywords makes a call such a claim (``r.set(k, 1, nx=True)``)."""
     key_headers: Patterns = field(default_factory=lambda: Patterns(()))
     """HTTP header names (lower case) that carry an idempotency or delivery key."""
+    webhook_signature_headers: Patterns = field(default_factory=lambda: Patterns(()))
+    """HTTP header names (lower case) that sign an outgoing webhook delivery."""
+    webhook_body_ids: Patterns = field(default_factory=lambda: Patterns(()))
+    """Keys of a JSON body that identify the delivered event to its receiver."""
     precondition_fields: Patterns = field(default_factory=lambda: Patterns(()))
     """State fields that say whether work may run (``cancelled``), not whether it ran."""
     delivery_settings: list[DeliverySetting] = field(default_factory=list)
@@ -485,6 +496,8 @@ def load_knowledge(
                 retry_attributes=_strs(e.get("retry-attributes")),
                 retry_on_attributes=_strs(e.get("retry-on-attributes")),
                 redelivery_attributes=_strs(e.get("redelivery-attributes")),
+                attempt_hooks=_strs(e.get("attempt-hooks")),
+                outcome_hooks=_strs(e.get("outcome-hooks")),
             )
             for e in data["task-class"]
         ]
@@ -550,6 +563,13 @@ def load_knowledge(
         claims=Patterns(data["claims"]["calls"]),
         claim_kwargs=frozenset(data["claims"]["keywords"]),
         key_headers=Patterns(data["key-names"]["headers"]),
+        webhook_signature_headers=Patterns(
+            [
+                *data["key-names"]["webhook-signature-headers"],
+                *(h.lower() for h in user("webhook-signature-headers")),
+            ]
+        ),
+        webhook_body_ids=Patterns(data["key-names"]["webhook-body-ids"]),
         precondition_fields=Patterns(data["state-fields"]["preconditions"]),
         delivery_settings=[
             DeliverySetting(

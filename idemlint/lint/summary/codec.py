@@ -39,11 +39,11 @@ from idemlint.lint.summary.model import (
     Value,
 )
 
-VERSION = 1
+VERSION = 2
 """Bump with any change of the layout below (the cache key includes it via cache.FORMAT)."""
 
 FIELDS: dict[type, tuple[str, ...]] = {
-    Value: ("kind", "path", "text", "op", "args", "kwargs", "recv"),
+    Value: ("kind", "path", "text", "op", "args", "kwargs", "recv", "alts"),
     Event: (
         "type",
         "span",
@@ -109,14 +109,16 @@ class _Encoder:
         args = tuple(self.value(a) for a in v.args)
         kwargs = tuple((k, self.value(x)) for k, x in v.kwargs.items())
         recv = self.value(v.recv)
+        alts = tuple(self.value(a) for a in v.alts)
         # children are tabled first, so equal subtrees have equal indices
-        key = (v.kind, v.path, v.text, v.op, args, kwargs, recv)
+        key = (v.kind, v.path, v.text, v.op, args, kwargs, recv, alts)
         found = self.value_ids.get(key)
         if found is None:
             found = self.value_ids[key] = len(self.values)
-            self.values.append(
-                [v.kind, v.path, v.text, v.op, list(args), [list(kv) for kv in kwargs], recv]
-            )
+            row = [v.kind, v.path, v.text, v.op, list(args), [list(kv) for kv in kwargs], recv]
+            if alts:  # (module-level bindings only: most rows have none)
+                row.append(list(alts))
+            self.values.append(row)
         return found
 
     def string(self, s: str) -> int:
@@ -196,7 +198,7 @@ class _Decoder:
         self.strings = strings
         # rows are written children first, so one pass builds every value
         values: list[Value] = []
-        for kind, path, text, op, args, kwargs, recv in rows:
+        for kind, path, text, op, args, kwargs, recv, *alts in rows:
             values.append(
                 Value(
                     kind,
@@ -206,6 +208,7 @@ class _Decoder:
                     [values[a] for a in args],
                     {k: values[x] for k, x in kwargs},
                     values[recv] if recv >= 0 else None,
+                    [values[a] for a in alts[0]] if alts else [],
                 )
             )
         self.values = values

@@ -12,7 +12,7 @@ Every class here is plain data that round-trips through JSON (``to_dict`` /
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -49,6 +49,11 @@ class Value:
     recv: Value | None = None
     """For a method call on an expression that itself holds a call (``q.filter(x).first()``),
     the receiver (``q.filter(x)``), so the inner call's arguments stay visible."""
+    alts: list[Value] = field(default_factory=list)
+    """For a module-level binding: the other values the name may hold when the module has
+    run, bound in other branches of an ``if``/``try`` (``if prod: sender = Smtp() else:
+    sender = Console()``). The binding itself is the last one in the source; which branch
+    runs is configuration, so a call through the name may run any of them."""
 
     def walk(self) -> list[Value]:
         """This value and every value nested in it, outermost first."""
@@ -77,6 +82,8 @@ class Value:
             out["kw"] = {k: v.to_dict() for k, v in self.kwargs.items()}
         if self.recv is not None:
             out["r"] = self.recv.to_dict()
+        if self.alts:
+            out["al"] = [a.to_dict() for a in self.alts]
         return out
 
     @classmethod
@@ -89,6 +96,7 @@ class Value:
             args=[cls.from_dict(a) for a in data.get("a", ())],
             kwargs={k: cls.from_dict(v) for k, v in data.get("kw", {}).items()},
             recv=cls.from_dict(data["r"]) if "r" in data else None,
+            alts=[cls.from_dict(a) for a in data.get("al", ())],
         )
 
 
@@ -333,6 +341,47 @@ class FileSummary:
             module_events=[Event.from_dict(e) for e in data["module_events"]],
             error=None if err is None else ParseError(err[0], err[1], err[2]),
         )
+
+
+class Bindings:
+    """What each module-level name may hold once the module has run, followed through the
+    branches of ``if``/``elif``/``else`` and ``try``/``except``/``else``: a binding in a
+    branch replaces the name's values on that path, and the paths join after the statement.
+    Both the summariser (libcst) and the outline (``ast``) walk a module through this, so
+    the two give the same :attr:`Value.alts`."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, list[Value]] = {}
+
+    def bind(self, name: str, value: Value) -> None:
+        self.now[name] = [value]
+
+    def state(self) -> dict[str, list[Value]]:
+        """A copy of the values bound so far (to start a branch from, or to end one)."""
+        return {k: list(v) for k, v in self.now.items()}
+
+    def restore(self, state: dict[str, list[Value]]) -> None:
+        self.now = {k: list(v) for k, v in state.items()}
+
+    def join(self, ends: list[dict[str, list[Value]]]) -> None:
+        """After a branching statement: a name holds what any path that ran left in it."""
+        merged: dict[str, list[Value]] = {}
+        for end in ends:
+            for name, values in end.items():
+                held = merged.setdefault(name, [])
+                held.extend(v for v in values if v not in held)
+        self.now = merged
+
+    def finish(self, assigns: dict[str, Value]) -> None:
+        """Set :attr:`Value.alts` on each binding in ``assigns`` (the last one in the
+        source) that other paths may have replaced."""
+        for name, values in self.now.items():
+            last = assigns.get(name)
+            if last is None:
+                continue
+            others = [v for v in values if v != last]
+            if others:
+                assigns[name] = replace(last, alts=others)
 
 
 def relative_package(module: str, is_package: bool, level: int) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from idemlint.lint.summary.model import Value, relative_package
+from idemlint.lint.summary.model import Bindings, Value, relative_package
 
 
 class Unsure(Exception):
@@ -104,6 +104,7 @@ class _Reader:
         self.is_package = is_package
         self.imports: dict[str, str] = {}
         self.assigns: dict[str, Value] = {}
+        self.bindings = Bindings()
         self.functions: dict[str, None] = {}
         self.classes: dict[str, list[Value]] = {}
 
@@ -312,9 +313,11 @@ class _Reader:
                     v = self.value(stmt.value)
                     for name in names:
                         self.assigns[name] = v
+                        self.bindings.bind(name, v)
             elif isinstance(stmt, ast.AnnAssign):
                 if stmt.value is not None and isinstance(stmt.target, ast.Name):
                     self.assigns[stmt.target.id] = self.value(stmt.value)
+                    self.bindings.bind(stmt.target.id, self.assigns[stmt.target.id])
             elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.function(stmt, "")
             elif isinstance(stmt, ast.ClassDef):
@@ -323,18 +326,38 @@ class _Reader:
                 self.module_if(stmt)
             elif isinstance(stmt, _TRY):
                 tried = cast(ast.Try, stmt)  # (a `try ... except*` has the same fields)
-                for part in (tried.body, *(h.body for h in tried.handlers), tried.orelse):
-                    if part and not self.is_suite(part):
-                        self.module_body(part)
+                self.module_try(tried)
             elif isinstance(stmt, _COMPOUND):
                 self.block([stmt], "<module>")
 
     def module_if(self, stmt: ast.If) -> None:
         # an `elif` is an `If` in `orelse` that starts its line (at the keyword), so
         # `elif` and `else:` with an `if` in it are read alike, as libcst's chain reads them
-        for part in (stmt.body, stmt.orelse):
-            if part and not self.is_suite(part):
-                self.module_body(part)
+        start = self.bindings.state()
+        self.part(stmt.body)
+        ends = [self.bindings.state()]
+        self.bindings.restore(start)
+        self.part(stmt.orelse)
+        self.bindings.join([*ends, self.bindings.state()])
+
+    def module_try(self, tried: ast.Try) -> None:
+        """The body (then its ``else``) or a handler ran: the summariser's paths."""
+        start = self.bindings.state()
+        self.part(tried.body)
+        after_body = self.bindings.state()
+        ends = []
+        for handler in tried.handlers:
+            self.bindings.restore(start)
+            self.part(handler.body)
+            ends.append(self.bindings.state())
+        self.bindings.restore(after_body)
+        self.part(tried.orelse)
+        self.bindings.join([self.bindings.state(), *ends])
+
+    def part(self, body: Sequence[ast.stmt]) -> None:
+        """A block of a compound statement at module level (a suite holds no names)."""
+        if body and not self.is_suite(body):
+            self.module_body(body)
 
     def class_def(self, node: ast.ClassDef, prefix: str) -> list[Value]:
         qual = f"{prefix}{node.name}"
@@ -424,6 +447,7 @@ def outline_tree(
     reader = _Reader(_LINES.split(source), module, is_package)
     try:
         reader.module_body(tree.body)
+        reader.bindings.finish(reader.assigns)
     except RecursionError:
         raise Unsure("too deep for the outline") from None
     return Outline(

@@ -14,6 +14,7 @@ import libcst as cst
 from libcst.metadata import CodeRange
 
 from idemlint.lint.summary.model import (
+    Bindings,
     ClassSummary,
     Decorator,
     Event,
@@ -343,6 +344,8 @@ class _Summarizer:
         self.next_branch = 1
         self.imports: dict[str, str] = {}
         self.assigns: dict[str, Value] = {}
+        self.bindings = Bindings()
+        """What each module-level name may hold (its alternatives, for :attr:`Value.alts`)."""
         self.functions: dict[str, FunctionSummary] = {}
         self.classes: dict[str, ClassSummary] = {}
         self.module_events: list[Event] = []
@@ -393,6 +396,7 @@ class _Summarizer:
                         for t in small.targets:
                             if isinstance(t.target, cst.Name):
                                 self.assigns[t.target.value] = v
+                                self.bindings.bind(t.target.value, v)
                                 if v.kind in SETTING_KINDS:  # its line, for messages
                                     self.module_attribute_assign(stmt, t.target, v)
                             elif isinstance(t.target, (cst.Attribute, cst.Subscript)):
@@ -405,27 +409,28 @@ class _Summarizer:
                         and isinstance(small.target, cst.Name)
                     ):
                         self.assigns[small.target.value] = value_of(small.value)
+                        self.bindings.bind(small.target.value, self.assigns[small.target.value])
                 self.events_of_simple(stmt, (), self.module_events)
             elif isinstance(stmt, cst.FunctionDef):
                 self.function(stmt, prefix="", class_name=None)
             elif isinstance(stmt, cst.ClassDef):
                 self.classes[stmt.name.value] = self.class_def(stmt, prefix="")
             elif isinstance(stmt, cst.If):
-                self.module_body(stmt.body.body)
-                orelse = stmt.orelse
-                while orelse is not None:
-                    if isinstance(orelse, cst.If):
-                        self.module_body(orelse.body.body)
-                        orelse = orelse.orelse
-                    else:
-                        self.module_body(orelse.body.body)
-                        orelse = None
+                self.module_if(stmt)
             elif isinstance(stmt, (cst.Try, cst.TryStar)):
+                # the body (then its `else`) or a handler: each path may bind a name
+                start = self.bindings.state()
                 self.module_body(stmt.body.body)
+                after_body = self.bindings.state()
+                ends = []
                 for handler in stmt.handlers:
+                    self.bindings.restore(start)
                     self.module_body(handler.body.body)
+                    ends.append(self.bindings.state())
+                self.bindings.restore(after_body)
                 if stmt.orelse is not None:
                     self.module_body(stmt.orelse.body.body)
+                self.bindings.join([self.bindings.state(), *ends])
             elif isinstance(stmt, cst.BaseCompoundStatement):
                 # with/for/while at module level: keep their calls as module events
                 self.block(
@@ -434,6 +439,19 @@ class _Summarizer:
                     self.module_events,
                     FunctionSummary("<module>", "<module>", Span(1, 1, 1, 1)),
                 )
+
+    def module_if(self, stmt: cst.If) -> None:
+        """An ``if``: its body or its ``elif``/``else`` part runs, not both; with no ``else``,
+        the names keep what they held before."""
+        start = self.bindings.state()
+        self.module_body(stmt.body.body)
+        ends = [self.bindings.state()]
+        self.bindings.restore(start)
+        if isinstance(stmt.orelse, cst.If):
+            self.module_if(stmt.orelse)
+        elif stmt.orelse is not None:
+            self.module_body(stmt.orelse.body.body)
+        self.bindings.join([*ends, self.bindings.state()])
 
     def module_attribute_assign(
         self, stmt: cst.SimpleStatementLine, target: cst.BaseExpression, value: Value
@@ -813,6 +831,7 @@ def summarize_source(
     if reference:
         summarizer.calls_in = _calls_in_reference
     summarizer.module_body(tree.body)
+    summarizer.bindings.finish(summarizer.assigns)
     return FileSummary(
         path=path,
         module=module,
