@@ -614,6 +614,58 @@ SENDER_PROJECT = {
 }
 
 
+SWEEP_HELPER = {
+    "pyproject.toml": "[project]\nname = 'demo'\n[tool.idemlint]\n",
+    "app/__init__.py": "",
+    "app/models.py": """
+        from django.db import models
+
+        class Alert(models.Model):
+            owner = models.CharField(max_length=64)
+            sent_at = models.DateTimeField(null=True)
+    """,
+    "app/queries.py": """
+        from app.models import Alert
+
+        def pending(limit):
+            rows = Alert.objects.filter(sent_at__isnull=True)
+            return rows[:limit]
+
+        def pending_locked():
+            return Alert.objects.filter(sent_at__isnull=True).select_for_update(skip_locked=True)
+    """,
+    "app/tasks.py": """
+        import requests
+        from celery import Celery
+        from django.db import transaction
+        from django.utils import timezone
+        from app.models import Alert
+        from app.queries import pending, pending_locked
+
+        app = Celery("demo")
+        app.conf.beat_schedule = {
+            "a": {"task": "app.tasks.push", "schedule": 60.0},
+            "b": {"task": "app.tasks.push_locked", "schedule": 60.0},
+        }
+
+        @app.task
+        def push():
+            for alert in pending(50):
+                requests.post("https://hooks.example.com", json={"id": alert.pk})
+                alert.sent_at = timezone.now()
+                alert.save(update_fields=["sent_at"])
+
+        @app.task
+        def push_locked():
+            with transaction.atomic():
+                for alert in pending_locked():
+                    requests.post("https://hooks.example.com", json={"id": alert.pk})
+                    alert.sent_at = timezone.now()
+                    alert.save(update_fields=["sent_at"])
+    """,
+}
+
+
 def test_a_call_through_a_name_bound_in_branches_runs_any_binding(tmp_path: Path) -> None:
     root = write(tmp_path, SENDER_PROJECT)
     [found] = check_project(root, cwd=root)
@@ -712,3 +764,13 @@ def test_a_task_base_class_hooks_run_with_the_task(
     assert findings[-1].via == ("app.tasks.Reporting.on_retry",)
     if not options:
         assert "`on_retry` runs again with every attempt" in findings[-1].message
+
+
+def test_a_sweep_whose_query_a_helper_builds(tmp_path: Path) -> None:
+    """The rows a helper returns (another module's ``filter(sent_at__isnull=True)``) are
+    the sweep's selection; a helper that returns them locked with skip_locked claims them."""
+    root = write(tmp_path, SWEEP_HELPER)
+    findings = check_project(root, cwd=root)
+    assert codes(findings) == [("app/tasks.py", 17, "IDM603")]
+    assert "selects by `sent_at` (in `pending()`)" in findings[0].message
+    assert "a schedule entry, app/tasks.py:9" in findings[0].message

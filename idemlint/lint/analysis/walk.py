@@ -239,7 +239,7 @@ class FunctionFacts:
         self.runner_blocks |= {
             f"b{b.id}"
             for b in self.branches
-            if b.kind == "for" and b.value is not None and self.holds_row_lock(b.value)
+            if b.kind == "for" and b.value is not None and self._iterates_locked(b)
         }
         # `with handling(event_id) as event:` where `handling` refuses a duplicate
         self.runner_blocks |= {
@@ -248,6 +248,21 @@ class FunctionFacts:
             if b.kind == "with"
             and any(f"t{b.id}" in claim.blocks and claim.type == "call" for claim in self.claims)
         }
+
+    def _iterates_locked(self, b: Event) -> bool:
+        """The loop reads its rows with a lock: inline, or from a helper that returns
+        locked rows (``for row in due_rows_locked():``)."""
+        assert b.value is not None
+        if self.holds_row_lock(b.value):
+            return True
+        if b.value.kind != "call":
+            return False
+        return any(
+            c.event.span.line == b.span.line
+            and c.value.path == b.value.path
+            and self.takes_row_lock(c)
+            for c in self.calls
+        )
 
     # -- classification ----------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -971,11 +986,37 @@ class FunctionFacts:
         for c in self.calls:
             if c.chain_inner or c.effect is not None or c.upsert:
                 continue
+            peer = self._peer_of(c)
+            if peer is not None and peer.returns_selection:
+                # `due = get_due_reminders()`: the helper builds the query, the sweep
+                # acts on what it returns
+                out.append((c, set(peer.returns_selection)))
+                continue
             if self.project.model_of(c.resolved) is None and not c.lookup:
                 continue
             fields = self._selected_by(c.value)
             if fields:
                 out.append((c, fields))
+        return out
+
+    @cached_property
+    def returns_selection(self) -> set[str]:
+        """The state fields of a query this function returns (``return Row.objects.filter(
+        notified_at__isnull=True)``, or a local bound to one, sliced or not): a caller that
+        loops over the result sweeps the rows the helper selected."""
+        spans: list[Span] = []
+        roots: set[str] = set()
+        for ev in self.func.events:
+            if ev.type == "exit" and ev.op == "return" and ev.value is not None:
+                spans.append(ev.span)
+                roots |= {split_root(v.path)[0] for v in ev.value.walk() if v.path}
+        out: set[str] = set()
+        for q, fields in self.selections:
+            line = q.event.span.line
+            inline = any(s.line <= line <= s.end_line for s in spans)
+            bound = bool(set(q.event.targets) & roots)
+            if inline or bound:
+                out |= fields
         return out
 
     def _selected_by(self, value: Value) -> set[str]:

@@ -139,6 +139,8 @@ def check(ctx: TaskContext) -> None:
             call = ev.value.path if ev.value is not None and ev.value.path else effect
             name = f"`{call}()`" + (f" (which reaches `{effect}()`)" if call != effect else "")
             fields = ", ".join(f"`{f}`" for f in sorted(markers))
+            if query.target is not None:  # the query is built in a helper
+                fields += f" (in `{query.target.qualified.rsplit('.', 1)[-1]}()`)"
             detail = f"{name} on rows it selects by {fields}, and {marked}"
             level = ctx.severity("IDM3", first.reached, first.effect.event)
             before = len(ctx.hits)
