@@ -16,7 +16,10 @@ Fixture projects, one per form (``tests/test_fixtures.py`` checks their findings
   model its package re-exports with ``from .jobs import *``); each subclass's ``run`` is a
   task, the abstract base's is not;
 * ``schedule_tests``: a beat schedule copied into a test module: the application's own
-  definition is the source.
+  definition is the source;
+* ``namespace_app``: a package under a folder without ``__init__.py`` inside a package
+  (``shop/billing/migrations/tasks/``): its modules are named through the namespace
+  folder, so ``from ....workerconf import app`` resolves.
 
 ``idemlint tasks`` lists the same table (name, framework, declaration, delivery).
 """
@@ -212,6 +215,14 @@ EXPECTED: dict[str, dict[str, tuple[str, list[Mech]]]] = {
         ),
         "billing.tasks.invoice_total": ("celery", []),
     },
+    "namespace_app": {
+        "shop.billing.migrations.tasks.backfill.announce_backfill": (
+            "celery",
+            [("redelivery", "acks_late=True", "shop/billing/migrations/tasks/backfill.py:7")],
+        ),
+        "shop.billing.migrations.tasks.backfill.count_unnumbered": ("celery", []),
+        "shop.billing.tasks.invoice_count": ("celery", []),
+    },
 }
 
 
@@ -313,6 +324,30 @@ def test_precheck_keeps_wrapper_callers_and_template_subclasses(
 )
 def test_test_files_are_told_by_folder_and_name(path: str, is_test: bool) -> None:
     assert is_test_path(path) is is_test
+
+
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        # a namespace folder (no __init__.py) inside a package is part of the name
+        ("shop/billing/migrations/tasks/backfill.py", "shop.billing.migrations.tasks.backfill"),
+        ("shop/billing/tasks.py", "shop.billing.tasks"),
+        # src layout: the folder above the topmost package is not
+        ("src/pkg/ns/mod.py", "pkg.ns.mod"),
+        ("src/pkg/mod.py", "pkg.mod"),
+        # no package above: named from the root
+        ("scripts/tool/run.py", "scripts.tool.run"),
+    ],
+)
+def test_module_names_cross_namespace_folders_inside_a_package(
+    rel: str, expected: str, tmp_path: Path
+) -> None:
+    from idemlint.lint.files.discovery import module_name
+
+    for package in ("shop", "shop/billing/migrations", "shop/billing/migrations/tasks", "src/pkg"):
+        _write(tmp_path, {f"{package}/__init__.py": ""})
+    _write(tmp_path, {rel: ""})
+    assert module_name(tmp_path / rel, tmp_path) == (expected, False)
 
 
 def test_a_recheck_follows_edits_of_a_wrapper(
