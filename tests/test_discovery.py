@@ -337,6 +337,8 @@ def test_test_files_are_told_by_folder_and_name(path: str, is_test: bool) -> Non
         ("src/pkg/mod.py", "pkg.mod"),
         # no package above: named from the root
         ("scripts/tool/run.py", "scripts.tool.run"),
+        # a plugin installed by itself (its own setup.py) inside a package: from itself
+        ("shop/plugins/stats/stats/plugin.py", "stats.plugin"),
     ],
 )
 def test_module_names_cross_namespace_folders_inside_a_package(
@@ -344,8 +346,10 @@ def test_module_names_cross_namespace_folders_inside_a_package(
 ) -> None:
     from idemlint.lint.files.discovery import module_name
 
-    for package in ("shop", "shop/billing/migrations", "shop/billing/migrations/tasks", "src/pkg"):
+    packages = ("shop", "shop/billing/migrations", "shop/billing/migrations/tasks", "src/pkg")
+    for package in (*packages, "shop/plugins", "shop/plugins/stats/stats"):
         _write(tmp_path, {f"{package}/__init__.py": ""})
+    _write(tmp_path, {"shop/plugins/stats/setup.py": ""})
     _write(tmp_path, {rel: ""})
     assert module_name(tmp_path / rel, tmp_path) == (expected, False)
 
