@@ -1,4 +1,4 @@
-"""The ``idemlint`` command: ``check``, ``baseline``, ``rules`` and ``explain``.
+"""The ``idemlint`` command: ``check``, ``baseline``, ``tasks``, ``rules`` and ``explain``.
 
 Exit codes are a contract CI scripts rely on: 0 when nothing is reported, 1
 when findings are reported, 2 for a usage or configuration error, always with
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from idemlint.catalog import Rule
     from idemlint.config import Config
     from idemlint.findings import Finding
+    from idemlint.lint.index.tasks import TaskRow
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -264,6 +265,49 @@ def baseline(path: Path | None, output: Path | None, **config_options: Any) -> i
 
 
 @cli.command()
+@_path_args
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Listing format.",
+)
+@click.option(
+    "--no-tests",
+    is_flag=True,
+    help="Leave out tasks declared in test files (tests/, test_*.py, conftest.py).",
+)
+@_config_options
+def tasks(paths: tuple[Path, ...], fmt: str, no_tests: bool, **config_options: Any) -> int:
+    """List the tasks idemlint found under PATHS (default: the current folder): each
+    task's function, framework, where it is declared and how it can run twice."""
+    import json
+
+    run = _lint(list(paths), show_progress=fmt == "text", **config_options)
+    rows = [row for row in run.tasks if not (no_tests and row.in_tests)]
+    if fmt == "json":
+        click.echo(json.dumps([row.to_json() for row in rows], indent=2))
+        return EXIT_CLEAN
+    from idemlint.findings import display_path
+
+    for row in rows:
+        where = display_path(run.config.root / row.path, run.cwd)
+        test = "  (test file)" if row.in_tests else ""
+        click.echo(f"{where}:{row.line}: {row.name} [{row.framework}]{test}")
+        for m in row.mechanisms:
+            source = f" ({m.source})" if m.source else ""
+            click.echo(f"    {m.kind}: {m.detail}{source}")
+        if not row.mechanisms:
+            click.echo("    runs at most once (no retry, redelivery or schedule found)")
+    in_tests = sum(row.in_tests for row in rows)
+    noun = "task" if len(rows) == 1 else "tasks"
+    click.echo(f"{len(rows)} {noun}" + (f", {in_tests} in test files" if in_tests else ""))
+    return EXIT_CLEAN
+
+
+@cli.command()
 def rules() -> int:
     """List every rule: code, name, checklist item and what it reports."""
     from idemlint.catalog import load_catalog
@@ -362,6 +406,8 @@ class _LintRun:
     cwd: Path
     silenced: list[Finding] = field(default_factory=list)
     """Findings found but not reported (suppression comments, the configuration)."""
+    tasks: list[TaskRow] = field(default_factory=list)
+    """The tasks declared in the files checked, by name."""
 
 
 def _lint(
@@ -430,7 +476,10 @@ def _lint(
     )
     shown = sorted(display_name(str(f), cwd) for f in result.files)
     _warn(nothing_checked(named, dropped, config, files_checked=result.files_checked))
-    return _LintRun(config, findings, result.files_checked, shown, cwd, silenced)
+    checked = {str(f) for f in result.files}
+    root = config.root.absolute()
+    rows = [row for row in result.tasks if str(root / row.path) in checked]
+    return _LintRun(config, findings, result.files_checked, shown, cwd, silenced, rows)
 
 
 def _warn(warning: str | None) -> None:

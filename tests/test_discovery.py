@@ -16,7 +16,12 @@ Fixture projects, one per form (``tests/test_fixtures.py`` checks their findings
   model its package re-exports with ``from .jobs import *``); each subclass's ``run`` is a
   task, the abstract base's is not;
 * ``schedule_tests``: a beat schedule copied into a test module: the application's own
-  definition is the source.
+  definition is the source;
+* ``namespace_app``: a package under a folder without ``__init__.py`` inside a package
+  (``shop/billing/migrations/tasks/``): its modules are named through the namespace
+  folder, so ``from ....workerconf import app`` resolves.
+
+``idemlint tasks`` lists the same table (name, framework, declaration, delivery).
 """
 
 from __future__ import annotations
@@ -210,6 +215,14 @@ EXPECTED: dict[str, dict[str, tuple[str, list[Mech]]]] = {
         ),
         "billing.tasks.invoice_total": ("celery", []),
     },
+    "namespace_app": {
+        "shop.billing.migrations.tasks.backfill.announce_backfill": (
+            "celery",
+            [("redelivery", "acks_late=True", "shop/billing/migrations/tasks/backfill.py:7")],
+        ),
+        "shop.billing.migrations.tasks.backfill.count_unnumbered": ("celery", []),
+        "shop.billing.tasks.invoice_count": ("celery", []),
+    },
 }
 
 
@@ -313,6 +326,34 @@ def test_test_files_are_told_by_folder_and_name(path: str, is_test: bool) -> Non
     assert is_test_path(path) is is_test
 
 
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        # a namespace folder (no __init__.py) inside a package is part of the name
+        ("shop/billing/migrations/tasks/backfill.py", "shop.billing.migrations.tasks.backfill"),
+        ("shop/billing/tasks.py", "shop.billing.tasks"),
+        # src layout: the folder above the topmost package is not
+        ("src/pkg/ns/mod.py", "pkg.ns.mod"),
+        ("src/pkg/mod.py", "pkg.mod"),
+        # no package above: named from the root
+        ("scripts/tool/run.py", "scripts.tool.run"),
+        # a plugin installed by itself (its own setup.py) inside a package: from itself
+        ("shop/plugins/stats/stats/plugin.py", "stats.plugin"),
+    ],
+)
+def test_module_names_cross_namespace_folders_inside_a_package(
+    rel: str, expected: str, tmp_path: Path
+) -> None:
+    from idemlint.lint.files.discovery import module_name
+
+    packages = ("shop", "shop/billing/migrations", "shop/billing/migrations/tasks", "src/pkg")
+    for package in (*packages, "shop/plugins", "shop/plugins/stats/stats"):
+        _write(tmp_path, {f"{package}/__init__.py": ""})
+    _write(tmp_path, {"shop/plugins/stats/setup.py": ""})
+    _write(tmp_path, {rel: ""})
+    assert module_name(tmp_path / rel, tmp_path) == (expected, False)
+
+
 def test_a_recheck_follows_edits_of_a_wrapper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -332,3 +373,74 @@ def test_a_recheck_follows_edits_of_a_wrapper(
     queues.write_text(text, "utf-8")
     assert _tasks(root, monkeypatch, cache=True) == _tasks(root, monkeypatch)
     assert "reports.work.refresh_report" in _tasks(root, monkeypatch, cache=True)
+
+
+def _cli_tasks(
+    args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """``idemlint tasks ARGS`` run in ``cwd`` without a cache: its stdout."""
+    from idemlint.cli import main
+
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as info:
+        main(["tasks", "--no-cache", *args])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_tasks_command_lists_what_the_analysis_finds(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``idemlint tasks --format json`` is the table the checks run on: the same names,
+    frameworks and delivery mechanisms, each with where it is declared."""
+    rows = json.loads(_cli_tasks(["--format", "json"], FIXTURES / name, monkeypatch, capsys))
+    got = {
+        r["name"]: (r["framework"], [(d["kind"], d["detail"], d["source"]) for d in r["delivery"]])
+        for r in rows
+    }
+    assert got == EXPECTED[name]
+    assert [r["name"] for r in rows] == sorted(got)
+    for r in rows:
+        line = (FIXTURES / name / r["path"]).read_text("utf-8").splitlines()[r["line"] - 1]
+        assert r["name"].split(".")[-1] in line or line.lstrip().startswith(("@", "class "))
+
+
+def test_tasks_command_marks_and_drops_test_files_and_follows_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _write(
+        tmp_path,
+        {
+            "pyproject.toml": "[tool.idemlint]\n",
+            "app/__init__.py": "",
+            "app/tasks.py": (
+                "from celery import shared_task\n\n"
+                "@shared_task(acks_late=True)\ndef charge(n):\n    return n\n"
+            ),
+            "other/__init__.py": "",
+            "other/jobs.py": (
+                "from celery import shared_task\n\n@shared_task\ndef ping():\n    return 1\n"
+            ),
+            "app/tests/__init__.py": "",
+            "app/tests/test_tasks.py": (
+                "from celery import shared_task\n\n@shared_task\ndef fake():\n    return 0\n"
+            ),
+        },
+    )
+    text = _cli_tasks([], root, monkeypatch, capsys)
+    assert text.splitlines() == [
+        "app/tasks.py:3: app.tasks.charge [celery]",
+        "    redelivery: acks_late=True (app/tasks.py:3)",
+        "app/tests/test_tasks.py:3: app.tests.test_tasks.fake [celery]  (test file)",
+        "    runs at most once (no retry, redelivery or schedule found)",
+        "other/jobs.py:3: other.jobs.ping [celery]",
+        "    runs at most once (no retry, redelivery or schedule found)",
+        "3 tasks, 1 in test files",
+    ]
+    kept = json.loads(_cli_tasks(["--format", "json", "--no-tests"], root, monkeypatch, capsys))
+    assert [r["name"] for r in kept] == ["app.tasks.charge", "other.jobs.ping"]
+    assert all(r["in_tests"] is False for r in kept)
+    under = _cli_tasks(["--no-tests", "app"], root, monkeypatch, capsys)
+    assert under.splitlines()[0] == "app/tasks.py:3: app.tasks.charge [celery]"
+    assert under.splitlines()[-1] == "1 task"

@@ -244,22 +244,45 @@ def module_name(path: Path, root: Path) -> tuple[str, bool]:
     return f"{package}.{stem}" if package else stem, False
 
 
+def _distribution_root(folder: str) -> bool:
+    """A folder that is installed as a project of its own: its packages are imported
+    from it, not through the folders above it."""
+    return any(os.path.exists(os.path.join(folder, n)) for n in ("setup.py", "pyproject.toml"))
+
+
 @lru_cache(maxsize=4096)
 def _package_of(folder_name: str, root_name: str) -> str | None:
-    """The dotted package name of a folder (``None`` when it is not a package and not
-    the root). Asked once per folder: a project's files share few folders, and the
-    editor path checks the whole project on every save."""
+    """The dotted package name of a folder (``None`` when no package holds it and it is
+    not the root). Asked once per folder: a project's files share few folders, and the
+    editor path checks the whole project on every save.
+
+    The name starts at the topmost package above the folder within the root, through
+    folders without ``__init__.py`` on the way: Python imports a folder without one that
+    lies inside a package as a namespace package (``pkg/app/`` with no ``__init__.py``,
+    ``pkg/app/migrations/__init__.py``: ``pkg.app.migrations``, which its relative
+    imports, ``from ...conf import x``, count from). Outside the root, and at a folder
+    that is a distribution of its own (a plugin with its ``setup.py`` or
+    ``pyproject.toml``, installed by itself), the name stops at the first folder that
+    is not a package."""
     folder, root = folder_name, root_name
+    inside = folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)
 
     def is_package(name: str) -> bool:
         return os.path.exists(os.path.join(name, "__init__.py"))
 
-    if not is_package(folder) and folder != root:
-        return None
     parts: list[str] = []
-    while is_package(folder) and folder != os.path.dirname(folder):
-        parts.append(os.path.basename(folder))
+    name: str | None = None
+    while folder != os.path.dirname(folder):
+        if is_package(folder):
+            parts.append(os.path.basename(folder))
+            name = ".".join(reversed(parts))
+        elif folder == root or not inside or _distribution_root(folder):
+            break
+        else:
+            parts.append(os.path.basename(folder))  # named only if a package lies above
         if folder == root:
             break
         folder = os.path.dirname(folder)
-    return ".".join(reversed(parts))
+    if name is None:
+        return "" if folder_name == root else None
+    return name

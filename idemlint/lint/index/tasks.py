@@ -92,6 +92,45 @@ class Task:
 
 
 @dataclass(frozen=True)
+class TaskRow:
+    """A task as ``idemlint tasks`` lists it: what discovery found, without the analysis."""
+
+    name: str
+    """Qualified name of the function that runs."""
+    framework: str
+    path: str
+    """Its file, relative to the project root."""
+    line: int
+    """The task decorator's line, else the ``def``/class line (where its findings go)."""
+    mechanisms: tuple[Mechanism, ...]
+    """How it can run twice; empty: at most once."""
+
+    @property
+    def in_tests(self) -> bool:
+        """Declared in a test file or folder (``tests/``, ``test_*.py``, ``conftest.py``)."""
+        return is_test_path(self.path)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "framework": self.framework,
+            "path": self.path,
+            "line": self.line,
+            "in_tests": self.in_tests,
+            "delivery": [
+                {"kind": m.kind, "detail": m.detail, "source": m.source, "resolved": m.resolved}
+                for m in self.mechanisms
+            ],
+        }
+
+
+def task_row(project: Project, task: Task) -> TaskRow:
+    """``task`` as a row of the task listing."""
+    path = project.functions.where[task.name][0]
+    return TaskRow(task.name, task.framework, path, task.span.line, tuple(task.mechanisms))
+
+
+@dataclass(frozen=True)
 class Declaration:
     """One place that makes a function a task (a decorator, a task class, a registration),
     or that adds a way tasks run twice (a schedule, a project-wide setting)."""

@@ -28,6 +28,7 @@ from idemlint.findings import Finding
 from idemlint.lint.files.comments import Suppression
 from idemlint.lint.files.discovery import Skipped, discover_project, is_utf8, named_file_kind
 from idemlint.lint.files.source import encode_source
+from idemlint.lint.index.tasks import TaskRow
 from idemlint.lint.knowledge import Knowledge, load_knowledge
 from idemlint.lint.run.incremental import Outcome, Run, Stamped, stamp
 from idemlint.lint.run.notices import merged, skipped_findings
@@ -84,6 +85,8 @@ class CheckResult:
     unchanged files are not tokenized again); pass to ``report_filter(known=...)``."""
     notices: list[str] = field(default_factory=list)
     """What the run could not do that is about no file (a cache folder it refused)."""
+    tasks: list[TaskRow] = field(default_factory=list)
+    """Every task of the project (not only those under ``paths``), by name."""
 
 
 @dataclass
@@ -289,6 +292,7 @@ def check(
         stats=outcome.stats,
         suppressions=suppressions,
         notices=reuse.notices,
+        tasks=outcome.tasks,
     )
 
 

@@ -33,8 +33,10 @@ from idemlint.lint.index.tasks import (
     Declaration,
     Task,
     TaskFinder,
+    TaskRow,
     merge_declarations,
     retry_signal,
+    task_row,
 )
 from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.run import snapshot
@@ -116,6 +118,8 @@ class Outcome:
     """What was reused and redone: ``summarised`` (files given to the summariser, from
     the cache or made), ``empty`` (ruled out), ``dirty``, ``loaded`` (summaries read
     back on demand), ``declarations``, ``analysed`` and ``tasks``, ``prefilter_reused``."""
+    tasks: list[TaskRow] = field(default_factory=list)
+    """The project's tasks, by name: what ``idemlint tasks`` lists."""
 
 
 def stamp(
@@ -533,7 +537,8 @@ class Run:
             hits.extend((name, h) for h in state.hits)
         self.stats["analysed"] = analysed
         self.stats["tasks"] = len(tasks)
-        return Outcome(hits, errors, self.stats)
+        rows = [task_row(project, tasks[name]) for name in sorted(tasks)]
+        return Outcome(hits, errors, self.stats, rows)
 
 
 def _index_of(found: Outline) -> FileIndex:
