@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from weakref import WeakKeyDictionary
 
-from idemlint.lint.index.delivery import Mechanism
+from idemlint.lint.index.delivery import RACE_RULES, Mechanism
 from idemlint.lint.index.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.lint.index.tasks import Task
 from idemlint.lint.knowledge import Effect, Knowledge, Patterns, glob
@@ -1259,7 +1259,7 @@ class TaskContext:
             return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
-            mechanism = self.exposure(r, span.line, remote)
+            mechanism = self.exposure(r, span.line, remote, race=rule in RACE_RULES)
             if mechanism is not None:
                 itself = (
                     remote is not None
@@ -1269,7 +1269,10 @@ class TaskContext:
                         for c in self._calls_after(r, span.line)
                     )
                 )
-                delivery = (mechanism.kind, mechanism.source, mechanism.words(itself=itself))
+                words = mechanism.words(itself=itself)
+                if mechanism.kind == "concurrent":
+                    words += self._other_sites(mechanism)
+                delivery = (mechanism.kind, mechanism.source, words)
             elif self.assume or self.project.knowledge.assume_retries:
                 delivery = ("assumed", "", ASSUMED)
             else:
@@ -1303,15 +1306,31 @@ class TaskContext:
         return k.severity_rules.get(rule[:4], "warning")
 
     # -- delivery: can this point of the run happen twice? ---------------------
-    def exposure(self, r: Reached, line: int, remote: CallFact | None = None) -> Mechanism | None:
+    def _other_sites(self, first: Mechanism) -> str:
+        """How many more places enqueue the task, as the end of a message."""
+        more = sum(1 for m in self.task.mechanisms if m.kind == "concurrent") - 1
+        if more <= 0:
+            return ""
+        return f" (and {more} more place{'s' if more > 1 else ''} enqueue it)"
+
+    def exposure(
+        self, r: Reached, line: int, remote: CallFact | None = None, *, race: bool = False
+    ) -> Mechanism | None:
         """The first of the task's mechanisms that repeats what runs at ``line`` of
         ``r``'s function: redelivery and schedules repeat anything; a retry on failure
         repeats it when a failure can follow it (a later call, in this function or in a
         caller after its call); a retry on given exception types, when a later call can
         raise one; a ``self.retry()`` call, when it comes after it in the task body.
         ``remote`` is the effect's own call when it acts on another service: it can fail
-        after the other side acted (a lost response), so its own errors count too."""
+        after the other side acted (a lost response), so its own errors count too.
+        ``race``: the finding is a race two overlapping runs lose (a non-atomic check,
+        :data:`~idemlint.lint.index.delivery.RACE_RULES`), so a task enqueued in the
+        project's code (``concurrent``) is exposed too, even when it is never retried."""
         for m in self.task.mechanisms:
+            if m.kind == "concurrent":
+                if race:
+                    return m
+                continue
             if m.kind in ("redelivery", "schedule"):
                 return m
             if m.kind == "retry-call":
