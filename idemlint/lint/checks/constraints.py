@@ -87,9 +87,15 @@ def _query_model(facts: FunctionFacts, chain: list[Value]) -> ModelInfo | None:
     return None
 
 
-def _guard_lookups(facts: FunctionFacts, branch: Event) -> list[CallFact]:
-    """Lookups an ``if`` test reads, directly or through a local bound to one."""
-    out: list[CallFact] = []
+def _guard_lookups(
+    facts: FunctionFacts, branch: Event
+) -> list[tuple[FunctionFacts, CallFact, CallFact]]:
+    """Lookups an ``if`` test reads, directly or through a local bound to one, each with
+    the facts of the function it is in and the call of this function it stands for: a
+    project function the test calls whose result is a lookup's (``if badge.
+    is_awarded_to(user):`` with ``return Award.objects.filter(...).exists()``) reads it
+    too."""
+    out: list[tuple[FunctionFacts, CallFact, CallFact]] = []
     test_block = f"t{branch.id}"
     names = {
         v.path.split(".")[0].split("(")[0]
@@ -97,11 +103,59 @@ def _guard_lookups(facts: FunctionFacts, branch: Event) -> list[CallFact]:
         if v.kind in ("name", "attr") and v.path
     }
     for c in facts.calls:
-        if not c.lookup or c.chain_inner:
+        if c.chain_inner:
             continue
-        if test_block in c.event.blocks or any(t in names for t in c.event.targets):
-            out.append(c)
+        if not (test_block in c.event.blocks or any(t in names for t in c.event.targets)):
+            continue
+        # a project method's own body says more than a name that looks like a lookup
+        # (`Badge.objects.get().held_by` is the method, not the query)
+        peer = facts.peer(c.target) if c.target is not None and not c.upsert else None
+        if peer is not None and peer.returns.guard and peer.returns.sense > 0:
+            out += [(peer, inner, c) for inner in _returned_lookups(peer)]
+        elif c.lookup and peer is None:
+            out.append((facts, c, c))
     return out
+
+
+def _returned_lookups(facts: FunctionFacts) -> list[CallFact]:
+    """The lookups whose result ``facts``' function returns: in a ``return`` statement,
+    or bound to a name it returns."""
+    returns = [ev for ev in facts.func.events if ev.type == "exit" and ev.op == "return"]
+    lines = {ev.span.line for ev in returns}
+    names = {
+        v.path
+        for ev in returns
+        if ev.value is not None
+        for v in ev.value.walk()
+        if v.kind == "name" and v.path
+    }
+    return [
+        c
+        for c in facts.calls
+        if c.lookup
+        and not c.chain_inner
+        and (c.event.span.line in lines or any(t in names for t in c.event.targets))
+    ]
+
+
+def _creates_through(facts: FunctionFacts, c: CallFact, model: str, depth: int = 2) -> bool:
+    """Project call ``c`` creates a row of ``model`` in the function it calls (or one
+    that calls, ``depth`` levels down), with no unique constraint behind that create."""
+    peer = facts.peer(c.target) if c.target is not None else None
+    if peer is None or depth <= 0:
+        return False
+    for inner in peer.calls:
+        if (
+            inner.effect is not None
+            and inner.effect.kind == "row-create"
+            and inner.model is not None
+            and inner.model.qualname == model
+            and not _create_is_unique(peer, inner)
+        ):
+            return True
+        if inner.target is not None and _creates_through(peer, inner, model, depth - 1):
+            return True
+    return False
 
 
 def _create_is_unique(facts: FunctionFacts, create: CallFact) -> bool:
@@ -128,33 +182,44 @@ def check(ctx: TaskContext) -> None:
             for c in facts.calls
             if c.effect is not None and c.effect.kind == "row-create" and c.model is not None
         ]
-        if not creates or r.locked:
+        helpers = [c for c in facts.calls if c.target is not None and not c.chain_inner]
+        if not (creates or helpers) or r.locked:
             continue
         for branch in facts.branches:
             if branch.id in facts.try_guards:
                 # `try: get(...) except DoesNotExist: create(...)`: the same check-then-create
-                lookups = [c for c in facts.calls if c.lookup and f"b{branch.id}" in c.event.blocks]
+                lookups = [
+                    (facts, c, c)
+                    for c in facts.calls
+                    if c.lookup and f"b{branch.id}" in c.event.blocks
+                ]
             elif branch.id in facts.guard_branches:
                 lookups = _guard_lookups(facts, branch)
             else:
                 continue
-            for lookup in lookups:
-                if facts.under_row_lock(lookup.event):
+            for home, lookup, here in lookups:
+                if facts.under_row_lock(here.event) or home.under_row_lock(lookup.event):
                     continue  # serialised by a row lock the run holds
-                target = lookup_target(facts, lookup)
+                target = lookup_target(home, lookup)
                 if target is None:
                     continue
                 model, fields = target
                 if model.is_unique(fields):
                     continue
+                line = here.event.span.line
                 if any(
                     cr.model is not None
                     and cr.model.qualname == model.qualname
-                    and cr.event.span.line > lookup.event.span.line
+                    and cr.event.span.line > line
                     and not _create_is_unique(facts, cr)
                     for cr in creates
+                ) or any(
+                    h.event.span.line > line
+                    and h is not here
+                    and _creates_through(facts, h, model.qualname)
+                    for h in helpers
                 ):
-                    where = branch if f"t{branch.id}" in lookup.event.blocks else lookup.event
+                    where = branch if f"t{branch.id}" in here.event.blocks else here.event
                     ctx.hit("IDM402", r, where, _describe(model, fields))
 
 
