@@ -49,6 +49,7 @@ EXPECTED = {
         ("awards/tasks.py", 18): ("concurrent", "awards/signals.py:13"),
         ("awards/tasks.py", 26): ("concurrent", "awards/views.py:9"),
         ("awards/tasks.py", 32): ("concurrent", "awards/tasks.py:73"),
+        ("awards/tasks.py", 84): ("concurrent", "awards/views.py:14"),
     },
 }
 

@@ -20,7 +20,7 @@ from idemlint.lint.index.delivery import RACE_RULES, Mechanism
 from idemlint.lint.index.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.lint.index.tasks import Task
 from idemlint.lint.knowledge import Effect, Knowledge, Patterns, glob
-from idemlint.lint.summary.model import Event, Span, Value
+from idemlint.lint.summary.model import Event, FunctionSummary, Span, Value
 
 ENQUEUE_RULE = "IDM305"
 ASSUMED = "assume-retries = true treats every task as one that runs twice"
@@ -100,6 +100,35 @@ def is_truthy(value: Value | None) -> bool:
         or (value.kind == "bool" and value.text == "False")
         or (value.kind == "num" and value.text in ("0", "0.0"))
     )
+
+
+def _through_params(peer: FunctionFacts, call: Value) -> tuple[set[str], set[str]]:
+    """The objects and state fields a project function's result reads
+    (:attr:`FunctionFacts.returns`), named as the caller passes them: ``should_send(alert,
+    state)`` whose result compares ``alert.state`` reads the caller's ``alert.state``.
+    Only parameters given a plain name are followed; anything else reads nothing the
+    caller can move."""
+    params = [p.name for p in peer.func.params]
+    if peer.func.class_name and params and not _static_method(peer.func):
+        params = params[1:]  # self / cls: the receiver, not an argument
+    given: dict[str, str] = {}
+    for name, arg in zip(params, call.args, strict=False):
+        if arg.kind == "name" and arg.path:
+            given[name] = arg.path
+    for name, arg in call.kwargs.items():
+        if name in params and arg.kind == "name" and arg.path:
+            given[name] = arg.path
+    objs = {given[o] for o in peer.returns.objs if o in given}
+    fields = set()
+    for f in peer.returns.fields:
+        root, rest = split_root(f)
+        if root in given:
+            fields.add(given[root] + rest)
+    return objs, fields
+
+
+def _static_method(func: FunctionSummary) -> bool:
+    return any(d.value.path == "staticmethod" for d in func.decorators)
 
 
 @dataclass
@@ -593,7 +622,8 @@ class FunctionFacts:
         if c.lookup or c.upsert:
             return Check(True, 1)
         if peer is not None and peer.returns.guard:
-            return Check(True, peer.returns.sense)
+            objs, fields = _through_params(peer, c.value)
+            return Check(True, peer.returns.sense, objs, fields)
         return Check()
 
     def _name_check(self, name: str, span: Span, seen: frozenset[str]) -> Check:

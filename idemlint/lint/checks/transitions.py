@@ -109,9 +109,11 @@ def check_transitions(ctx: TaskContext) -> None:
             for obj in sorted(objs):
                 if facts.row_locked(obj) or _non_unique_source(facts, obj):
                     continue
-                if branch.value is not None and _existence_only(branch.value, obj):
-                    continue  # `if not obj: return` is a precondition, not a status check
                 fields = {f for f in checked if split_root(f)[0] == obj}
+                # `if not obj: return` is a precondition, not a status check; a project
+                # function the test calls may read a state of it (`should_send(alert)`)
+                if not fields and branch.value is not None and _existence_only(branch.value, obj):
+                    continue
                 transition = next(
                     (
                         ev
