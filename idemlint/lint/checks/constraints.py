@@ -105,7 +105,10 @@ def _guard_lookups(
     for c in facts.calls:
         if c.chain_inner:
             continue
-        if not (test_block in c.event.blocks or any(t in names for t in c.event.targets)):
+        # a lookup the test reads: in the test, or bound to a name it reads before it (a
+        # rebinding inside the branch is not what the test saw)
+        bound = c.event.span.line < branch.span.line and any(t in names for t in c.event.targets)
+        if not (test_block in c.event.blocks or bound):
             continue
         # a project method's own body says more than a name that looks like a lookup
         # (`Badge.objects.get().held_by` is the method, not the query)
