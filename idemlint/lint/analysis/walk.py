@@ -1277,10 +1277,13 @@ class TaskContext:
         detail: str = "",
         *,
         severity: str | None = None,
+        race: bool | None = None,
     ) -> None:
         """Record a finding, if the task can really run twice at this point: a checklist
         finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
-        :meth:`exposure`), or ``assume-retries = true``."""
+        :meth:`exposure`), or ``assume-retries = true``. A race rule's finding is exposed by
+        two overlapping messages (``concurrent``) unless the rule says ``race=False`` (its
+        check reads rows the message does not name)."""
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
@@ -1289,7 +1292,9 @@ class TaskContext:
             return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
-            mechanism = self.exposure(r, span.line, remote, race=rule in RACE_RULES)
+            mechanism = self.exposure(
+                r, span.line, remote, race=rule in RACE_RULES and race is not False
+            )
             if mechanism is not None:
                 itself = (
                     remote is not None

@@ -13,7 +13,7 @@ from idemlint.lint.analysis.walk import (
     TaskContext,
     compared_attrs,
 )
-from idemlint.lint.index.project import ModelInfo, last_segment
+from idemlint.lint.index.project import ModelInfo, last_segment, split_root
 from idemlint.lint.summary.model import Event, Value
 
 UPSERT_METHODS = ("get_or_create", "update_or_create")
@@ -161,6 +161,35 @@ def _creates_through(facts: FunctionFacts, c: CallFact, model: str, depth: int =
     return False
 
 
+def from_message(facts: FunctionFacts, value: Value, depth: int = 3) -> bool:
+    """``value`` is built from what the function is given (a parameter other than
+    ``self``/``cls``, or a local bound from one, a loop over one): for a task, its
+    message's arguments. Two messages race on the same rows only when the rows a check
+    reads are named by the message; rows a run finds on its own (a seed file, every
+    row of a table) or a model method's own instance are one per event, not per key."""
+    roots = {split_root(v.path)[0].split("(")[0] for v in value.walk() if v.path}
+    return any(_derived(facts, name, depth) for name in roots if name)
+
+
+def _derived(facts: FunctionFacts, name: str, depth: int) -> bool:
+    if name in facts.params:
+        return name not in ("self", "cls")
+    if depth <= 0:
+        return False
+    for bound in facts.locals().get(name, []):
+        if bound.kind == "other":  # a loop variable: what the loop runs over
+            loops = [
+                b.value
+                for b in facts.branches
+                if b.kind == "for" and name in b.targets and b.value is not None
+            ]
+            if any(from_message(facts, v, depth - 1) for v in loops):
+                return True
+        elif from_message(facts, bound, depth - 1):
+            return True
+    return False
+
+
 def _create_is_unique(facts: FunctionFacts, create: CallFact) -> bool:
     """The create sets every field of a unique constraint (``unique_together = ("hash",
     "option")`` and ``create(hash=h, option=o)``): a second run's create fails instead of
@@ -179,7 +208,8 @@ def check(ctx: TaskContext) -> None:
                     continue
                 fields |= facts.chain_filters(c.value) or set()
                 if fields and not c.model.is_unique(fields):
-                    ctx.hit("IDM401", r, c.event, _describe(c.model, fields))
+                    race = from_message(facts, c.value)
+                    ctx.hit("IDM401", r, c.event, _describe(c.model, fields), race=race)
         creates = [
             c
             for c in facts.calls
@@ -223,7 +253,11 @@ def check(ctx: TaskContext) -> None:
                     for h in helpers
                 ):
                     where = branch if f"t{branch.id}" in here.event.blocks else here.event
-                    ctx.hit("IDM402", r, where, _describe(model, fields))
+                    # an existence check (found / not found), on rows the message names
+                    race = facts.guard_sense.get(branch.id, 1) != 0 and from_message(
+                        home, lookup.value
+                    )
+                    ctx.hit("IDM402", r, where, _describe(model, fields), race=race)
 
 
 def _describe(model: ModelInfo, fields: set[str]) -> str:

@@ -4,7 +4,7 @@ and IDM602 (a task doing several side effects that never records a state a retry
 from __future__ import annotations
 
 from idemlint.lint.analysis.walk import FunctionFacts, TaskContext, blocks_contain
-from idemlint.lint.checks.constraints import lookup_target
+from idemlint.lint.checks.constraints import from_message, lookup_target
 from idemlint.lint.checks.keys import key_values
 from idemlint.lint.index.project import last_segment, split_root
 from idemlint.lint.knowledge import Patterns
@@ -146,7 +146,9 @@ def check_transitions(ctx: TaskContext) -> None:
                     for claim in facts.claims
                 ):
                     continue
-                ctx.hit("IDM601", r, branch, f"{obj}.{last_segment(transition.targets[0])}")
+                detail = f"{obj}.{last_segment(transition.targets[0])}"
+                race = from_message(facts, Value("name", path=obj))
+                ctx.hit("IDM601", r, branch, detail, race=race)
                 break
 
 
