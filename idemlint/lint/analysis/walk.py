@@ -922,6 +922,8 @@ class FunctionFacts:
             for bound in self.locals().get(receiver, []):
                 if bound.kind == "call":
                     kwargs = bound.kwargs
+            if c.value.recv is not None and c.value.recv.kind == "call":
+                kwargs = c.value.recv.kwargs  # `Model(a=1, b=2).save()`: made in place
         elif c.value.args and c.value.args[0].kind == "call":
             kwargs = c.value.args[0].kwargs or kwargs
         return {k for k in kwargs if k != "**"}
