@@ -50,6 +50,9 @@ EXPECTED = {
         ("awards/tasks.py", 26): ("concurrent", "awards/views.py:9"),
         ("awards/tasks.py", 32): ("concurrent", "awards/tasks.py:73"),
         ("awards/tasks.py", 84): ("concurrent", "awards/views.py:14"),
+        # a helper's status check on a note the message names (its twin on a note the
+        # run made, and the other narrowed shapes in awards/narrow.py, stay clean)
+        ("awards/narrow.py", 78): ("concurrent", "awards/views.py:27"),
     },
 }
 

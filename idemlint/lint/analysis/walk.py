@@ -966,6 +966,23 @@ class FunctionFacts:
         # read the rows before it (what a relative update double-counts)
         return marked and self.marked_before(ev)
 
+    def unique_error_handled(self, ev: Event) -> bool:
+        """``ev`` runs in a ``try:`` whose handler catches what a unique constraint raises
+        (``except IntegrityError:``): the loser of a race on a create lands there, so the
+        create is handled (and a constraint is there, even if no model shows it)."""
+        for b in self.branches:
+            if b.kind != "try" or f"b{b.id}" not in ev.blocks:
+                continue
+            for item in b.items:
+                for v in item.walk():
+                    if (
+                        v.kind in ("name", "attr")
+                        and v.path
+                        and self.k.unique_errors.match([v.path, self.resolve(v.path)])
+                    ):
+                        return True
+        return False
+
     def in_lock(self, ev: Event) -> bool:
         return any(b in self.lock_blocks for b in ev.blocks)
 

@@ -11,6 +11,8 @@ from idemlint.lint.analysis.walk import (
     CallFact,
     FunctionFacts,
     TaskContext,
+    blocks_contain,
+    caller_argument,
     compared_attrs,
 )
 from idemlint.lint.index.project import ModelInfo, last_segment, split_root
@@ -161,31 +163,48 @@ def _creates_through(facts: FunctionFacts, c: CallFact, model: str, depth: int =
     return False
 
 
-def from_message(facts: FunctionFacts, value: Value, depth: int = 3) -> bool:
-    """``value`` is built from what the function is given (a parameter other than
-    ``self``/``cls``, or a local bound from one, a loop over one): for a task, its
-    message's arguments. Two messages race on the same rows only when the rows a check
-    reads are named by the message; rows a run finds on its own (a seed file, every
-    row of a table) or a model method's own instance are one per event, not per key."""
+Frames = tuple[tuple[FunctionFacts, int], ...]
+"""The callers of a function, from the task down, each with the line of its call
+(:attr:`idemlint.lint.analysis.walk.Reached.callers`)."""
+
+
+def from_message(facts: FunctionFacts, value: Value, callers: Frames = (), depth: int = 3) -> bool:
+    """``value`` is built from the message's arguments: from a parameter of the task (not
+    ``self``/``cls``), through locals, loops, and the arguments each caller in
+    ``callers`` passes down to a helper's parameter. Two messages race on the same rows
+    only when the rows a check reads are named by the message; rows a run finds on its
+    own (a seed file, every row of a table), a model method's own instance, or an object
+    the run itself built (a model constructed, a row created: no other message can name
+    it) are one per event, not per key."""
     roots = {split_root(v.path)[0].split("(")[0] for v in value.walk() if v.path}
-    return any(_derived(facts, name, depth) for name in roots if name)
+    return any(_derived(facts, name, callers, depth) for name in roots if name)
 
 
-def _derived(facts: FunctionFacts, name: str, depth: int) -> bool:
+def _derived(facts: FunctionFacts, name: str, callers: Frames, depth: int) -> bool:
     if name in facts.params:
-        return name not in ("self", "cls")
+        if name in ("self", "cls"):
+            return False
+        if not callers:
+            return True  # the task's own parameter: the message's argument
+        caller, line = callers[-1]
+        arg = caller_argument(facts, caller, line, name)
+        # not passed (a default) or passed opaquely: not known to come from the message
+        return arg is not None and from_message(caller, arg, callers[:-1])
     if depth <= 0:
         return False
-    for bound in facts.locals().get(name, []):
+    bounds = facts.locals().get(name, [])
+    if bounds and all(facts.value_origin(b) == "new" for b in bounds):
+        return False  # made in this run: no other message names it
+    for bound in bounds:
         if bound.kind == "other":  # a loop variable: what the loop runs over
             loops = [
                 b.value
                 for b in facts.branches
                 if b.kind == "for" and name in b.targets and b.value is not None
             ]
-            if any(from_message(facts, v, depth - 1) for v in loops):
+            if any(from_message(facts, v, callers, depth - 1) for v in loops):
                 return True
-        elif from_message(facts, bound, depth - 1):
+        elif from_message(facts, bound, callers, depth - 1):
             return True
     return False
 
@@ -208,7 +227,9 @@ def check(ctx: TaskContext) -> None:
                     continue
                 fields |= facts.chain_filters(c.value) or set()
                 if fields and not c.model.is_unique(fields):
-                    race = from_message(facts, c.value)
+                    if facts.unique_error_handled(c.event):
+                        continue  # the loser's IntegrityError is caught: a constraint is there
+                    race = from_message(facts, c.value, r.callers)
                     ctx.hit("IDM401", r, c.event, _describe(c.model, fields), race=race)
         creates = [
             c
@@ -244,20 +265,44 @@ def check(ctx: TaskContext) -> None:
                     cr.model is not None
                     and cr.model.qualname == model.qualname
                     and cr.event.span.line > line
+                    and _gated(facts, branch, cr.event)
                     and not _create_is_unique(facts, cr)
+                    and not facts.unique_error_handled(cr.event)
                     for cr in creates
                 ) or any(
                     h.event.span.line > line
                     and h is not here
+                    and _gated(facts, branch, h.event)
                     and _creates_through(facts, h, model.qualname)
                     for h in helpers
                 ):
                     where = branch if f"t{branch.id}" in here.event.blocks else here.event
                     # an existence check (found / not found), on rows the message names
+                    up = r.callers if home is facts else (*r.callers, (facts, line))
                     race = facts.guard_sense.get(branch.id, 1) != 0 and from_message(
-                        home, lookup.value
+                        home, lookup.value, up
                     )
                     ctx.hit("IDM402", r, where, _describe(model, fields), race=race)
+
+
+def _gated(facts: FunctionFacts, branch: Event, ev: Event) -> bool:
+    """``ev`` runs only when the check found no row: the ``if``'s side for "not found"
+    (its body for ``if not exists:``, its ``else`` or what follows an early exit for
+    ``if exists: return``). A create that runs either way (``last = ...first()``, then
+    ``if last: start = last.end``, then a create after the ``if``) does not follow from
+    the check: the lookup read a row for another purpose. A ``try`` guard's handler, and a
+    check of unknown sense, keep any later create."""
+    sense = facts.guard_sense.get(branch.id, 0) if branch.kind == "if" else 0
+    if sense < 0:
+        return f"b{branch.id}" in ev.blocks
+    if sense > 0:
+        after = (
+            branch.body_exits
+            and ev.span.line > branch.end_line
+            and blocks_contain(branch.blocks, ev.blocks)
+        )
+        return f"e{branch.id}" in ev.blocks or after
+    return True
 
 
 def _describe(model: ModelInfo, fields: set[str]) -> str:

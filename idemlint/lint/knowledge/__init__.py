@@ -240,6 +240,8 @@ class Knowledge:
     """HTTP header names (lower case) that carry an idempotency or delivery key."""
     precondition_fields: Patterns = field(default_factory=lambda: Patterns(()))
     """State fields that say whether work may run (``cancelled``), not whether it ran."""
+    unique_errors: Patterns = field(default_factory=lambda: Patterns(()))
+    """Exceptions a unique constraint raises on a duplicate insert (``IntegrityError``)."""
     delivery_settings: list[DeliverySetting] = field(default_factory=list)
     schedule_calls: list[ScheduleCall] = field(default_factory=list)
     schedule_dicts: list[ScheduleDict] = field(default_factory=list)
@@ -551,6 +553,7 @@ def load_knowledge(
         claim_kwargs=frozenset(data["claims"]["keywords"]),
         key_headers=Patterns(data["key-names"]["headers"]),
         precondition_fields=Patterns(data["state-fields"]["preconditions"]),
+        unique_errors=Patterns(data["unique-errors"]["names"]),
         delivery_settings=[
             DeliverySetting(
                 _strs(e["names"]), e["framework"], e["mechanism"], str(e.get("detail", ""))
