@@ -43,6 +43,17 @@ EXPECTED = {
     "delivery_assumed": {
         ("app/tasks.py", 8): ("assumed", ""),
     },
+    # plain tasks: only races are reported, at the first place that enqueues the task
+    "races": {
+        ("awards/tasks.py", 9): ("concurrent", "awards/signals.py:10"),
+        ("awards/tasks.py", 18): ("concurrent", "awards/signals.py:13"),
+        ("awards/tasks.py", 26): ("concurrent", "awards/views.py:9"),
+        ("awards/tasks.py", 32): ("concurrent", "awards/tasks.py:73"),
+        ("awards/tasks.py", 84): ("concurrent", "awards/views.py:14"),
+        # a helper's status check on a note the message names (its twin on a note the
+        # run made, and the other narrowed shapes in awards/narrow.py, stay clean)
+        ("awards/narrow.py", 78): ("concurrent", "awards/views.py:27"),
+    },
 }
 
 
@@ -83,6 +94,56 @@ def test_messages_say_what_repeats_the_work() -> None:
         in (by_line[("sweeps.py", 20)])
     )
     assert "a retry" not in " ".join(by_line.values())
+
+
+def test_a_race_says_what_makes_two_runs_overlap() -> None:
+    """``concurrent`` names the enqueue (its function, a loop) and how parallel runs
+    happen; it never makes a plain task's unchecked create or message a finding."""
+    root = FIXTURES / "races"
+    config = load_config([root]).with_overrides(no_cache=True)
+    findings = check([root], config, cwd=FIXTURES.parent).findings
+    by_line = {f.line: f for f in findings}
+    assert {f.rule for f in findings} == {"IDM401", "IDM402", "IDM601"}
+    assert (
+        "a message is enqueued at each call of `award_badge.delay()` in `on_answer_saved` "
+        "(awards/signals.py:10); workers run messages in parallel"
+    ) in by_line[9].message
+    assert "in `finish_workout`, once per loop pass (awards/views.py:9)" in by_line[26].message
+    assert "retried" not in " ".join(f.message for f in findings)
+
+
+def test_an_enqueue_in_a_test_file_or_none_gives_no_race(tmp_path: Path) -> None:
+    """A task enqueued only by a test, or by nothing, has no ``concurrent`` mechanism;
+    once application code enqueues it, the race is reported there."""
+    root = tmp_path / "proj"
+    (root / "app").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text("[tool.idemlint]\n")
+    (root / "app" / "__init__.py").write_text("")
+    (root / "tests" / "__init__.py").write_text("")
+    (root / "app" / "tasks.py").write_text(
+        "from celery import shared_task\n"
+        "from django.db import models\n\n\n"
+        "class Seat(models.Model):\n"
+        "    user_id = models.IntegerField()\n\n\n"
+        "@shared_task\n"
+        "def take_seat(user_id):\n"
+        "    Seat.objects.get_or_create(user_id=user_id)\n"
+    )
+    (root / "tests" / "test_tasks.py").write_text(
+        "from app.tasks import take_seat\n\n\ndef test_it():\n    take_seat.delay(1)\n"
+    )
+    config = load_config([root]).with_overrides(no_cache=True)
+    assert check([root], config).findings == []
+    (root / "app" / "views.py").write_text(
+        "from app.tasks import take_seat\n\n\ndef join(request):\n"
+        "    take_seat.delay(request.user.id)\n"
+    )
+    for prefilter in (True, False):
+        found = check([root], config, prefilter=prefilter).findings
+        assert [(f.rule, f.delivery[:2]) for f in found] == [
+            ("IDM401", ("concurrent", "app/views.py:5"))
+        ]
 
 
 def test_json_carries_the_delivery_object() -> None:

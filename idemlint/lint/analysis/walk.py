@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from weakref import WeakKeyDictionary
 
-from idemlint.lint.index.delivery import Mechanism
+from idemlint.lint.index.delivery import RACE_RULES, Mechanism
 from idemlint.lint.index.project import FunctionRef, ModelInfo, Project, last_segment, split_root
 from idemlint.lint.index.tasks import Task
 from idemlint.lint.knowledge import Effect, Knowledge, Patterns, glob
-from idemlint.lint.summary.model import Event, Span, Value
+from idemlint.lint.summary.model import Event, FunctionSummary, Span, Value
 
 ENQUEUE_RULE = "IDM305"
 ASSUMED = "assume-retries = true treats every task as one that runs twice"
@@ -108,6 +108,35 @@ def is_truthy(value: Value | None) -> bool:
         or (value.kind == "bool" and value.text == "False")
         or (value.kind == "num" and value.text in ("0", "0.0"))
     )
+
+
+def _through_params(peer: FunctionFacts, call: Value) -> tuple[set[str], set[str]]:
+    """The objects and state fields a project function's result reads
+    (:attr:`FunctionFacts.returns`), named as the caller passes them: ``should_send(alert,
+    state)`` whose result compares ``alert.state`` reads the caller's ``alert.state``.
+    Only parameters given a plain name are followed; anything else reads nothing the
+    caller can move."""
+    params = [p.name for p in peer.func.params]
+    if peer.func.class_name and params and not _static_method(peer.func):
+        params = params[1:]  # self / cls: the receiver, not an argument
+    given: dict[str, str] = {}
+    for name, arg in zip(params, call.args, strict=False):
+        if arg.kind == "name" and arg.path:
+            given[name] = arg.path
+    for name, arg in call.kwargs.items():
+        if name in params and arg.kind == "name" and arg.path:
+            given[name] = arg.path
+    objs = {given[o] for o in peer.returns.objs if o in given}
+    fields = set()
+    for f in peer.returns.fields:
+        root, rest = split_root(f)
+        if root in given:
+            fields.add(given[root] + rest)
+    return objs, fields
+
+
+def _static_method(func: FunctionSummary) -> bool:
+    return any(d.value.path == "staticmethod" for d in func.decorators)
 
 
 @dataclass
@@ -631,7 +660,8 @@ class FunctionFacts:
         if c.lookup or c.upsert:
             return Check(True, 1)
         if peer is not None and peer.returns.guard:
-            return Check(True, peer.returns.sense)
+            objs, fields = _through_params(peer, c.value)
+            return Check(True, peer.returns.sense, objs, fields)
         return Check()
 
     def _name_check(self, name: str, span: Span, seen: frozenset[str]) -> Check:
@@ -931,6 +961,8 @@ class FunctionFacts:
             for bound in self.locals().get(receiver, []):
                 if bound.kind == "call":
                     kwargs = bound.kwargs
+            if c.value.recv is not None and c.value.recv.kind == "call":
+                kwargs = c.value.recv.kwargs  # `Model(a=1, b=2).save()`: made in place
         elif c.value.args and c.value.args[0].kind == "call":
             kwargs = c.value.args[0].kwargs or kwargs
         return {k for k in kwargs if k != "**"}
@@ -972,6 +1004,23 @@ class FunctionFacts:
         # ``marked=False``: a mark written first stops a rerun, not an overlapping run that
         # read the rows before it (what a relative update double-counts)
         return marked and self.marked_before(ev)
+
+    def unique_error_handled(self, ev: Event) -> bool:
+        """``ev`` runs in a ``try:`` whose handler catches what a unique constraint raises
+        (``except IntegrityError:``): the loser of a race on a create lands there, so the
+        create is handled (and a constraint is there, even if no model shows it)."""
+        for b in self.branches:
+            if b.kind != "try" or f"b{b.id}" not in ev.blocks:
+                continue
+            for item in b.items:
+                for v in item.walk():
+                    if (
+                        v.kind in ("name", "attr")
+                        and v.path
+                        and self.k.unique_errors.match([v.path, self.resolve(v.path)])
+                    ):
+                        return True
+        return False
 
     def in_lock(self, ev: Event) -> bool:
         return any(b in self.lock_blocks for b in ev.blocks)
@@ -1346,10 +1395,13 @@ class TaskContext:
         detail: str = "",
         *,
         severity: str | None = None,
+        race: bool | None = None,
     ) -> None:
         """Record a finding, if the task can really run twice at this point: a checklist
         finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
-        :meth:`exposure`), or ``assume-retries = true``."""
+        :meth:`exposure`), or ``assume-retries = true``. A race rule's finding is exposed by
+        two overlapping messages (``concurrent``) unless the rule says ``race=False`` (its
+        check reads rows the message does not name)."""
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
@@ -1358,7 +1410,9 @@ class TaskContext:
             return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
-            mechanism = self.exposure(r, span.line, remote)
+            mechanism = self.exposure(
+                r, span.line, remote, race=rule in RACE_RULES and race is not False
+            )
             if mechanism is not None:
                 itself = (
                     remote is not None
@@ -1370,6 +1424,8 @@ class TaskContext:
                 )
                 hook = last_segment(r.via[0]) if r.hook == "attempt" else ""
                 words = mechanism.words(itself=itself and not hook, hook=hook)
+                if mechanism.kind == "concurrent":
+                    words += self._other_sites(mechanism)
                 delivery = (mechanism.kind, mechanism.source, words)
             elif self.assume or self.project.knowledge.assume_retries:
                 delivery = ("assumed", "", ASSUMED)
@@ -1404,17 +1460,33 @@ class TaskContext:
         return k.severity_rules.get(rule[:4], "warning")
 
     # -- delivery: can this point of the run happen twice? ---------------------
-    def exposure(self, r: Reached, line: int, remote: CallFact | None = None) -> Mechanism | None:
+    def _other_sites(self, first: Mechanism) -> str:
+        """How many more places enqueue the task, as the end of a message."""
+        more = sum(1 for m in self.task.mechanisms if m.kind == "concurrent") - 1
+        if more <= 0:
+            return ""
+        return f" (and {more} more place{'s' if more > 1 else ''} enqueue it)"
+
+    def exposure(
+        self, r: Reached, line: int, remote: CallFact | None = None, *, race: bool = False
+    ) -> Mechanism | None:
         """The first of the task's mechanisms that repeats what runs at ``line`` of
         ``r``'s function: redelivery and schedules repeat anything; a retry on failure
         repeats it when a failure can follow it (a later call, in this function or in a
         caller after its call); a retry on given exception types, when a later call can
         raise one; a ``self.retry()`` call, when it comes after it in the task body.
         ``remote`` is the effect's own call when it acts on another service: it can fail
-        after the other side acted (a lost response), so its own errors count too."""
+        after the other side acted (a lost response), so its own errors count too.
+        ``race``: the finding is a race two overlapping runs lose (a non-atomic check,
+        :data:`~idemlint.lint.index.delivery.RACE_RULES`), so a task enqueued in the
+        project's code (``concurrent``) is exposed too, even when it is never retried."""
         if r.hook:
             return self._hook_exposure(r.hook)
         for m in self.task.mechanisms:
+            if m.kind == "concurrent":
+                if race:
+                    return m
+                continue
             if m.kind in ("redelivery", "schedule"):
                 return m
             if m.kind == "retry-call":

@@ -11,9 +11,11 @@ from idemlint.lint.analysis.walk import (
     CallFact,
     FunctionFacts,
     TaskContext,
+    blocks_contain,
+    caller_argument,
     compared_attrs,
 )
-from idemlint.lint.index.project import ModelInfo, last_segment
+from idemlint.lint.index.project import ModelInfo, last_segment, split_root
 from idemlint.lint.summary.model import Event, Value
 
 UPSERT_METHODS = ("get_or_create", "update_or_create")
@@ -87,9 +89,15 @@ def _query_model(facts: FunctionFacts, chain: list[Value]) -> ModelInfo | None:
     return None
 
 
-def _guard_lookups(facts: FunctionFacts, branch: Event) -> list[CallFact]:
-    """Lookups an ``if`` test reads, directly or through a local bound to one."""
-    out: list[CallFact] = []
+def _guard_lookups(
+    facts: FunctionFacts, branch: Event
+) -> list[tuple[FunctionFacts, CallFact, CallFact]]:
+    """Lookups an ``if`` test reads, directly or through a local bound to one, each with
+    the facts of the function it is in and the call of this function it stands for: a
+    project function the test calls whose result is a lookup's (``if badge.
+    is_awarded_to(user):`` with ``return Award.objects.filter(...).exists()``) reads it
+    too."""
+    out: list[tuple[FunctionFacts, CallFact, CallFact]] = []
     test_block = f"t{branch.id}"
     names = {
         v.path.split(".")[0].split("(")[0]
@@ -97,11 +105,108 @@ def _guard_lookups(facts: FunctionFacts, branch: Event) -> list[CallFact]:
         if v.kind in ("name", "attr") and v.path
     }
     for c in facts.calls:
-        if not c.lookup or c.chain_inner:
+        if c.chain_inner:
             continue
-        if test_block in c.event.blocks or any(t in names for t in c.event.targets):
-            out.append(c)
+        # a lookup the test reads: in the test, or bound to a name it reads before it (a
+        # rebinding inside the branch is not what the test saw)
+        bound = c.event.span.line < branch.span.line and any(t in names for t in c.event.targets)
+        if not (test_block in c.event.blocks or bound):
+            continue
+        # a project method's own body says more than a name that looks like a lookup
+        # (`Badge.objects.get().held_by` is the method, not the query)
+        peer = facts.peer(c.target) if c.target is not None and not c.upsert else None
+        if peer is not None and peer.returns.guard and peer.returns.sense > 0:
+            out += [(peer, inner, c) for inner in _returned_lookups(peer)]
+        elif c.lookup and peer is None:
+            out.append((facts, c, c))
     return out
+
+
+def _returned_lookups(facts: FunctionFacts) -> list[CallFact]:
+    """The lookups whose result ``facts``' function returns: in a ``return`` statement,
+    or bound to a name it returns."""
+    returns = [ev for ev in facts.func.events if ev.type == "exit" and ev.op == "return"]
+    lines = {ev.span.line for ev in returns}
+    names = {
+        v.path
+        for ev in returns
+        if ev.value is not None
+        for v in ev.value.walk()
+        if v.kind == "name" and v.path
+    }
+    return [
+        c
+        for c in facts.calls
+        if c.lookup
+        and not c.chain_inner
+        and (c.event.span.line in lines or any(t in names for t in c.event.targets))
+    ]
+
+
+def _creates_through(facts: FunctionFacts, c: CallFact, model: str, depth: int = 2) -> bool:
+    """Project call ``c`` creates a row of ``model`` in the function it calls (or one
+    that calls, ``depth`` levels down), with no unique constraint behind that create."""
+    peer = facts.peer(c.target) if c.target is not None else None
+    if peer is None or depth <= 0:
+        return False
+    for inner in peer.calls:
+        if (
+            inner.effect is not None
+            and inner.effect.kind == "row-create"
+            and inner.model is not None
+            and inner.model.qualname == model
+            and not _create_is_unique(peer, inner)
+        ):
+            return True
+        if inner.target is not None and _creates_through(peer, inner, model, depth - 1):
+            return True
+    return False
+
+
+Frames = tuple[tuple[FunctionFacts, int], ...]
+"""The callers of a function, from the task down, each with the line of its call
+(:attr:`idemlint.lint.analysis.walk.Reached.callers`)."""
+
+
+def from_message(facts: FunctionFacts, value: Value, callers: Frames = (), depth: int = 3) -> bool:
+    """``value`` is built from the message's arguments: from a parameter of the task (not
+    ``self``/``cls``), through locals, loops, and the arguments each caller in
+    ``callers`` passes down to a helper's parameter. Two messages race on the same rows
+    only when the rows a check reads are named by the message; rows a run finds on its
+    own (a seed file, every row of a table), a model method's own instance, or an object
+    the run itself built (a model constructed, a row created: no other message can name
+    it) are one per event, not per key."""
+    roots = {split_root(v.path)[0].split("(")[0] for v in value.walk() if v.path}
+    return any(_derived(facts, name, callers, depth) for name in roots if name)
+
+
+def _derived(facts: FunctionFacts, name: str, callers: Frames, depth: int) -> bool:
+    if name in facts.params:
+        if name in ("self", "cls"):
+            return False
+        if not callers:
+            return True  # the task's own parameter: the message's argument
+        caller, line = callers[-1]
+        arg = caller_argument(facts, caller, line, name)
+        # not passed (a default) or passed opaquely: not known to come from the message
+        return arg is not None and from_message(caller, arg, callers[:-1])
+    if depth <= 0:
+        return False
+    bounds = facts.locals().get(name, [])
+    if bounds and all(facts.value_origin(b) == "new" for b in bounds):
+        return False  # made in this run: no other message names it
+    for bound in bounds:
+        if bound.kind == "other":  # a loop variable: what the loop runs over
+            loops = [
+                b.value
+                for b in facts.branches
+                if b.kind == "for" and name in b.targets and b.value is not None
+            ]
+            if any(from_message(facts, v, callers, depth - 1) for v in loops):
+                return True
+        elif from_message(facts, bound, callers, depth - 1):
+            return True
+    return False
 
 
 def _create_is_unique(facts: FunctionFacts, create: CallFact) -> bool:
@@ -122,40 +227,82 @@ def check(ctx: TaskContext) -> None:
                     continue
                 fields |= facts.chain_filters(c.value) or set()
                 if fields and not c.model.is_unique(fields):
-                    ctx.hit("IDM401", r, c.event, _describe(c.model, fields))
+                    if facts.unique_error_handled(c.event):
+                        continue  # the loser's IntegrityError is caught: a constraint is there
+                    race = from_message(facts, c.value, r.callers)
+                    ctx.hit("IDM401", r, c.event, _describe(c.model, fields), race=race)
         creates = [
             c
             for c in facts.calls
             if c.effect is not None and c.effect.kind == "row-create" and c.model is not None
         ]
-        if not creates or r.locked:
+        helpers = [c for c in facts.calls if c.target is not None and not c.chain_inner]
+        if not (creates or helpers) or r.locked:
             continue
         for branch in facts.branches:
             if branch.id in facts.try_guards:
                 # `try: get(...) except DoesNotExist: create(...)`: the same check-then-create
-                lookups = [c for c in facts.calls if c.lookup and f"b{branch.id}" in c.event.blocks]
+                lookups = [
+                    (facts, c, c)
+                    for c in facts.calls
+                    if c.lookup and f"b{branch.id}" in c.event.blocks
+                ]
             elif branch.id in facts.guard_branches:
                 lookups = _guard_lookups(facts, branch)
             else:
                 continue
-            for lookup in lookups:
-                if facts.under_row_lock(lookup.event):
+            for home, lookup, here in lookups:
+                if facts.under_row_lock(here.event) or home.under_row_lock(lookup.event):
                     continue  # serialised by a row lock the run holds
-                target = lookup_target(facts, lookup)
+                target = lookup_target(home, lookup)
                 if target is None:
                     continue
                 model, fields = target
                 if model.is_unique(fields):
                     continue
+                line = here.event.span.line
                 if any(
                     cr.model is not None
                     and cr.model.qualname == model.qualname
-                    and cr.event.span.line > lookup.event.span.line
+                    and cr.event.span.line > line
+                    and _gated(facts, branch, cr.event)
                     and not _create_is_unique(facts, cr)
+                    and not facts.unique_error_handled(cr.event)
                     for cr in creates
+                ) or any(
+                    h.event.span.line > line
+                    and h is not here
+                    and _gated(facts, branch, h.event)
+                    and _creates_through(facts, h, model.qualname)
+                    for h in helpers
                 ):
-                    where = branch if f"t{branch.id}" in lookup.event.blocks else lookup.event
-                    ctx.hit("IDM402", r, where, _describe(model, fields))
+                    where = branch if f"t{branch.id}" in here.event.blocks else here.event
+                    # an existence check (found / not found), on rows the message names
+                    up = r.callers if home is facts else (*r.callers, (facts, line))
+                    race = facts.guard_sense.get(branch.id, 1) != 0 and from_message(
+                        home, lookup.value, up
+                    )
+                    ctx.hit("IDM402", r, where, _describe(model, fields), race=race)
+
+
+def _gated(facts: FunctionFacts, branch: Event, ev: Event) -> bool:
+    """``ev`` runs only when the check found no row: the ``if``'s side for "not found"
+    (its body for ``if not exists:``, its ``else`` or what follows an early exit for
+    ``if exists: return``). A create that runs either way (``last = ...first()``, then
+    ``if last: start = last.end``, then a create after the ``if``) does not follow from
+    the check: the lookup read a row for another purpose. A ``try`` guard's handler, and a
+    check of unknown sense, keep any later create."""
+    sense = facts.guard_sense.get(branch.id, 0) if branch.kind == "if" else 0
+    if sense < 0:
+        return f"b{branch.id}" in ev.blocks
+    if sense > 0:
+        after = (
+            branch.body_exits
+            and ev.span.line > branch.end_line
+            and blocks_contain(branch.blocks, ev.blocks)
+        )
+        return f"e{branch.id}" in ev.blocks or after
+    return True
 
 
 def _describe(model: ModelInfo, fields: set[str]) -> str:

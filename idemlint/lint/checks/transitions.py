@@ -3,8 +3,8 @@ and IDM602 (a task doing several side effects that never records a state a retry
 
 from __future__ import annotations
 
-from idemlint.lint.analysis.walk import FunctionFacts, TaskContext, blocks_contain
-from idemlint.lint.checks.constraints import lookup_target
+from idemlint.lint.analysis.walk import CallFact, FunctionFacts, TaskContext, blocks_contain
+from idemlint.lint.checks.constraints import from_message, lookup_target
 from idemlint.lint.checks.keys import key_values
 from idemlint.lint.index.project import last_segment, split_root
 from idemlint.lint.knowledge import Patterns
@@ -38,10 +38,13 @@ def _work_in_region(facts: FunctionFacts, branch: Event) -> bool:
     )
 
 
-def _work_beside(facts: FunctionFacts, branch: Event, transition: Event) -> bool:
+def _work_beside(
+    facts: FunctionFacts, branch: Event, transition: Event, *, harmful: bool = False
+) -> bool:
     """A side effect, a counter, or a project function that has (or may have) one, in the
     part of the check that moves the state: its body (and what follows an early exit), or
-    the ``else`` it sits in. Work in the other part runs on another path."""
+    the ``else`` it sits in. Work in the other part runs on another path. ``harmful``:
+    only work that is wrong done twice (see :func:`_harmful_twice`)."""
     part = f"e{branch.id}" if f"e{branch.id}" in transition.blocks else f"b{branch.id}"
     for c in facts.calls:
         after = (
@@ -52,9 +55,23 @@ def _work_beside(facts: FunctionFacts, branch: Event, transition: Event) -> bool
         )
         if part not in c.event.blocks and not after:
             continue
-        if facts.call_has_effect(c):
+        if _harmful_twice(facts, c) if harmful else facts.call_has_effect(c):
             return True
     return False
+
+
+def _harmful_twice(facts: FunctionFacts, c: CallFact, depth: int = 2) -> bool:
+    """``c`` does something that is wrong done twice: an external effect (a message, an
+    HTTP write, a payment, an enqueue), a row create, a relative update, or calls a
+    project function that does, or that cannot be read (``depth`` levels down; a call of
+    the function itself adds nothing). Absolute writes (``row.deleted_at = now();
+    row.save()``) are not."""
+    if c.effect is not None or c.counter:
+        return True
+    if c.target is None or c.target.qualified == facts.ref.qualified:
+        return False
+    peer = facts.peer(c.target) if depth > 0 else None
+    return peer is None or any(_harmful_twice(peer, inner, depth - 1) for inner in peer.calls)
 
 
 def _absolute(facts: FunctionFacts, obj: str, value: Value | None) -> bool:
@@ -75,6 +92,23 @@ def _absolute(facts: FunctionFacts, obj: str, value: Value | None) -> bool:
     bound = facts.locals().get(root, [])
     return bool(bound) and not any(
         split_root(v.path)[0] == obj for b in bound for v in b.walk() if v.path
+    )
+
+
+def _reads_object(facts: FunctionFacts, obj: str, value: Value | None) -> bool:
+    """The new state is computed from ``obj`` (``alert.evaluate()``, or a local bound to
+    it): not the same whichever run writes it."""
+    if value is None:
+        return False
+    roots = {split_root(v.path)[0] for v in value.walk() if v.path}
+    if obj in roots:
+        return True
+    return any(
+        split_root(v.path)[0] == obj
+        for root in roots
+        for bound in facts.locals().get(root, [])
+        for v in bound.walk()
+        if v.path
     )
 
 
@@ -109,9 +143,11 @@ def check_transitions(ctx: TaskContext) -> None:
             for obj in sorted(objs):
                 if facts.row_locked(obj) or _non_unique_source(facts, obj):
                     continue
-                if branch.value is not None and _existence_only(branch.value, obj):
-                    continue  # `if not obj: return` is a precondition, not a status check
                 fields = {f for f in checked if split_root(f)[0] == obj}
+                # `if not obj: return` is a precondition, not a status check; a project
+                # function the test calls may read a state of it (`should_send(alert)`)
+                if not fields and branch.value is not None and _existence_only(branch.value, obj):
+                    continue
                 transition = next(
                     (
                         ev
@@ -144,7 +180,16 @@ def check_transitions(ctx: TaskContext) -> None:
                     for claim in facts.claims
                 ):
                     continue
-                ctx.hit("IDM601", r, branch, f"{obj}.{last_segment(transition.targets[0])}")
+                detail = f"{obj}.{last_segment(transition.targets[0])}"
+                # two messages racing through the check both do what it guards: that is a
+                # fault only when doing it twice is (an absolute write, twice, is not): a
+                # new state computed from what the run read of the object (a later run's
+                # stale read overwrites a newer state), or work that is wrong done twice
+                race = from_message(facts, Value("name", path=obj), r.callers) and (
+                    _reads_object(facts, obj, transition.value)
+                    or _work_beside(facts, branch, transition, harmful=True)
+                )
+                ctx.hit("IDM601", r, branch, detail, race=race)
                 break
 
 

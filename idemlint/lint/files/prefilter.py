@@ -647,13 +647,20 @@ def needed_files(
     keep: dict[str, object] | None = None,
     *,
     consume: bool = False,
+    enqueue_tails: frozenset[str] = frozenset(),
 ) -> set[int]:
     """Indexes of the files that need a full summary (see the module docstring).
     ``keep["exports"]`` receives the graph's exports (what :func:`edge_modules` needs),
     ``keep["candidates"]`` the files that may declare a task (the others are kept only
     for what resolution reads of them: the run looks for no declaration there). With
     ``consume``, each scan's chains are let go of once read (the caller has no further
-    use for them: a big tree's memory stays flat)."""
+    use for them: a big tree's memory stays flat).
+
+    A file that calls one of ``enqueue_tails`` on a dotted name (``x.delay(...)``) and
+    whose paths lead into a candidate's module is a candidate too: it may enqueue a task
+    defined there, which is how the task finder learns that the task's messages can run
+    at the same time (a ``concurrent`` mechanism; a view calling ``.delay()`` is such a
+    file)."""
     if not any(s.text_has_trigger for s in scans):
         if keep is not None:
             keep["candidates"] = set()
@@ -667,9 +674,12 @@ def needed_files(
     # lookups of thousands of files would be most of the run's memory)
     candidates = set()
     edges: dict[int, set[str]] = {}
+    enqueuers: list[int] = []
     for i, sc in enumerate(scans):
         lookups = graph.lookups(i, memo=False)
         edges[i] = {sys.intern(mod) for mod, _ in lookups}
+        if enqueue_tails and _enqueues(sc, enqueue_tails):
+            enqueuers.append(i)
         if consume:
             sc.chains = frozenset()  # read once: memory stays flat on a big tree
         if sc.text_has_trigger or sc.module in hot_modules:
@@ -677,6 +687,8 @@ def needed_files(
             continue
         if any(lookup in hot or lookup[0] in hot_modules for lookup in lookups):
             candidates.add(i)
+    task_modules = {scans[i].module for i in candidates}
+    candidates.update(i for i in enqueuers if edges[i] & task_modules)
     if keep is not None:
         keep["candidates"] = set(candidates)
     # needed: the candidates and everything their resolution can reach
@@ -695,6 +707,24 @@ def needed_files(
         if any(i in needed for i in idx):
             needed.update(idx)
     return needed
+
+
+def _enqueues(scan: FileScan, tails: frozenset[str]) -> bool:
+    """``scan`` has a dotted chain ending in an enqueue method (``task.delay``)."""
+    if scan.tokens.isdisjoint(tails):
+        return False
+    return any(c.rpartition(".")[2] in tails for c in scan.chains if "." in c)
+
+
+def enqueue_tails(knowledge: Knowledge) -> frozenset[str]:
+    """The methods that enqueue a message for a task object (``<task>.delay``)."""
+    return frozenset(
+        e.call.removeprefix("<task>.")
+        for e in knowledge.effects
+        if e.kind == "enqueue"
+        and e.call.startswith("<task>.")
+        and e.call.removeprefix("<task>.").isidentifier()
+    )
 
 
 def select(
@@ -732,6 +762,6 @@ def select(
             store(i, tag, result.to_json())
         scans.append(result)
     try:
-        return needed_files(scans, trigger)
+        return needed_files(scans, trigger, enqueue_tails=enqueue_tails(knowledge))
     except TooComplex:
         return None

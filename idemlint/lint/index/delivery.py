@@ -18,6 +18,16 @@ A task with none of them (a plain Celery task: early acknowledgement, no retries
 runs twice only from outside, by a double enqueue; it is reported only with
 ``assume-retries = true``. Mechanisms come from the knowledge base: the engine names
 no framework.
+
+One more kind does not run the *same* message twice, and so puts no effect at risk by
+itself: ``concurrent``, an enqueue of the task in the project's own (non-test) code
+(``task.delay(user.id)`` in a signal handler, a view, another task's loop). Each call
+makes a message, and workers run messages in parallel, so two runs for the same rows
+can overlap. That matters only where a run *checks* before it acts and the check is not
+atomic (:data:`RACE_RULES`: get_or_create or check-then-create on fields no constraint
+backs, an unlocked status check): both runs pass the check. A retry does not need to
+happen for that, so those rules report a task enqueued this way even when it is never
+retried, and no other rule does.
 """
 
 from __future__ import annotations
@@ -29,8 +39,17 @@ from idemlint.lint.index.project import FunctionRef, Project, last_segment
 from idemlint.lint.knowledge import Knowledge, TaskClass, TaskDecorator
 from idemlint.lint.summary.model import Event, FileSummary, FunctionSummary, Span, Value
 
-KINDS = ("redelivery", "schedule", "retry", "retry-call")
-"""Mechanism kinds, the ones that put every effect at risk first."""
+KINDS = ("redelivery", "schedule", "retry", "retry-call", "concurrent")
+"""Mechanism kinds, the ones that put every effect at risk first (``concurrent`` last:
+it repeats nothing, it only lets two runs overlap)."""
+
+REPEATING = frozenset(KINDS) - {"concurrent"}
+"""The kinds that run the same message again."""
+
+RACE_RULES = frozenset({"IDM401", "IDM402", "IDM601"})
+"""Rules whose finding is a race between two runs that both pass a non-atomic check:
+true for two overlapping runs of different messages (``concurrent``), not only for a
+second run of the same one."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,12 @@ class Mechanism:
             return (
                 f"the task runs on a schedule ({self.detail}{where}), and a run can overlap "
                 "the last one or follow a crashed one"
+            )
+        if self.kind == "concurrent":
+            return (
+                f"the task runs once per message, and a message is enqueued at each call of "
+                f"{self.detail} ({self.source}); workers run messages in parallel, so two "
+                "runs for the same rows can overlap"
             )
         if self.kind == "retry-call":
             return f"the task retries through `{self.detail}` at line {self.line}, after this"

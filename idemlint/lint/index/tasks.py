@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from idemlint.lint.files.prefilter import enqueue_tails
 from idemlint.lint.index.delivery import (
     KINDS,
+    REPEATING,
     Mechanism,
     Options,
     Scheduled,
@@ -56,12 +58,14 @@ class Task:
 
     @property
     def retries(self) -> bool:
-        """Whether the task's own delivery lets it run twice."""
-        return bool(self.mechanisms)
+        """Whether the task's own delivery lets it run the same message twice (a
+        ``concurrent`` enqueue only lets two messages overlap)."""
+        return any(m.kind in REPEATING for m in self.mechanisms)
 
     @property
     def retry_reason(self) -> str:
-        return self.mechanisms[0].words() if self.mechanisms else ""
+        repeating = [m for m in self.mechanisms if m.kind in REPEATING]
+        return repeating[0].words() if repeating else ""
 
     def add(self, mechanisms: tuple[Mechanism, ...] | list[Mechanism]) -> None:
         for m in mechanisms:
@@ -199,6 +203,8 @@ class TaskFinder:
         self._wrapped: dict[str, tuple[list[tuple[str, Value, FileSummary, Span]], frozenset[str]]]
         self._wrapped = {}
         self._apps: dict[tuple[str, str], tuple[list[str], frozenset[str]]] = {}
+        # `<task>.delay`: the methods that enqueue a message for a task object
+        self.enqueue_tails = enqueue_tails(self.k)
 
         self.found: list[Declaration] = []
 
@@ -223,6 +229,7 @@ class TaskFinder:
         self._scheduled(file, scheduled)
         self._phase = DELIVERY_PHASE
         self._delivery(file, scheduled)
+        self._enqueues(file)
         return self.found
 
     def _add(
@@ -735,6 +742,40 @@ class TaskFinder:
             if qualified is not None:
                 span = Span(mechanism.line, 1, mechanism.line, 1)
                 self.found.append(Declaration(self._phase, qualified, "", span, (mechanism,)))
+
+    def _enqueues(self, file: FileSummary) -> None:
+        """Calls in ``file`` that enqueue a message for a project task (``task.delay(...)``,
+        by the enqueue methods the knowledge names): each is a ``concurrent`` mechanism of
+        that task (:mod:`idemlint.lint.index.delivery`). Test files enqueue to test, not in
+        production: not counted. One per task and file, the first in source order."""
+        if not self.enqueue_tails or is_test_path(file.path):
+            return
+        seen: set[str] = set()
+        scopes: list[tuple[FunctionSummary | None, list[Event]]] = [(None, file.module_events)]
+        scopes += [(fn, fn.events) for fn in file.functions.values()]
+        for func, events in scopes:
+            loops = {f"b{e.id}" for e in events if e.type == "branch" and e.kind in LOOPS}
+            for ev in events:
+                if ev.type != "call" or ev.value is None or not ev.value.path:
+                    continue
+                receiver, _, tail = ev.value.path.rpartition(".")
+                if tail not in self.enqueue_tails or not receiver or "(" in receiver:
+                    continue
+                qualified = self.project.resolve(receiver, file, func)
+                if qualified in seen or qualified not in self.project.functions:
+                    continue
+                seen.add(qualified)
+                where = f"`{last_segment(receiver)}.{tail}()`"
+                if func is not None:
+                    where += f" in `{func.name}`"
+                if loops.intersection(ev.blocks):
+                    where += ", once per loop pass"
+                mech = Mechanism("concurrent", where, file.path, ev.span.line)
+                span = Span(ev.span.line, 1, ev.span.line, 1)
+                self.found.append(Declaration(self._phase, qualified, "", span, (mech,)))
+
+
+LOOPS = ("for", "while")
 
 
 def _static(func: FunctionSummary) -> bool:

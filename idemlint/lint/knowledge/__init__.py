@@ -251,6 +251,8 @@ class Knowledge:
     """Keys of a JSON body that identify the delivered event to its receiver."""
     precondition_fields: Patterns = field(default_factory=lambda: Patterns(()))
     """State fields that say whether work may run (``cancelled``), not whether it ran."""
+    unique_errors: Patterns = field(default_factory=lambda: Patterns(()))
+    """Exceptions a unique constraint raises on a duplicate insert (``IntegrityError``)."""
     delivery_settings: list[DeliverySetting] = field(default_factory=list)
     schedule_calls: list[ScheduleCall] = field(default_factory=list)
     schedule_dicts: list[ScheduleDict] = field(default_factory=list)
@@ -571,6 +573,7 @@ def load_knowledge(
         ),
         webhook_body_ids=Patterns(data["key-names"]["webhook-body-ids"]),
         precondition_fields=Patterns(data["state-fields"]["preconditions"]),
+        unique_errors=Patterns(data["unique-errors"]["names"]),
         delivery_settings=[
             DeliverySetting(
                 _strs(e["names"]), e["framework"], e["mechanism"], str(e.get("detail", ""))

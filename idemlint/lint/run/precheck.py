@@ -17,6 +17,7 @@ from idemlint.lint.files.prefilter import (
     FileScan,
     TooComplex,
     edge_modules,
+    enqueue_tails,
     has_trigger,
     needed_files,
     scan,
@@ -49,6 +50,7 @@ class PreCheck:
     ) -> None:
         self.trigger: re.Pattern[str] | None = trigger_pattern(knowledge) if wanted else None
         self.enabled = self.trigger is not None
+        self.enqueue_tails = enqueue_tails(knowledge)
         self.cache = cache
         self.files = files
         self._none_triggered = False
@@ -124,7 +126,9 @@ class PreCheck:
             self._tell_seeds(todo, scans)
         keep: dict[str, object] = {}
         try:
-            needed: set[int] | None = needed_files(scans, self.trigger, keep, consume=True)
+            needed: set[int] | None = needed_files(
+                scans, self.trigger, keep, consume=True, enqueue_tails=self.enqueue_tails
+            )
         except TooComplex:
             needed = None
         exports, candidates = keep.get("exports"), keep.get("candidates")

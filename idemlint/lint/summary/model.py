@@ -128,7 +128,8 @@ class Event:
     body_exits: bool = False
     """The branch body ends in return/raise/continue/break (an early exit)."""
     items: list[Value] = field(default_factory=list)
-    """``with`` items (branches of kind ``with``)."""
+    """``with`` items (branches of kind ``with``); the exception types the handlers catch
+    (branches of kind ``try``)."""
     stmt: str = ""
     """The first line of the enclosing statement, stripped (fingerprints, --show-source)."""
 

@@ -610,6 +610,8 @@ class _Summarizer:
                         id=bid,
                         kind="try",
                         end_line=self.positions[stmt].end.line,
+                        # what the handlers catch (`except IntegrityError:`)
+                        items=[value_of(h.type) for h in stmt.handlers if h.type is not None],
                         stmt=self.stmt_text(stmt),
                     )
                 )
