@@ -905,3 +905,17 @@ def test_overrides_are_bounded(tmp_path: Path) -> None:
     root = write(tmp_path, files)
     # 3 + 8 overrides: too general a base to say which run
     assert check([root], load_config([root]), cwd=root).findings == []
+
+
+def test_several_effects_of_one_override_still_count(tmp_path: Path) -> None:
+    files = dict(PROVIDER_PROJECT)
+    files["app/senders.py"] = files["app/senders.py"].replace(
+        'send_mail("Reminder", text, "shop@example.com", [to])',
+        'send_mail("Reminder", text, "shop@example.com", [to])\n'
+        '                requests.post("https://log.example.com", json={"to": to})',
+    )
+    root = write(tmp_path, files)
+    findings = check([root], load_config([root]), cwd=root).findings
+    # `MailSender.send` mails and posts in the same run: that is several side effects
+    several = [f for f in findings if f.rule == "IDM602"]
+    assert several and "http-write, message" in several[0].message
