@@ -774,3 +774,148 @@ def test_a_sweep_whose_query_a_helper_builds(tmp_path: Path) -> None:
     assert codes(findings) == [("app/tasks.py", 17, "IDM603")]
     assert "selects by `sent_at` (in `pending()`)" in findings[0].message
     assert "a schedule entry, app/tasks.py:9" in findings[0].message
+
+
+PROVIDER_PROJECT = {
+    "pyproject.toml": "[project]\nname = 'demo'\n[tool.idemlint]\n",
+    "app/__init__.py": "",
+    "app/base.py": """
+        class Sender:
+            def send(self, to, text):
+                raise NotImplementedError
+    """,
+    "app/senders.py": """
+        import logging
+
+        import requests
+
+        from app.base import Sender
+
+
+        class ConsoleSender(Sender):
+            def send(self, to, text):
+                logging.info("%s: %s", to, text)
+
+
+        class HttpSender(Sender):
+            def send(self, to, text):
+                requests.post("https://sms.example.com/send", json={"to": to, "text": text})
+
+
+        class MailSender(HttpSender):
+            def send(self, to, text):
+                from django.core.mail import send_mail
+
+                send_mail("Reminder", text, "shop@example.com", [to])
+    """,
+    "app/tasks.py": """
+        from celery import Task, shared_task
+
+        from app.base import Sender
+        from app.settings import default_sender
+
+
+        class Reminder:
+            def __init__(self, sender: Sender = default_sender):
+                self.sender = sender
+
+            def remind(self, to):
+                self.sender.send(to, "Your order ships today")
+
+            def send(self, to, text):
+                return text
+
+
+        @shared_task(acks_late=True)
+        def remind(to):
+            Reminder().remind(to)
+
+
+        @shared_task(acks_late=True)
+        def remind_with(sender: Sender, to):
+            sender.send(to, "Your order ships today")
+
+
+        @shared_task(acks_late=True)
+        def remind_console(to):
+            from app.senders import ConsoleSender
+
+            ConsoleSender().send(to, "Your order ships today")
+    """,
+    "app/settings.py": """
+        from app.senders import ConsoleSender
+
+        default_sender = ConsoleSender()
+    """,
+}
+
+
+def test_init_parameter_annotation_types_the_attribute(tmp_path: Path) -> None:
+    from idemlint.lint.index.project import Project
+    from idemlint.lint.knowledge import load_knowledge
+    from idemlint.lint.summary.summarize import summarize_source
+
+    root = write(tmp_path, PROVIDER_PROJECT)
+    summaries = [
+        summarize_source((root / rel).read_text(), rel, rel[:-3].replace("/", "."))
+        for rel in ("app/base.py", "app/senders.py", "app/tasks.py", "app/settings.py")
+    ]
+    project = Project(summaries, load_knowledge())
+    # `self.sender = sender` with `sender: Sender`: an instance of the annotation
+    assert project.init_attribute("app.tasks.Reminder", "sender") == "app.base.Sender()"
+    assert project.subclasses("app.base.Sender") == [
+        "app.senders.ConsoleSender",
+        "app.senders.HttpSender",
+        "app.senders.MailSender",
+    ]
+    found = [r.qualified for r in project.overrides("app.base.Sender().send")]
+    assert found == [
+        "app.senders.ConsoleSender.send",
+        "app.senders.HttpSender.send",
+        "app.senders.MailSender.send",
+    ]
+    # a path that is not a method called on an instance fans out to nothing
+    assert project.overrides("app.base.Sender.send") == []
+
+
+def test_call_through_a_typed_receiver_runs_every_override(tmp_path: Path) -> None:
+    root = write(tmp_path, PROVIDER_PROJECT)
+    findings = check([root], load_config([root]), cwd=root).findings
+    # through an attribute typed in `__init__`, and through an annotated parameter; a
+    # constructor call (`ConsoleSender().send`) names its class: no fan-out there
+    tasks = {"app.tasks.remind", "app.tasks.remind_with"}
+    assert {(f.path, f.line, f.rule): set(f.tasks) for f in findings} == {
+        ("app/senders.py", 15, "IDM304"): tasks,
+        ("app/senders.py", 22, "IDM302"): tasks,
+    }
+    # one sender runs per call: its effects and another's are not "several side effects"
+    # of one run (no IDM602)
+
+
+def test_overrides_are_bounded(tmp_path: Path) -> None:
+    files = dict(PROVIDER_PROJECT)
+    files["app/many.py"] = "from app.base import Sender\n" + "".join(
+        f"class S{i}(Sender):\n    def send(self, to, text):\n        return {i}\n"
+        for i in range(8)
+    )
+    files["app/settings.py"] = (
+        "from app.many import S0\nfrom app.senders import ConsoleSender\n"
+        "default_sender = ConsoleSender() if S0 else None\n"
+    )
+    root = write(tmp_path, files)
+    # 3 + 8 overrides: too general a base to say which run
+    assert check([root], load_config([root]), cwd=root).findings == []
+
+
+def test_several_effects_of_one_override_still_count(tmp_path: Path) -> None:
+    files = dict(PROVIDER_PROJECT)
+    files["app/senders.py"] = files["app/senders.py"].replace(
+        'send_mail("Reminder", text, "shop@example.com", [to])',
+        'send_mail("Reminder", text, "shop@example.com", [to])\n'
+        '                requests.post("https://log.example.com", json={"to": to})',
+    )
+    root = write(tmp_path, files)
+    findings = check([root], load_config([root]), cwd=root).findings
+    # `MailSender.send` mails and posts in the same run: that is several side effects
+    several = [f for f in findings if f.rule == "IDM602"]
+    assert several and "http-write, message" in several[0].message

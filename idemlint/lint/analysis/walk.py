@@ -71,7 +71,9 @@ class CallFact:
     the caller built it (see :func:`origin_up`)."""
     alt_targets: list[FunctionRef] = field(default_factory=list)
     """Other project functions the call may run: its receiver is a module-level name that
-    branches bind to different objects (see :meth:`Project.resolve_alternatives`)."""
+    branches bind to different objects (see :meth:`Project.resolve_alternatives`), or is
+    typed as a project class whose subclasses override the method
+    (:meth:`Project.overrides`)."""
 
     @property
     def targets(self) -> list[FunctionRef]:
@@ -344,7 +346,27 @@ class FunctionFacts:
             for ref in other.targets:
                 if all(ref.qualified != t.qualified for t in fact.targets):
                     fact.alt_targets.append(ref)
+        if self._typed_receiver(value.path or ""):
+            # `self.sender.send()` with `sender: Sender` given to `__init__`: the object
+            # may be any subclass, so the call may run any override of `send`
+            for ref in self.project.overrides(fact.resolved):
+                if all(ref.qualified != t.qualified for t in fact.targets):
+                    fact.alt_targets.append(ref)
         return fact
+
+    def _typed_receiver(self, path: str) -> bool:
+        """The call's receiver is a parameter, or an attribute of ``self``, whose type comes
+        from an annotation or ``__init__``: not ``self.m()`` (the task's own class) nor
+        what a call returned (``Smtp().send()`` names its class)."""
+        receiver, _, _ = path.rpartition(".")
+        if not receiver or "(" in receiver or "[" in receiver:
+            return False
+        params = self.func.params
+        root = receiver.split(".", 1)[0]
+        if not any(p.name == root for p in params):
+            return False
+        is_self = bool(self.func.class_name) and params[0].name == root
+        return not is_self or "." in receiver
 
     def _classify_as(self, ev: Event, value: Value, outer: Event, resolved: str) -> CallFact:
         cands = self.project.candidates(resolved)
@@ -1285,6 +1307,15 @@ class Reached:
     """Reached from a lifecycle hook of the task's base class rather than from the task's
     function: ``"attempt"`` (it runs around every attempt) or ``"outcome"`` (once the run
     has an outcome); see :meth:`TaskContext.hooks`."""
+    choices: tuple[tuple[str, int], ...] = ()
+    """Each call on the way here that may run one of several functions (its receiver is
+    one of several objects, :attr:`CallFact.alt_targets`), with which one led here: what
+    two different choices at one call reach never runs in the same run."""
+
+    def compatible(self, other: Reached) -> bool:
+        """Whether this and ``other`` can both run in one run of the task."""
+        mine = dict(self.choices)
+        return all(mine.get(site, pick) == pick for site, pick in other.choices)
 
 
 @dataclass
@@ -1346,11 +1377,14 @@ class TaskContext:
         out: list[Reached] = []
         seen: set[tuple[str, bool, bool, bool]] = set()
         Callers = tuple[tuple[FunctionFacts, int], ...]
-        Item = tuple[FunctionRef, bool, tuple[str, ...], Callers, bool, bool, str]
-        queue: deque[Item] = deque([(self.task.ref, False, (), (), False, False, "")])
-        queue += [(h, False, (h.qualified,), (), False, False, when) for h, when in self.hooks()]
+        Choices = tuple[tuple[str, int], ...]
+        Item = tuple[FunctionRef, bool, tuple[str, ...], Callers, bool, bool, str, Choices]
+        queue: deque[Item] = deque([(self.task.ref, False, (), (), False, False, "", ())])
+        queue += [
+            (h, False, (h.qualified,), (), False, False, when, ()) for h, when in self.hooks()
+        ]
         while queue:
-            ref, guarded, via, callers, locked, strict, hook = queue.popleft()
+            ref, guarded, via, callers, locked, strict, hook, choices = queue.popleft()
             # a visit at least as exposed (unguarded, unlocked) already covers this one
             if any(
                 (ref.qualified, g, lk, st) in seen
@@ -1361,7 +1395,7 @@ class TaskContext:
                 continue
             seen.add((ref.qualified, guarded, locked, strict))
             facts = self.facts(ref)
-            out.append(Reached(facts, guarded, via, callers, locked, strict, hook))
+            out.append(Reached(facts, guarded, via, callers, locked, strict, hook, choices))
             if len(via) >= MAX_CALL_DEPTH:
                 continue
             for c in facts.calls:
@@ -1370,15 +1404,19 @@ class TaskContext:
                 held = locked or facts.under_row_lock(c.event)
                 site = (*callers, (facts, c.event.span.line))
                 if not c.chain_inner:
-                    for ref in c.targets:
-                        queue.append((ref, here, (*via, ref.qualified), site, held, firm, hook))
+                    targets = c.targets
+                    at = f"{facts.func.qualname}:{c.event.span.line}:{c.event.span.column}"
+                    for i, ref in enumerate(targets):
+                        picked = (*choices, (at, i)) if len(targets) > 1 else choices
+                        step = (*via, ref.qualified)
+                        queue.append((ref, here, step, site, held, firm, hook, picked))
                 if c.runner:
                     for arg in c.value.args:
                         if arg.kind in ("name", "attr") and arg.path:
                             target = self.project.function_for_call(facts.resolve(arg.path))
                             if target is not None:
                                 step = (*via, target.qualified)
-                                queue.append((target, True, step, site, held, True, hook))
+                                queue.append((target, True, step, site, held, True, hook, choices))
         return out
 
     def effects(self) -> Iterator[tuple[Reached, CallFact]]:

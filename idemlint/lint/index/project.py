@@ -24,6 +24,8 @@ from idemlint.lint.summary.model import ClassSummary, FileSummary, FunctionSumma
 _SEG = re.compile(r"[.(\[]")
 _BOUNDARY = re.compile(r"(?=[.(\[])")
 MAX_DEPTH = 12
+MAX_OVERRIDES = 8
+"""A method overridden in more project subclasses than this is not fanned out to them."""
 PARTIALS = frozenset({"functools.partial"})
 
 
@@ -267,6 +269,10 @@ class Project:
         self._children: dict[str, list[str]] | None = None
         """Package -> its direct submodules (made on first use)."""
         self._init_attrs: dict[tuple[str, str], tuple[str | None, frozenset[str]]] = {}
+        self._subclass_map: dict[str, list[str]] | None = None
+        """Project class -> the project classes that name it as a base (made on first use)."""
+        self._subclass_paths: frozenset[str] = frozenset()
+        """The files the subclass index was read from: what any answer from it depends on."""
 
     # -- files -------------------------------------------------------------
     def file(self, path: str) -> FileSummary:
@@ -488,6 +494,17 @@ class Project:
             and ev.targets == [f"{self_name}.{attr}"]
             and ev.value is not None
         ]
+        if len(values) == 1 and values[0].kind == "name" and values[0].path:
+            # `def __init__(self, sender: Sender = default): self.sender = sender`: the
+            # attribute holds what the parameter's annotation says, an instance of it
+            param = next((p for p in func.params[1:] if p.name == values[0].path), None)
+            if param is None or not param.annotation:
+                return None
+            # at depth 0: the answer is memoised by name, whatever the depth it was asked at
+            ann = self.resolve(param.annotation, file, None)
+            if not ann or not all(p.isidentifier() for p in ann.split(".")):
+                return None
+            return f"{ann}()"
         if len(values) != 1 or values[0].kind != "call" or not values[0].path:
             return None
         if split_root(values[0].path)[0] == self_name:
@@ -496,6 +513,73 @@ class Project:
         if not resolved or resolved.startswith(cls):
             return None
         return resolved
+
+    def overrides(self, resolved: str) -> list[FunctionRef]:
+        """The overrides of the project method ``resolved`` calls on an instance of a
+        project class (``Sender().send``) in that class's project subclasses, nearest
+        first: a receiver typed by an annotation may be any subclass, and the base's
+        method is often abstract (``...``, ``raise NotImplementedError``) while the
+        overrides do the work. None when more than :data:`MAX_OVERRIDES` override it:
+        such a base is too general to say which ones run."""
+        cp = self.class_prefix(resolved)
+        if cp is None:
+            return []
+        cls, rest = cp
+        name = last_segment(rest)
+        if rest != f"().{name}" or not name.isidentifier():
+            return []
+        out: list[FunctionRef] = []
+        for sub in self.subclasses(cls):
+            ref = self.functions.get(f"{sub}.{name}")
+            if ref is not None:
+                out.append(ref)
+                if len(out) > MAX_OVERRIDES:
+                    return []
+        return out
+
+    def subclasses(self, cls: str) -> list[str]:
+        """The project subclasses of project class ``cls``, direct and indirect, nearest
+        first. Any file could declare one, so the answer depends on every file; the
+        reverse index of bases is made once per run. Only the files the analysis reads
+        are in it: a subclass in a module that nothing a task reaches imports (so the
+        pre-check, :mod:`idemlint.lint.files.prefilter`, leaves it out) is not seen."""
+        children = self._subclass_index()
+        out: list[str] = []
+        todo = list(children.get(cls, ()))
+        while todo:
+            sub = todo.pop(0)
+            if sub in out or sub == cls:
+                continue
+            out.append(sub)
+            todo.extend(children.get(sub, ()))
+        return out
+
+    def _subclass_index(self) -> dict[str, list[str]]:
+        if self._subclass_map is None:
+            children: dict[str, list[str]] = {}
+            paths: set[str] = set()
+            self.tracker.open()
+            try:
+                for entry in self.index:
+                    # any file, edited, could come to declare a subclass
+                    paths.add(entry.path)
+                    if entry.error or not entry.classes:
+                        continue
+                    scope: ModuleScope = self._loaded.get(entry.path) or entry
+                    for qual, bases in entry.bases.items():
+                        for base in bases:
+                            resolved = self.resolve_value(base, scope, None)
+                            if resolved:
+                                resolved = resolved.removesuffix("[]")
+                            if resolved and resolved in self.classes:
+                                sub = f"{entry.module}.{qual}"
+                                children.setdefault(resolved, []).append(sub)
+            finally:
+                paths |= self.tracker.close()
+            self._subclass_paths = frozenset(paths)
+            self._subclass_map = children
+        self.tracker.merge(self._subclass_paths)
+        return self._subclass_map
 
     def resolve_global(self, name: str, file: ModuleScope, depth: int) -> str | None:
         """A module-level name of ``file``, qualified; ``None`` when the module lacks it."""
