@@ -333,11 +333,20 @@ class _Reader:
     def module_if(self, stmt: ast.If) -> None:
         # an `elif` is an `If` in `orelse` that starts its line (at the keyword), so
         # `elif` and `else:` with an `if` in it are read alike, as libcst's chain reads them
+        # (a loop over the chain, not recursion: an elif chain may be hundreds long; the
+        # paths join in the same order as nested joins would)
         start = self.bindings.state()
-        self.part(stmt.body)
-        ends = [self.bindings.state()]
-        self.bindings.restore(start)
-        self.part(stmt.orelse)
+        ends = []
+        arm: ast.If | None = stmt
+        while arm is not None:
+            self.bindings.restore(start)
+            self.part(arm.body)
+            ends.append(self.bindings.state())
+            orelse = arm.orelse
+            arm = orelse[0] if len(orelse) == 1 and isinstance(orelse[0], ast.If) else None
+            if arm is None:
+                self.bindings.restore(start)
+                self.part(orelse)
         self.bindings.join([*ends, self.bindings.state()])
 
     def module_try(self, tried: ast.Try) -> None:

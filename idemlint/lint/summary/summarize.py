@@ -444,13 +444,18 @@ class _Summarizer:
         """An ``if``: its body or its ``elif``/``else`` part runs, not both; with no ``else``,
         the names keep what they held before."""
         start = self.bindings.state()
-        self.module_body(stmt.body.body)
-        ends = [self.bindings.state()]
-        self.bindings.restore(start)
-        if isinstance(stmt.orelse, cst.If):
-            self.module_if(stmt.orelse)
-        elif stmt.orelse is not None:
-            self.module_body(stmt.orelse.body.body)
+        ends = []
+        arm: cst.If | None = stmt
+        while arm is not None:  # a loop, not recursion: an elif chain may be hundreds long
+            self.bindings.restore(start)
+            self.module_body(arm.body.body)
+            ends.append(self.bindings.state())
+            orelse = arm.orelse
+            arm = orelse if isinstance(orelse, cst.If) else None
+            if arm is None:
+                self.bindings.restore(start)
+                if isinstance(orelse, cst.Else):
+                    self.module_body(orelse.body.body)
         self.bindings.join([*ends, self.bindings.state()])
 
     def module_attribute_assign(
