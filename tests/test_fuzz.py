@@ -131,12 +131,6 @@ def test_generated_python_never_crashes_the_engine_or_the_plugin(
         run_plugin(root, "app/g.py", lines, monkeypatch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known regression since the union-bindings merge (a223b42): a file with a 300+ "
-    "level elif chain is a 'too deeply nested' notice in the pool's pass but analysed "
-    "in-process, so the two runs differ on it (open: issue 11 closing note)",
-)
 def test_the_pool_never_crashes(tmp_path: Path) -> None:
     rng = random.Random(12)
     files = {f"f{i}.py": generate(AREAS[i % len(AREAS)], rng) for i in range(30)}

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -499,6 +500,29 @@ def test_deep_but_within_the_limit_is_analysed(tmp_path: Path) -> None:
     chain = " + ".join(["user_id"] * 200)
     root = project(tmp_path, {"app/tasks.py": TASK.replace('{"user": user_id}', chain)})
     assert places(run(root).findings) == [("app/tasks.py", 7, "IDM304")]
+
+
+def test_the_depth_screen_does_not_depend_on_the_callers_hidden_depth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The interpreter counts calls made from C (pytest's hooks, a plugin host) in the
+    recursion depth without a frame to show for them, so a probe limit counted from the
+    visible frames can be too tight. A file within the limit must pass however deep the
+    caller really is (it once became a notice in-process and was analysed in the pool)."""
+    from idemlint.lint.summary import screen as screen_module
+
+    text = deep("elif", screen_module.MAX_DEPTH - 20)
+    assert screen_module.screen(text).problem == ""
+    frames = screen_module._stack_depth
+    main = threading.main_thread()
+    # on the main thread, pretend the caller's depth is unseen (as calls from C are)
+    monkeypatch.setattr(
+        screen_module,
+        "_stack_depth",
+        lambda: 1 if threading.current_thread() is main else frames(),
+    )
+    assert screen_module.screen(text).problem == ""
+    assert "deeply nested" in screen_module.screen(deep("elif", 600)).problem
 
 
 def test_the_flake8_plugin_reports_a_deep_file_as_a_notice(tmp_path: Path) -> None:

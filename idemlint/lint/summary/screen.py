@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -92,7 +93,14 @@ def screen_tree(text: str) -> tuple[Verdict, ast.Module | None]:
     pre-check's parse check, an outline) parses once."""
     try:
         tree = _probe_ast(text)
-    except (RecursionError, MemoryError):
+    except RecursionError:
+        # the limit counts from the caller's depth as the interpreter counts it, which
+        # can be more than the frames it sees (calls made from C add to it unseen, as
+        # pytest's do): decide again from a fresh thread, whose count starts at zero
+        tree = _probe_in_fresh_thread(text)
+        if tree is None:
+            return _too_deep(), None
+    except MemoryError:
         return _too_deep(), None
     except (SyntaxError, ValueError) as exc:
         return _unparsed(text, exc), None
@@ -141,6 +149,29 @@ def _probe_ast(text: str) -> ast.Module:
         sys.setrecursionlimit(old)
     assert isinstance(tree, ast.Module)
     return tree
+
+
+def _probe_in_fresh_thread(text: str) -> ast.Module | None:
+    """:func:`_probe_ast` on a new thread (None: deeper than :data:`MAX_DEPTH`). Only a
+    file the first probe refused gets here: a deep one, or one near the limit under a
+    deep caller, so the thread's start-up is paid rarely."""
+    out: list[ast.Module] = []
+    errors: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            out.append(_probe_ast(text))
+        except (RecursionError, MemoryError):
+            pass
+        except BaseException as exc:  # SyntaxError, ValueError: the caller's to handle
+            errors.append(exc)
+
+    worker = threading.Thread(target=probe, name="idemlint-depth-probe")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+    return out[0] if out else None
 
 
 def _flat_chains_possible(text: str) -> bool:
