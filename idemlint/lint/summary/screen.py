@@ -92,18 +92,21 @@ def screen_tree(text: str) -> tuple[Verdict, ast.Module | None]:
     not parse the text within :data:`MAX_DEPTH`): a caller that needs the tree too (the
     pre-check's parse check, an outline) parses once."""
     try:
-        tree = _probe_ast(text)
-    except RecursionError:
-        # the limit counts from the caller's depth as the interpreter counts it, which
-        # can be more than the frames it sees (calls made from C add to it unseen, as
-        # pytest's do): decide again from a fresh thread, whose count starts at zero
-        tree = _probe_in_fresh_thread(text)
-        if tree is None:
-            return _too_deep(), None
+        try:
+            probed: ast.Module | None = _probe_ast(text)
+        except RecursionError:
+            # the limit counts from the caller's depth as the interpreter counts it,
+            # which can be more than the frames it sees (calls made from C add to it
+            # unseen, as pytest's do): decide again from a fresh thread, whose count
+            # starts at zero
+            probed = _probe_in_fresh_thread(text)
     except MemoryError:
         return _too_deep(), None
     except (SyntaxError, ValueError) as exc:
         return _unparsed(text, exc), None
+    if probed is None:
+        return _too_deep(), None
+    tree = probed
     if _flat_chains_possible(text) and nesting_estimate(text) > MAX_DEPTH:
         return _too_deep(), tree
     return OK, tree
