@@ -292,6 +292,8 @@ def diagnose(dsn: str, orders: dict[int, str], variant: str) -> str:
     engine = sa.create_engine(dsn)
     parts = []
     with engine.connect() as conn:
+        # the store makes its table at its first claim: none yet means no job started
+        claimed = sa.inspect(conn).has_table("idem_keys")
         for order_id in orders:
             emails = conn.execute(
                 sa.text("SELECT count(*) FROM outbox WHERE order_id = :o"), {"o": order_id}
@@ -302,7 +304,9 @@ def diagnose(dsn: str, orders: dict[int, str], variant: str) -> str:
             if emails and ships:
                 continue
             key = ""
-            if variant in ("idempotent", "atomic"):
+            if variant in ("idempotent", "atomic") and not claimed:
+                key = ", key never claimed (no job of this run reached the store)"
+            elif variant in ("idempotent", "atomic"):
                 row = conn.execute(
                     sa.text("SELECT status, epoch FROM idem_keys WHERE idem_key = :k"),
                     {"k": f"confirm:{order_id}"},
