@@ -262,11 +262,7 @@ def check(
     ``prefilter=False`` summarises every file in full, skipping the text pre-check;
     ``incremental=False`` ignores the last run's snapshot and computes every result
     again. Both give the same findings, slower (the tests compare them)."""
-    # named and stamped before discovery, for the quick record (an editor's next call)
-    seen = None
-    if config.cache_dir is not None and not sources and prefilter:
-        top = config.root.absolute()
-        seen = quick.observe(top, quick.record_key(config, top))
+    seen = _observe(config, sources, prefilter=prefilter)  # (before discovery)
     scope = Scope.of(paths, config, cwd, sources)
     knowledge = load_knowledge(
         config.knowledge, frameworks=config.task_frameworks, source=config.source
@@ -289,8 +285,7 @@ def check(
     stamped, summariser, run, outcome = done.stamped, done.summariser, done.run, done.outcome
     suppressions, tokenized = inline_suppressions(stamped, run, scope.reported, done.prepass)
     reuse.keep(run, outcome, stamped, done.precheck, tokenized=tokenized)
-    if seen is not None and reuse.cache is not None:
-        _keep_quick(reuse.cache.folder, scope, stamped, outcome, seen)
+    _keep_quick(reuse, scope, stamped, outcome, seen)
     reported = [f for f in scope.files if scope.reported(f)]
     return CheckResult(
         merged(
@@ -308,15 +303,29 @@ def check(
     )
 
 
+def _observe(
+    config: EngineConfig, sources: Mapping[Path, str] | None, *, prefilter: bool
+) -> quick.Observed | None:
+    """The quick record's name and stamps (:mod:`~idemlint.lint.run.quick`), taken
+    before discovery, for a run that may leave one: with the cache, no editor's buffer
+    standing for a file, the pre-check on (as the flake8 plugin runs)."""
+    if config.cache_dir is None or sources or not prefilter:
+        return None
+    top = config.root.absolute()
+    return quick.observe(top, quick.record_key(config, top))
+
+
 def _keep_quick(
-    folder: Path,
+    reuse: Reuse,
     scope: Scope,
     stamped: list[Stamped],
     outcome: Outcome,
-    seen: quick.Observed,
+    seen: quick.Observed | None,
 ) -> None:
-    """Leave the quick record (:mod:`~idemlint.lint.run.quick`) of a run that read the
-    project as discovery finds it, every file from disk: every file's findings, by path."""
+    """Leave the quick record of a run that read the project as discovery finds it,
+    every file from disk: every file's findings, by path."""
+    if seen is None or reuse.cache is None:
+        return
     if scope.skipped or len(scope.files) != scope.discovered:
         return
     if any(f.override or f.unstable or f.error for f in stamped):
@@ -325,7 +334,7 @@ def _keep_quick(
     for finding in findings_of(outcome, stamped, scope.root, scope.root, lambda _: True):
         by_file.setdefault(finding.path, []).append(finding)
     files = [(f.rel, f.size, f.mtime_ns) for f in stamped]
-    quick.save(folder, scope.root, seen, files, by_file)
+    quick.save(reuse.cache.folder, scope.root, seen, files, by_file)
 
 
 def project_size(config: EngineConfig) -> int:

@@ -36,17 +36,16 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
 from idemlint import __version__
 from idemlint.findings import Finding, display_path
 from idemlint.lint.run.cachedir import inside, is_ours, safe_folder
-from idemlint.lint.run.fingerprint import RACY_NS, findings_fingerprint
-from idemlint.lint.run.snapshot_check import seal, unseal
+from idemlint.lint.run.fingerprint import RACY_NS, findings_fingerprint, sha256
 
 FORMAT = 1
 NEVER = -1
@@ -106,6 +105,30 @@ def cache_folder(config: Settings, root: Path) -> Path | None:
 
 def _file(folder: Path, key: str) -> Path:
     return folder / "quick" / f"{key}.json"
+
+
+_HEAD = '{"crc32":"'
+_MIDDLE = '","record":'
+
+
+def _seal(text: str) -> str:
+    """``text`` wrapped with its CRC-32, still JSON: a truncated, half-written or damaged
+    record does not load (the snapshot's SHA-256 costs more than this record's reading,
+    with ``hashlib``'s import; what a forged record could say is checked entry by entry)."""
+    return f"{_HEAD}{zlib.crc32(text.encode()):08x}{_MIDDLE}{text}}}"
+
+
+def _unseal(sealed: str) -> str:
+    start = len(_HEAD) + 8 + len(_MIDDLE)
+    if not (sealed.startswith(_HEAD) and sealed[start - len(_MIDDLE) : start] == _MIDDLE):
+        raise ValueError("no checksum")
+    text = sealed[start:-1]
+    if (
+        not sealed.endswith("}")
+        or f"{zlib.crc32(text.encode()):08x}" != sealed[len(_HEAD) : start - len(_MIDDLE)]
+    ):
+        raise ValueError("checksum mismatch")
+    return text
 
 
 # -- what a run saw, before discovery ------------------------------------------
@@ -281,7 +304,7 @@ def save(
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(seal(text))
+            fh.write(_seal(text))
         os.replace(tmp, target)
     except OSError:
         return  # a read-only or full disk only costs speed
@@ -377,7 +400,7 @@ def load(config: Settings, root: Path) -> Record | None:
     if folder is None:
         return None
     try:
-        data = json.loads(unseal(_file(folder, record_key(config, root)).read_text("utf-8")))
+        data = json.loads(_unseal(_file(folder, record_key(config, root)).read_text("utf-8")))
         if data["format"] != FORMAT or data["root"] != str(root):
             return None
         stat = os.stat
