@@ -289,3 +289,19 @@ def test_in_git_what_decides_the_listing(tmp_path: Path) -> None:
     _recorded(project)
     subprocess.run(["git", "add", "shop/tasks.py"], cwd=project, check=True, env=env)
     assert quick.load(config, root) is None
+
+
+def test_a_cache_folder_in_the_project_under_a_plain_name(tmp_path: Path) -> None:
+    """The run writes in its cache folder: when discovery does not skip that folder by its
+    name, the record still holds after the run that wrote it."""
+    project = copy_project(tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text("utf-8") + '\n[tool.idemlint]\ncache-dir = "mycache"\n'
+    )
+    config = _config(project)
+    check([config.root], config, jobs=1, cwd=project)
+    assert (project / "mycache" / "quick").is_dir()
+    _age(project)
+    check([config.root], config, jobs=1, cwd=project)
+    assert quick.load(config, config.root.absolute()) is not None

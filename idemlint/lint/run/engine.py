@@ -312,7 +312,7 @@ def _observe(
     if config.cache_dir is None or sources or not prefilter:
         return None
     top = config.root.absolute()
-    return quick.observe(top, quick.record_key(config, top))
+    return quick.observe(top, quick.record_key(config, top), top / config.cache_dir)
 
 
 def _keep_quick(

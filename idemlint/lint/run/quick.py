@@ -154,13 +154,17 @@ def _stamp(name: str) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def observe(root: Path, key: str) -> Observed:
+def observe(root: Path, key: str, cache: Path | None = None) -> Observed:
     """Stamp the project's folders and what decides git's listing (call it before
-    discovery: a change after it then shows as a newer time)."""
+    discovery: a change after it then shows as a newer time). Under ``cache`` (the cache
+    folder, when it lies in the project under a name discovery does not skip) only the
+    folder itself is stamped: the run writes in its sub-folders, and what it holds is
+    git-ignored by its own ``.gitignore``."""
     from idemlint.lint.files.discovery import ALWAYS_SKIPPED
 
     seen = Observed(key)
     top = str(root)
+    own = os.path.abspath(cache) if cache is not None else None
 
     def failed(_: OSError) -> None:
         seen.complete = False
@@ -170,8 +174,8 @@ def observe(root: Path, key: str) -> Observed:
             st = os.stat(dirpath)
             rel = dirpath[len(top) + 1 :].replace(os.sep, "/") if dirpath != top else ""
             seen.folders.append((rel, st.st_mtime_ns, st.st_mode))
-            if rel and "pyvenv.cfg" in filenames:
-                dirnames[:] = []  # a virtualenv: discovery reads nothing under it
+            if (rel and "pyvenv.cfg" in filenames) or dirpath == own:
+                dirnames[:] = []  # a virtualenv (discovery reads nothing under it), the cache
             else:
                 dirnames[:] = [
                     d
