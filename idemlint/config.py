@@ -8,7 +8,6 @@ file, the key and what is accepted, which the CLI turns into exit code 2.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -417,6 +416,8 @@ def _frameworks(value: object, *, file: Path | None) -> frozenset[str]:
         )
     for item in value:
         if item not in TASK_FRAMEWORKS:
+            import difflib
+
             close = difflib.get_close_matches(str(item), TASK_FRAMEWORKS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(

@@ -16,6 +16,10 @@ that run in the background (``python -m idemlint.flake8_plugin --warm-up FILE``)
 for it up to :data:`EDITOR_BUDGET` seconds, and otherwise answers with what it can
 prove alone (the file's own parse error, if any) and one notice that the rest is not
 checked yet. The next call answers from the snapshot the background run leaves.
+
+Most calls come when nothing in the project changed since the last run (a file opened,
+another one saved and checked already): those are answered from the quick record that
+run left (:mod:`idemlint.lint.run.quick`), checked with stats only, without the engine.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from idemlint import __version__
 if TYPE_CHECKING:
     from idemlint.config import Config
     from idemlint.findings import Finding
+    from idemlint.lint.run.quick import Record
 
 
 class _ProjectMemo:
@@ -48,6 +53,9 @@ class _ProjectMemo:
     def __init__(self) -> None:
         self.calls: dict[Path, int] = {}
         self.findings: dict[Path, dict[Path, list[Finding]]] = {}
+        self.records: dict[Path, Record | None] = {}
+        """The quick record of each project, loaded (and found to match the disk) on the
+        first call; None when it did not."""
 
 
 _memo = _ProjectMemo()
@@ -171,6 +179,10 @@ def findings_for(path: Path, source: str | None = None, *, budget: float = 0.0) 
     config = load_config([absolute])
     if config.force_exclude and config.excluded(absolute):
         return []  # flake8 and editors name every file: ``force-exclude`` is for them
+    if source is None:
+        quick = _quick_findings(absolute, config, cwd)
+        if quick is not None:
+            return report_filter(quick, config, [absolute], cwd=cwd)
     if budget > 0:
         early = _before_the_first_run(absolute, config, cwd, source, _LOADED + budget)
         if early is not None:
@@ -191,6 +203,20 @@ def findings_for(path: Path, source: str | None = None, *, budget: float = 0.0) 
             _memo.findings[config.root] = project
         raw = project.get(absolute, [])
     return report_filter(raw, config, [absolute], cwd=cwd)
+
+
+def _quick_findings(path: Path, config: Config, cwd: Path) -> list[Finding] | None:
+    """The file's findings from the project's quick record, when nothing in the project
+    changed since the run that wrote it (:mod:`idemlint.lint.run.quick`): the common
+    editor call, answered from stats without the analysis. Looked for once per process
+    and project; None when it does not hold (then the engine runs, as always)."""
+    root = config.root.absolute()
+    if root not in _memo.records:
+        from idemlint.lint.run import quick
+
+        _memo.records[root] = None if _memo.calls.get(config.root) else quick.load(config, root)
+    record = _memo.records[root]
+    return record.findings(path, cwd) if record is not None else None
 
 
 def _before_the_first_run(

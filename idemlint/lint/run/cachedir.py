@@ -37,10 +37,10 @@ TAG_TEXT = (
     "# This file is a cache directory tag created by idemlint.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-AREAS = ("summaries", "scans", "outlines", "projects")
+AREAS = ("summaries", "scans", "outlines", "projects", "quick")
 """Sub-folders holding entries: summaries, pre-check scans and outlines
 (``area/ab/<key>.json``, the key a sha256), project snapshots (``projects/<key>.json``,
-32 hex digits)."""
+32 hex digits) and quick records (``quick/<key>.json``, the same)."""
 OLD_LAYOUT = frozenset({*AREAS, ".gitignore", "last-prune", TAG})
 """Everything an idemlint cache holds at its top: a folder of only these is one."""
 
@@ -147,6 +147,6 @@ def is_entry(area: str, relative: tuple[str, ...]) -> bool:
     name = relative[-1]
     if _TEMPORARY.fullmatch(name):
         return len(relative) <= 2
-    if area == "projects":
+    if area in ("projects", "quick"):
         return len(relative) == 1 and _PROJECT.fullmatch(name) is not None
     return len(relative) == 2 and _KEYED.fullmatch(name) is not None and relative[0] == name[:2]

@@ -30,6 +30,7 @@ from idemlint.lint.files.discovery import Skipped, discover_project, is_utf8, na
 from idemlint.lint.files.source import encode_source
 from idemlint.lint.index.tasks import TaskRow
 from idemlint.lint.knowledge import Knowledge, load_knowledge
+from idemlint.lint.run import quick
 from idemlint.lint.run.incremental import Outcome, Run, Stamped, stamp
 from idemlint.lint.run.notices import merged, skipped_findings
 from idemlint.lint.run.precheck import PreCheck
@@ -102,6 +103,8 @@ class Scope:
     skipped: list[Skipped] = field(default_factory=list)
     """Paths not checked at all (reported as notices): unreadable folders, file names
     that are not UTF-8, named symlinks that lead out of the project."""
+    discovered: int = 0
+    """How many of ``files`` discovery found (the others were named, outside it)."""
 
     @classmethod
     def of(
@@ -115,6 +118,7 @@ class Scope:
         targets = [p.absolute() for p in (paths or [root])]
         found = discover_project(root, (*config.exclude, *config.extend_exclude))
         files, skipped = found.files, found.skipped
+        discovered = len(files)
         known = set(files)
         given = {p.absolute(): encode_source(t) for p, t in (sources or {}).items()}
         real_root = os.path.realpath(root)
@@ -131,7 +135,8 @@ class Scope:
             elif kind == "file":
                 files.append(t)
                 known.add(t)
-        return cls(root, (cwd or Path.cwd()).absolute(), targets, files, given, skipped)
+        cwd = (cwd or Path.cwd()).absolute()
+        return cls(root, cwd, targets, files, given, skipped, discovered)
 
     def rel(self, path: Path) -> str:
         return relative(path, self.root)
@@ -257,6 +262,7 @@ def check(
     ``prefilter=False`` summarises every file in full, skipping the text pre-check;
     ``incremental=False`` ignores the last run's snapshot and computes every result
     again. Both give the same findings, slower (the tests compare them)."""
+    seen = _observe(config, sources, prefilter=prefilter)  # (before discovery)
     scope = Scope.of(paths, config, cwd, sources)
     knowledge = load_knowledge(
         config.knowledge, frameworks=config.task_frameworks, source=config.source
@@ -279,6 +285,7 @@ def check(
     stamped, summariser, run, outcome = done.stamped, done.summariser, done.run, done.outcome
     suppressions, tokenized = inline_suppressions(stamped, run, scope.reported, done.prepass)
     reuse.keep(run, outcome, stamped, done.precheck, tokenized=tokenized)
+    _keep_quick(reuse, scope, stamped, outcome, seen)
     reported = [f for f in scope.files if scope.reported(f)]
     return CheckResult(
         merged(
@@ -294,6 +301,40 @@ def check(
         notices=reuse.notices,
         tasks=outcome.tasks,
     )
+
+
+def _observe(
+    config: EngineConfig, sources: Mapping[Path, str] | None, *, prefilter: bool
+) -> quick.Observed | None:
+    """The quick record's name and stamps (:mod:`~idemlint.lint.run.quick`), taken
+    before discovery, for a run that may leave one: with the cache, no editor's buffer
+    standing for a file, the pre-check on (as the flake8 plugin runs)."""
+    if config.cache_dir is None or sources or not prefilter:
+        return None
+    top = config.root.absolute()
+    return quick.observe(top, quick.record_key(config, top), top / config.cache_dir)
+
+
+def _keep_quick(
+    reuse: Reuse,
+    scope: Scope,
+    stamped: list[Stamped],
+    outcome: Outcome,
+    seen: quick.Observed | None,
+) -> None:
+    """Leave the quick record of a run that read the project as discovery finds it,
+    every file from disk: every file's findings, by path."""
+    if seen is None or reuse.cache is None:
+        return
+    if scope.skipped or len(scope.files) != scope.discovered:
+        return
+    if any(f.override or f.unstable or f.error for f in stamped):
+        return
+    by_file: dict[str, list[Finding]] = {}
+    for finding in findings_of(outcome, stamped, scope.root, scope.root, lambda _: True):
+        by_file.setdefault(finding.path, []).append(finding)
+    files = [(f.rel, f.size, f.mtime_ns) for f in stamped]
+    quick.save(reuse.cache.folder, scope.root, seen, files, by_file)
 
 
 def project_size(config: EngineConfig) -> int:

@@ -33,7 +33,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +41,11 @@ from idemlint.lint.index.project import FileIndex
 from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
 from idemlint.lint.run.cachedir import safe_folder
+from idemlint.lint.run.fingerprint import RACY_NS, analysis_fingerprint
 from idemlint.lint.run.snapshot_check import check, index, seal, unseal
 from idemlint.lint.summary.model import ParseError, Span
 
 FORMAT = 5
-RACY_NS = 2_000_000_000
-"""A file modified this close to when it was read may change again within the same
-timestamp; its stamp is not trusted next time (its bytes are hashed again)."""
-
-
-@lru_cache(maxsize=1)
-def analysis_fingerprint() -> str:
-    """A hash of idemlint's analysis code and built-in knowledge: results computed by other
-    code are never reused (a development checkout, a patched install)."""
-    h = hashlib.sha256()
-    lint = Path(__file__).parent.parent
-    for entry in sorted(lint.rglob("*")):
-        if entry.suffix in (".py", ".toml"):
-            h.update(entry.relative_to(lint).as_posix().encode())
-            h.update(entry.read_bytes())
-    return h.hexdigest()
 
 
 def run_key(settings: object) -> str:
