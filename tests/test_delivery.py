@@ -54,6 +54,14 @@ EXPECTED = {
         # run made, and the other narrowed shapes in awards/narrow.py, stay clean)
         ("awards/narrow.py", 78): ("concurrent", "awards/views.py:27"),
     },
+    # guards whose marker comes after the effect: only an overlap (an enqueue, also
+    # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
+    "effect_before_claim": {
+        ("tracker/tasks.py", 16): ("concurrent", "tracker/views.py:15"),
+        ("tracker/tasks.py", 37): ("concurrent", "tracker/views.py:19"),
+        ("tracker/tasks.py", 55): ("concurrent", "tracker/views.py:23"),
+        ("tracker/tasks.py", 65): ("schedule", "tracker/celery.py:5"),
+    },
 }
 
 
