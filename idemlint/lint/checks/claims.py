@@ -175,13 +175,29 @@ def _event_at(facts: FunctionFacts, line: int) -> Event | None:
     return next((e for e in facts.func.events if e.span.line == line), None)
 
 
-def _after(first: Path, then: Path) -> bool:
-    """``then`` runs after ``first``: at the first frame where their lines differ, its line
-    is later (the same line calls the same function down to where they part)."""
-    for a, b in zip(first, then, strict=False):
-        if a != b:
-            return b > a
+def _after(first: Step, then: Step) -> bool:
+    """``then`` runs after ``first`` in one run: at the first frame where their lines
+    differ, its line is later (the same line calls the same function down to where they
+    part), and the two are not in the two parts of one ``if`` (or ``try``)."""
+    for k, (a, b) in enumerate(zip(first.path, then.path, strict=False)):
+        if a == b:
+            continue
+        facts = first.frames[k][0]
+        one = first.event if k == len(first.frames) - 1 else _event_at(facts, a)
+        other = then.event if k == len(then.frames) - 1 else _event_at(facts, b)
+        if one is not None and other is not None and _exclusive(one, other):
+            return False
+        return b > a
     return False
+
+
+def _exclusive(one: Event, other: Event) -> bool:
+    """One runs in the body of a branch and the other in its ``else``: never both."""
+    return any(
+        (block.startswith("b") and f"e{block[1:]}" in other.blocks)
+        or (block.startswith("e") and f"b{block[1:]}" in other.blocks)
+        for block in one.blocks
+    )
 
 
 def _claims_before(facts: FunctionFacts, start: int, line: int) -> bool:
@@ -196,10 +212,11 @@ def _claims_before(facts: FunctionFacts, start: int, line: int) -> bool:
     return facts.locked_at(line)
 
 
-def _claimed_first(step: Step, branch: Event) -> bool:
-    for i, (facts, line) in enumerate(step.frames):
-        start = branch.span.line if i == 0 else 0
-        if facts.decorated_guard or _claims_before(facts, start, line):
+def _claimed_first(step: Step) -> bool:
+    """Something takes the work before the effect, in the guard's function (before the
+    guard too: a lock taken first) or down the calls that lead to the effect."""
+    for facts, line in step.frames:
+        if facts.decorated_guard or _claims_before(facts, 0, line):
             return True
         ev = _event_at(facts, line)
         if ev is not None and (
@@ -317,7 +334,7 @@ def check(ctx: TaskContext) -> None:
             if not effects:
                 continue
             writes = _writes(ctx, r0, branch, sense, marker)
-            found = _first_unclaimed(effects, writes, branch)
+            found = _first_unclaimed(effects, writes)
             if found is None:
                 continue
             if mechanism.kind == "concurrent" and not _race_on_message(r0, branch):
@@ -334,17 +351,15 @@ def check(ctx: TaskContext) -> None:
             return
 
 
-def _first_unclaimed(
-    effects: list[Step], writes: list[Step], branch: Event
-) -> tuple[Step, Step] | None:
+def _first_unclaimed(effects: list[Step], writes: list[Step]) -> tuple[Step, Step] | None:
     """The first effect with a marker write after it, nothing claiming the work before it,
     and no marker write before it."""
     for effect in sorted(effects, key=lambda s: s.path):
-        if _claimed_first(effect, branch):
+        if _claimed_first(effect):
             continue
-        if any(_after(w.path, effect.path) for w in writes):
+        if any(_after(w, effect) for w in writes):
             continue  # marked before the effect: a claim, atomic or not (IDM601's)
-        later = [w for w in writes if _after(effect.path, w.path)]
+        later = [w for w in writes if _after(effect, w)]
         if later:
             return effect, min(later, key=lambda s: s.path)
     return None
