@@ -57,9 +57,9 @@ EXPECTED = {
     # guards whose marker comes after the effect: only an overlap (an enqueue, also
     # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
     "effect_before_claim": {
-        ("tracker/tasks.py", 17): ("concurrent", "tracker/views.py:17"),
-        ("tracker/tasks.py", 38): ("concurrent", "tracker/views.py:21"),
-        ("tracker/tasks.py", 56): ("concurrent", "tracker/views.py:25"),
+        ("tracker/tasks.py", 17): ("concurrent", "tracker/views.py:18"),
+        ("tracker/tasks.py", 38): ("concurrent", "tracker/views.py:22"),
+        ("tracker/tasks.py", 56): ("concurrent", "tracker/views.py:27"),
         ("tracker/tasks.py", 66): ("schedule", "tracker/celery.py:5"),
     },
 }

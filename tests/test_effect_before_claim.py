@@ -43,9 +43,9 @@ def test_the_message_names_guard_effect_marker_and_mechanism() -> None:
     # enqueued through the project's own dispatcher: the call site, and how it enqueues
     assert (
         "a message is enqueued at each call of `dispatch(push_report, ...)` in "
-        "`report_saved`, which calls `.apply_async()` on it (tracker/views.py:17)"
+        "`report_saved`, which calls `.apply_async()` on it (tracker/views.py:18)"
     ) in report
-    assert by_line[17].delivery[:2] == ("concurrent", "tracker/views.py:17")
+    assert by_line[17].delivery[:2] == ("concurrent", "tracker/views.py:18")
     welcome = by_line[38].message
     assert "`send_mail()` (line 40)" in welcome
     assert "`welcomed_at`, is written only after it (`mark_welcomed()` line 45)" in welcome

@@ -1583,6 +1583,10 @@ class TaskContext:
                 return True
         return False
 
+    def enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
+        """``ev`` enqueues a project task that is safe to run twice (see below)."""
+        return self._enqueues_safe_task(r, ev)
+
     def _enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
         """``ev`` enqueues a project task that is safe to run twice: a fan-out of work that
         only recomputes is not a problem, whatever enqueues it twice."""

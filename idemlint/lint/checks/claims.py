@@ -237,6 +237,8 @@ def _effects(ctx: TaskContext, r0: Reached, branch: Event, sense: int) -> list[S
                 continue
             if key_values(r.facts, c):
                 continue  # an idempotency key: the other side absorbs the second call
+            if c.effect.kind == "enqueue" and ctx.enqueues_safe_task(r, c.event):
+                continue  # a task that only recomputes: twice is harmless
             frames = _frames(r, c.event.span.line)[depth:]
             step = Step(tuple(f[1] for f in frames), c.event, r, frames, _call_name(c))
             if _on_path(r0.facts, branch, sense, step):
