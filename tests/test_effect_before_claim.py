@@ -284,3 +284,57 @@ def test_an_unlocked_status_transition_is_not_restated(tmp_path: Path) -> None:
         },
     )
     assert [f.rule for f in check_project(root, cwd=root)] == ["IDM601"]
+
+
+def test_a_helper_reached_twice_guarded_and_not(tmp_path: Path) -> None:
+    """The helper holding the guard is reached once behind the task's own check and once
+    not: the rule reads the exposed visit, and the other visit is no call below it."""
+    root = _write(
+        tmp_path,
+        {
+            "pyproject.toml": "[tool.idemlint]\n",
+            "app/__init__.py": "",
+            "app/tasks.py": """
+                import requests
+                from celery import shared_task
+                from django.core.cache import cache
+                from django.db import models
+
+
+                class Order(models.Model):
+                    total = models.IntegerField()
+
+                    @property
+                    def has_invoice(self):
+                        return Invoice.objects.filter(order=self).exists()
+
+
+                class Invoice(models.Model):
+                    order = models.OneToOneField(Order, on_delete=models.CASCADE)
+
+
+                def bill(order):
+                    if order.has_invoice:
+                        return
+                    requests.post("https://billing.example.com/invoices", json={})
+                    Invoice.objects.create(order=order)
+
+
+                @shared_task
+                def settle(order_id, again):
+                    order = Order.objects.get(pk=order_id)
+                    if not again:
+                        if cache.get(f"skip-{order_id}"):
+                            return
+                        bill(order)
+                    else:
+                        bill(order)
+
+
+                def paid(order):
+                    settle.delay(order.id, False)
+            """,
+        },
+    )
+    found = _findings(root)
+    assert [(f.line, f.rule) for f in found] == [(20, "IDM604")]
