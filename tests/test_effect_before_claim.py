@@ -36,22 +36,24 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 def test_the_message_names_guard_effect_marker_and_mechanism() -> None:
     by_line = {f.line: f for f in _findings(ROOT)}
     assert {f.rule for f in by_line.values()} == {"IDM604"}
-    report = by_line[17].message
-    assert "`if report.has_remote_issue` (line 17)" in report
-    assert "`jira.create_issue()` (`create_issue()` line 28)" in report
-    assert "a row of `RemoteIssue`, is written only after it (`create_issue()` line 30)" in report
+    report = by_line[26].message
+    assert "`if report.has_remote_issue` (line 26)" in report
+    assert "`jira.create_issue()` (`create_issue()` line 37)" in report
+    assert "a row of `RemoteIssue`, is written only after it (`create_issue()` line 39)" in report
     # enqueued through the project's own dispatcher: the call site, and how it enqueues
     assert (
         "a message is enqueued at each call of `dispatch(push_report, ...)` in "
-        "`report_saved`, which calls `.apply_async()` on it (tracker/views.py:18)"
+        "`report_saved`, which calls `.apply_async()` on it (tracker/views.py:19)"
     ) in report
-    assert by_line[17].delivery[:2] == ("concurrent", "tracker/views.py:18")
-    welcome = by_line[38].message
-    assert "`send_mail()` (line 40)" in welcome
-    assert "`welcomed_at`, is written only after it (`mark_welcomed()` line 45)" in welcome
-    assert "a row of `Invoice`, is written only after it (line 59)" in by_line[56].message
+    assert by_line[26].delivery[:2] == ("concurrent", "tracker/views.py:19")
+    welcome = by_line[47].message
+    assert "`send_mail()` (line 49)" in welcome
+    assert "`welcomed_at`, is written only after it (`mark_welcomed()` line 54)" in welcome
+    assert "a row of `Invoice`, is written only after it (line 68)" in by_line[65].message
     # a schedule lets a slow run and the next tick overlap
-    assert by_line[66].delivery[:2] == ("schedule", "tracker/celery.py:5")
+    assert by_line[75].delivery[:2] == ("schedule", "tracker/celery.py:5")
+    # a property of the object whose name is not the marker's: its body says what it reads
+    assert "a row of `Listing`, is written only after it (line 203)" in by_line[200].message
     assert "expect" not in " ".join(f.message for f in by_line.values())
 
 

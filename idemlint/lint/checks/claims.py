@@ -83,7 +83,9 @@ def _not_done(facts: FunctionFacts, branch: Event, sense: int, ev: Event) -> boo
 
 
 def _test_models(facts: FunctionFacts, branch: Event) -> set[str]:
-    """Models whose rows the test looks up, inline or in a helper predicate it calls."""
+    """Models whose rows the test looks up, inline, in a helper predicate it calls, or in
+    a property of the object it reads (``order.is_billed`` returning ``Invoice.objects
+    .filter(order=self).exists()``)."""
     out: set[str] = set()
     test = f"t{branch.id}"
     for c in facts.calls:
@@ -95,16 +97,38 @@ def _test_models(facts: FunctionFacts, branch: Event) -> set[str]:
                 out.add(model.qualname)
         elif c.target is not None:
             peer = facts.peer(c.target)
-            if peer is None or not peer.returns.guard:
-                continue
-            returns = [e for e in peer.func.events if e.type == "exit" and e.op == "return"]
-            for inner in peer.calls:
-                if inner.lookup and any(
-                    r.span.line <= inner.event.span.line <= r.span.end_line for r in returns
-                ):
-                    model = peer.lookup_model(inner)
-                    if model is not None:
-                        out.add(model.qualname)
+            if peer is not None and peer.returns.guard:
+                out |= _returned_models(peer)
+    for v in branch.value.walk() if branch.value is not None else []:
+        if v.kind != "attr" or not v.path or "(" in v.path:
+            continue
+        owner, _, name = v.path.rpartition(".")
+        model = facts.bound_model(owner) if owner.isidentifier() else None
+        ref = facts.project.method(model.qualname, name) if model is not None else None
+        if ref is None or not any(
+            last_segment(d.value.path or "") in PROPERTIES for d in ref.func.decorators
+        ):
+            continue
+        peer = facts.peer(ref)
+        if peer is not None:
+            out |= _returned_models(peer)
+    return out
+
+
+PROPERTIES = frozenset({"property", "cached_property"})
+
+
+def _returned_models(peer: FunctionFacts) -> set[str]:
+    """Models whose rows a function's returned value looks up."""
+    out: set[str] = set()
+    returns = [e for e in peer.func.events if e.type == "exit" and e.op == "return"]
+    for inner in peer.calls:
+        if inner.lookup and any(
+            r.span.line <= inner.event.span.line <= r.span.end_line for r in returns
+        ):
+            model = peer.lookup_model(inner)
+            if model is not None:
+                out.add(model.qualname)
     return out
 
 
