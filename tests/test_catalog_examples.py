@@ -31,7 +31,7 @@ SPEC_RULES = {
     "IDM301", "IDM302", "IDM303", "IDM304", "IDM305",
     "IDM401", "IDM402",
     "IDM501", "IDM502", "IDM503",
-    "IDM601", "IDM602", "IDM603",
+    "IDM601", "IDM602", "IDM603", "IDM604",
 }  # fmt: skip
 """The rule set of the analyzer's contract (rules-spec): the catalog holds exactly these."""
 

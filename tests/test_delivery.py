@@ -54,6 +54,15 @@ EXPECTED = {
         # run made, and the other narrowed shapes in awards/narrow.py, stay clean)
         ("awards/narrow.py", 78): ("concurrent", "awards/views.py:27"),
     },
+    # guards whose marker comes after the effect: only an overlap (an enqueue, also
+    # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
+    "effect_before_claim": {
+        ("tracker/tasks.py", 26): ("concurrent", "tracker/views.py:19"),
+        ("tracker/tasks.py", 47): ("concurrent", "tracker/views.py:23"),
+        ("tracker/tasks.py", 65): ("concurrent", "tracker/views.py:28"),
+        ("tracker/tasks.py", 75): ("schedule", "tracker/celery.py:5"),
+        ("tracker/tasks.py", 200): ("concurrent", "tracker/views.py:39"),
+    },
 }
 
 

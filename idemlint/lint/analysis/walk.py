@@ -1434,12 +1434,15 @@ class TaskContext:
         *,
         severity: str | None = None,
         race: bool | None = None,
+        overlap: bool = False,
     ) -> None:
         """Record a finding, if the task can really run twice at this point: a checklist
         finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
         :meth:`exposure`), or ``assume-retries = true``. A race rule's finding is exposed by
         two overlapping messages (``concurrent``) unless the rule says ``race=False`` (its
-        check reads rows the message does not name)."""
+        check reads rows the message does not name). ``overlap``: the finding is true only
+        of two runs at the same time, so only a schedule or an enqueue (``concurrent``)
+        exposes it, not a second run after a crash or a failure."""
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
@@ -1448,8 +1451,12 @@ class TaskContext:
             return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
-            mechanism = self.exposure(
-                r, span.line, remote, race=rule in RACE_RULES and race is not False
+            mechanism = (
+                self.overlapping()
+                if overlap
+                else self.exposure(
+                    r, span.line, remote, race=rule in RACE_RULES and race is not False
+                )
             )
             if mechanism is not None:
                 itself = (
@@ -1538,6 +1545,12 @@ class TaskContext:
                     return m
         return None
 
+    def overlapping(self) -> Mechanism | None:
+        """The first of the task's mechanisms that runs two of its runs at the same time:
+        a schedule (a slow run and the next tick) or an enqueue per event (two messages
+        on a worker pool)."""
+        return next((m for m in self.task.mechanisms if m.kind in ("schedule", "concurrent")), None)
+
     def _hook_exposure(self, when: str) -> Mechanism | None:
         """What repeats a lifecycle hook: a redelivery or a schedule repeats the whole run;
         a retry repeats a hook that runs around every attempt, when the task's function
@@ -1569,6 +1582,10 @@ class TaskContext:
             if b.body_exits and block in here.blocks and block not in retry.blocks:
                 return True
         return False
+
+    def enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
+        """``ev`` enqueues a project task that is safe to run twice (see below)."""
+        return self._enqueues_safe_task(r, ev)
 
     def _enqueues_safe_task(self, r: Reached, ev: Event) -> bool:
         """``ev`` enqueues a project task that is safe to run twice: a fan-out of work that

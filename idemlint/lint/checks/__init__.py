@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from idemlint.lint.analysis.walk import TaskContext
 from idemlint.lint.checks import (
+    claims,
     constraints,
     keys,
     prior_art,
@@ -33,6 +34,7 @@ STATEMENT_CHECKS: tuple[tuple[str, Check], ...] = (
 )
 TASK_CHECKS: tuple[tuple[str, Check], ...] = (
     ("IDM603", sweeps.check),
+    ("IDM604", claims.check),
     ("IDM602", transitions.check_terminal_state),
     ("IDM101", retries.check),
 )

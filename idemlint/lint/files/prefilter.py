@@ -660,7 +660,8 @@ def needed_files(
     whose paths lead into a candidate's module is a candidate too: it may enqueue a task
     defined there, which is how the task finder learns that the task's messages can run
     at the same time (a ``concurrent`` mechanism; a view calling ``.delay()`` is such a
-    file)."""
+    file). So is a file whose paths lead into a candidate's module and into the module of
+    such a file: it may pass a task to a project function that enqueues it."""
     if not any(s.text_has_trigger for s in scans):
         if keep is not None:
             keep["candidates"] = set()
@@ -689,6 +690,11 @@ def needed_files(
             candidates.add(i)
     task_modules = {scans[i].module for i in candidates}
     candidates.update(i for i in enqueuers if edges[i] & task_modules)
+    # a file that passes a task to a project function that enqueues it (`dispatch(task,
+    # ...)` where `dispatch` calls `task.apply_async()`): it reaches a module that
+    # enqueues, and one that holds tasks
+    enqueuing = {scans[i].module for i in enqueuers}
+    candidates.update(i for i, found in edges.items() if found & task_modules and found & enqueuing)
     if keep is not None:
         keep["candidates"] = set(candidates)
     # needed: the candidates and everything their resolution can reach

@@ -27,7 +27,9 @@ can overlap. That matters only where a run *checks* before it acts and the check
 atomic (:data:`RACE_RULES`: get_or_create or check-then-create on fields no constraint
 backs, an unlocked status check): both runs pass the check. A retry does not need to
 happen for that, so those rules report a task enqueued this way even when it is never
-retried, and no other rule does.
+retried, and so does IDM604 (a guard whose marker is written only after the effect): it
+takes only the mechanisms that overlap two runs, ``schedule`` and ``concurrent``
+(:meth:`~idemlint.lint.analysis.walk.TaskContext.overlapping`). No other rule does.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ MAX_DEPTH = 12
 MAX_OVERRIDES = 8
 """A method overridden in more project subclasses than this is not fanned out to them."""
 PARTIALS = frozenset({"functools.partial"})
+DYNAMIC_LOOKUPS = frozenset({"getattr", "import_module", "importlib.import_module"})
+"""Calls that pick a value by a name known only at run time."""
 
 
 def split_root(path: str) -> tuple[str, str]:
@@ -380,11 +382,14 @@ class Project:
             if nested in self.functions:
                 return nested + rest
             local = self.locals_of(file, func).get(root)
-            if local is not None and root not in seen:
+            # a local is followed once per function: the same name in a function this
+            # one's value comes from (`jira = connect()` in both) is another local
+            own = f"{nested}:"
+            if local is not None and own not in seen:
                 for value in reversed(local):
                     if value.path is not None and split_root(value.path)[0] == root:
                         continue  # `qs = qs.filter(...)`: the earlier binding says more
-                    base = self.resolve_value(value, file, func, depth + 1, seen | {root})
+                    base = self.resolve_value(value, file, func, depth + 1, seen | {own})
                     return base + rest if base else path
                 return path
             for param in func.params:
@@ -678,6 +683,13 @@ class Project:
             for ev in ref.func.events
             if ev.type == "exit" and ev.op == "return" and ev.value is not None
         ]
+        # `return None` when there is nothing to make (no configuration, no account) says
+        # nothing of what the function makes otherwise; nor does a dynamic lookup beside a
+        # default (`return getattr(module, name)` for a configured factory, else
+        # `return connect`): what the code returns by default is what is read
+        returns = [r for r in returns if r.kind != "none"]
+        static = [r for r in returns if not (r.kind == "call" and r.path in DYNAMIC_LOOKUPS)]
+        returns = static or returns
         if not returns or any(r.path is None for r in returns):
             return None
         found: list[str] = []

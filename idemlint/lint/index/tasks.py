@@ -203,6 +203,7 @@ class TaskFinder:
         self._wrapped: dict[str, tuple[list[tuple[str, Value, FileSummary, Span]], frozenset[str]]]
         self._wrapped = {}
         self._apps: dict[tuple[str, str], tuple[list[str], frozenset[str]]] = {}
+        self._enqueuers: dict[str, tuple[list[tuple[int, str, str]], frozenset[str]]] = {}
         # `<task>.delay`: the methods that enqueue a message for a task object
         self.enqueue_tails = enqueue_tails(self.k)
 
@@ -760,19 +761,81 @@ class TaskFinder:
                     continue
                 receiver, _, tail = ev.value.path.rpartition(".")
                 if tail not in self.enqueue_tails or not receiver or "(" in receiver:
-                    continue
-                qualified = self.project.resolve(receiver, file, func)
+                    found = self._enqueued_through(file, func, ev.value)
+                    if found is None:
+                        continue
+                    qualified, where, how = found
+                else:
+                    qualified = self.project.resolve(receiver, file, func)
+                    where, how = f"`{last_segment(receiver)}.{tail}()`", ""
                 if qualified in seen or qualified not in self.project.functions:
                     continue
                 seen.add(qualified)
-                where = f"`{last_segment(receiver)}.{tail}()`"
                 if func is not None:
                     where += f" in `{func.name}`"
                 if loops.intersection(ev.blocks):
                     where += ", once per loop pass"
+                where += how
                 mech = Mechanism("concurrent", where, file.path, ev.span.line)
                 span = Span(ev.span.line, 1, ev.span.line, 1)
                 self.found.append(Declaration(self._phase, qualified, "", span, (mech,)))
+
+    def _enqueued_through(
+        self, file: FileSummary, func: FunctionSummary | None, call: Value
+    ) -> tuple[str, str, str] | None:
+        """A call of a project function that enqueues one of its parameters, one level
+        deep (``def dispatch(task, *a): sig = task.si(*a); sig.apply_async()`` then
+        ``dispatch(send_report, 1)``): the task passed there, and the call as a message
+        names it, and how the wrapper enqueues it."""
+        assert call.path is not None
+        if not self._passes_reference(file, func, call):
+            return None
+        ref = self.project.function_for_call(self.project.resolve(call.path, file, func))
+        if ref is None or ref.func is func:
+            return None
+        for index, name, tail in self.enqueuer(ref):
+            target = call.kwargs.get(name)
+            if target is None and 0 <= index < len(call.args):
+                target = call.args[index]
+            if target is None or target.kind not in ("name", "attr") or not target.path:
+                continue
+            qualified = self.project.resolve(target.path, file, func)
+            if qualified in self.project.functions:
+                shown = f"`{last_segment(call.path)}({last_segment(target.path)}, ...)`"
+                return qualified, shown, f", which calls `.{tail}()` on it"
+        return None
+
+    def enqueuer(self, ref: FunctionRef) -> list[tuple[int, str, str]]:
+        """The parameters the project function ``ref`` enqueues a message for, with their
+        position at a call site and the enqueue method: it calls one of the enqueue
+        methods on the parameter, or on a local built from it (a signature,
+        ``sig = make_signature(task, ...)``). Empty: it enqueues none."""
+        return self.project.tracker.memo(
+            self._enqueuers, ref.qualified, lambda: self._enqueuer(ref)
+        )
+
+    def _enqueuer(self, ref: FunctionRef) -> list[tuple[int, str, str]]:
+        self.project.tracker.touch(ref.path)
+        func = ref.func
+        params = [p.name for p in func.params]
+        bound = 1 if func.class_name and not _static(func) else 0  # self / cls
+        out: list[tuple[int, str, str]] = []
+        for param in params[bound:]:
+            tainted = {param}
+            for ev in func.events:
+                if ev.value is None:
+                    continue
+                if ev.type == "assign" and ev.op is None:
+                    if any(v.path and split_root(v.path)[0] in tainted for v in ev.value.walk()):
+                        tainted.update(t for t in ev.targets if t.isidentifier())
+                    continue
+                if ev.type != "call" or not ev.value.path:
+                    continue
+                receiver, _, tail = ev.value.path.rpartition(".")
+                if tail in self.enqueue_tails and receiver and split_root(receiver)[0] in tainted:
+                    out.append((params.index(param) - bound, param, tail))
+                    break
+        return out
 
 
 LOOPS = ("for", "while")
