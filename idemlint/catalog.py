@@ -43,11 +43,16 @@ class Rule:
     ``fix`` is the full paragraph of ``explain`` and the docs."""
     bad: tuple[str, ...]
     good: tuple[str, ...]
+    race_message: str = ""
+    """Optional: the message when the finding is exposed by two overlapping runs of
+    different messages (the ``concurrent`` mechanism) rather than by a second run of the
+    same one, where ``message`` would say something untrue ("applies it twice")."""
 
-    def format_message(self, detail: str = "", delivery: str = "") -> str:
+    def format_message(self, detail: str = "", delivery: str = "", kind: str = "") -> str:
         """The message for one finding: ``detail`` names the call or field, ``delivery``
-        the mechanism that makes the task run twice (a clause; "" drops its part)."""
-        text = self.message
+        the mechanism that makes the task run twice (a clause; "" drops its part), and
+        ``kind`` that mechanism's kind (``concurrent`` picks :attr:`race_message`)."""
+        text = self.race_message if kind == "concurrent" and self.race_message else self.message
         if not delivery:
             text = text.replace(": {delivery}", "").replace("; {delivery}", "")
         text = text.replace("{detail}", detail).replace("{delivery}", delivery)
@@ -82,6 +87,7 @@ def _parse(name: str, text: str) -> Rule:
         short_fix=str(data["short_fix"]).strip(),
         bad=tuple(str(x) for x in data["bad"]),
         good=tuple(str(x) for x in data["good"]),
+        race_message=str(data.get("race_message", "")),
     )
     if "\n" in rule.short_fix or not 0 < len(rule.short_fix) <= SHORT_FIX_WIDTH:
         raise CatalogError(f"{name}: short_fix must be one line of 1 to {SHORT_FIX_WIDTH} chars")

@@ -385,6 +385,11 @@ def explain_text(rule_id: str) -> str:
     parts = [
         f"{rule.id} {rule.name} [{rule.checklist}]",
         prose("What it reports:", summary),
+        *(
+            [prose("When two runs overlap:", rule.format_message("...", kind="concurrent"))]
+            if rule.race_message
+            else []
+        ),
         prose("Why it breaks on retry:", rule.why),
         *(block("Bad:", bad) for bad in rule.bad),
         *(block("Good:", good) for good in rule.good),

@@ -54,6 +54,13 @@ EXPECTED = {
         # run made, and the other narrowed shapes in awards/narrow.py, stay clean)
         ("awards/narrow.py", 78): ("concurrent", "awards/views.py:27"),
     },
+    # a value read, changed in memory and saved, on a row the message names: a lost
+    # update when two messages for one row run at once (F(), a row lock, a row the run
+    # made itself, a task nothing enqueues: clean)
+    "lost_updates": {
+        ("ledger/tasks.py", 11): ("concurrent", "ledger/signals.py:11"),
+        ("ledger/tasks.py", 16): ("concurrent", "ledger/signals.py:14"),
+    },
     # guards whose marker comes after the effect: only an overlap (an enqueue, also
     # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
     "effect_before_claim": {
@@ -119,6 +126,20 @@ def test_a_race_says_what_makes_two_runs_overlap() -> None:
     ) in by_line[9].message
     assert "in `finish_workout`, once per loop pass (awards/views.py:9)" in by_line[26].message
     assert "retried" not in " ".join(f.message for f in findings)
+
+
+def test_a_lost_update_says_a_change_is_lost_not_applied_twice() -> None:
+    """An in-memory relative update exposed only by overlapping messages gets the
+    catalog's race message: nothing runs twice, one of two changes is lost."""
+    root = FIXTURES / "lost_updates"
+    config = load_config([root]).with_overrides(no_cache=True)
+    findings = check([root], config, cwd=FIXTURES.parent).findings
+    assert [(f.rule, f.line) for f in findings] == [("IDM501", 11), ("IDM501", 16)]
+    for finding in findings:
+        assert "two runs at once for the same row" in finding.message
+        assert "one change is lost" in finding.message
+        assert "applies the change twice" not in finding.message
+        assert "workers run messages in parallel" in finding.message
 
 
 def test_an_enqueue_in_a_test_file_or_none_gives_no_race(tmp_path: Path) -> None:

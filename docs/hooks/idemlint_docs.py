@@ -89,6 +89,14 @@ def rule_page(rule: Rule) -> str:
         f"# {rule.id} {rule.name}",
         f"**Checklist item:** {item}",
         f'!!! summary "What it reports"\n    {summary(rule)}',
+        *(
+            [
+                '!!! summary "When two runs overlap"\n    '
+                + " ".join(rule.format_message("...", kind="concurrent").split())
+            ]
+            if rule.race_message
+            else []
+        ),
         f"## Why it breaks on retry\n\n{rule.why}",
         "## Bad\n\n" + "\n\n".join(f"```python\n{code.strip()}\n```" for code in rule.bad),
         "## Good\n\n" + "\n\n".join(f"```python\n{code.strip()}\n```" for code in rule.good),

@@ -1440,9 +1440,10 @@ class TaskContext:
         finding (IDM2xx-IDM6xx) needs a mechanism that repeats ``ev`` (see
         :meth:`exposure`), or ``assume-retries = true``. A race rule's finding is exposed by
         two overlapping messages (``concurrent``) unless the rule says ``race=False`` (its
-        check reads rows the message does not name). ``overlap``: the finding is true only
-        of two runs at the same time, so only a schedule or an enqueue (``concurrent``)
-        exposes it, not a second run after a crash or a failure."""
+        check reads rows the message does not name); another rule's finding is, where it
+        says ``race=True`` (a lost update on a row the message names). ``overlap``: the
+        finding is true only of two runs at the same time, so only a schedule or an enqueue
+        (``concurrent``) exposes it, not a second run after a crash or a failure."""
         span = ev if isinstance(ev, Span) else ev.span
         # a task-level finding has no statement: the task's name keeps its fingerprint stable
         stmt = f"task {self.task.name}" if isinstance(ev, Span) else ev.stmt
@@ -1451,12 +1452,11 @@ class TaskContext:
             return
         if rule[3] not in "01":
             remote = None if isinstance(ev, Span) else self._remote_call(r, ev)
+            exposed_to_race = race is True or (rule in RACE_RULES and race is not False)
             mechanism = (
                 self.overlapping()
                 if overlap
-                else self.exposure(
-                    r, span.line, remote, race=rule in RACE_RULES and race is not False
-                )
+                else self.exposure(r, span.line, remote, race=exposed_to_race)
             )
             if mechanism is not None:
                 itself = (

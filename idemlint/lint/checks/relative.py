@@ -1,4 +1,8 @@
-"""declarative-over-imperative: IDM501-IDM503, relative updates that a retry applies twice."""
+"""declarative-over-imperative: IDM501-IDM503, relative updates that a retry applies twice.
+
+IDM501 (a value read, changed in memory and saved) is also a lost update when two runs
+of different messages for the same row overlap (:func:`_lost_update`): that finding is
+exposed by a ``concurrent`` mechanism too, with the catalog's ``race_message``."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from idemlint.lint.analysis.walk import (
     caller_argument,
     origin_up,
 )
+from idemlint.lint.checks.constraints import from_message
 from idemlint.lint.index.project import last_segment, split_root
 from idemlint.lint.summary.model import Event, Value
 
@@ -205,6 +210,19 @@ def _consumed(frames: Frames, name: str, seen: frozenset[str] = frozenset()) -> 
     return any(_consumed(frames[:-1], root, frozenset()) for root in _roots(arg))
 
 
+def _lost_update(r: Reached, ev: Event, root: str) -> bool:
+    """Two runs at once lose one of their changes: the object is a row the message names
+    (so two messages can name the same one), read without a row lock and written back
+    from memory. A ``concurrent`` mechanism exposes that even when the task is never
+    retried; a row read ``select_for_update()`` (or any lock the walk sees) is safe."""
+    facts = r.facts
+    if r.locked or facts.under_row_lock(ev):
+        return False
+    if any(_locked(facts, bound) for bound in facts.locals().get(root, [])):
+        return False
+    return from_message(facts, Value("name", root), r.callers)
+
+
 def _safe_by_construction(r: Reached, ev: Event, target: str | None, amount: list[Value]) -> bool:
     """The object changed was created by this run (a retry makes another), or the amount
     comes from rows the step consumes."""
@@ -229,7 +247,7 @@ def check(ctx: TaskContext) -> None:
                 if _persisted_object(facts, root) and not _safe_by_construction(
                     r, ev, target, [ev.value]
                 ):
-                    ctx.hit("IDM501", r, ev, target)
+                    ctx.hit("IDM501", r, ev, target, race=_lost_update(r, ev, root))
             elif (
                 ev.op is None
                 and _relative_operand(facts, ev.value)

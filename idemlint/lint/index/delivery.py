@@ -29,7 +29,10 @@ backs, an unlocked status check): both runs pass the check. A retry does not nee
 happen for that, so those rules report a task enqueued this way even when it is never
 retried, and so does IDM604 (a guard whose marker is written only after the effect): it
 takes only the mechanisms that overlap two runs, ``schedule`` and ``concurrent``
-(:meth:`~idemlint.lint.analysis.walk.TaskContext.overlapping`). No other rule does.
+(:meth:`~idemlint.lint.analysis.walk.TaskContext.overlapping`). IDM501 does too where
+the value read, changed in memory and saved back belongs to a row the message names,
+read without a lock: two runs at once both start from the old value and one change is
+lost (its catalog entry's ``race_message`` says so). No other rule does.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from idemlint.lint.run.incremental import Outcome, Run, Stamped
 from idemlint.lint.run.prepass import Prepass
 
 
-def message(rule: str, detail: str, delivery: str = "") -> str:
+def message(rule: str, detail: str, delivery: str = "", kind: str = "") -> str:
     try:
-        return get_rule(rule).format_message(detail, delivery)
+        return get_rule(rule).format_message(detail, delivery, kind)
     except CatalogError:
         return f"{rule} {detail} {delivery}".strip()
 
@@ -67,7 +67,7 @@ def findings_from_hits(
             if task not in known.tasks:
                 by_place[place] = replace(known, tasks=(*known.tasks, task))
             continue
-        text = message(hit.rule, hit.detail, hit.delivery[2])
+        text = message(hit.rule, hit.detail, hit.delivery[2], hit.delivery[0])
         if others:
             where = ", ".join(str(n) for n in others)
             text += f" (the same at line{'s' if len(others) > 1 else ''} {where})"
