@@ -58,8 +58,10 @@ EXPECTED = {
     # update when two messages for one row run at once (F(), a row lock, a row the run
     # made itself, a task nothing enqueues: clean)
     "lost_updates": {
-        ("ledger/tasks.py", 11): ("concurrent", "ledger/signals.py:11"),
-        ("ledger/tasks.py", 16): ("concurrent", "ledger/signals.py:14"),
+        ("ledger/tasks.py", 11): ("concurrent", "ledger/signals.py:12"),
+        ("ledger/tasks.py", 16): ("concurrent", "ledger/signals.py:15"),
+        # clamped (max(total - n, 0)) through a local, saved by bulk_update
+        ("ledger/tasks.py", 60): ("concurrent", "ledger/signals.py:20"),
     },
     # guards whose marker comes after the effect: only an overlap (an enqueue, also
     # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
@@ -134,7 +136,7 @@ def test_a_lost_update_says_a_change_is_lost_not_applied_twice() -> None:
     root = FIXTURES / "lost_updates"
     config = load_config([root]).with_overrides(no_cache=True)
     findings = check([root], config, cwd=FIXTURES.parent).findings
-    assert [(f.rule, f.line) for f in findings] == [("IDM501", 11), ("IDM501", 16)]
+    assert [(f.rule, f.line) for f in findings] == [("IDM501", n) for n in (11, 16, 60)]
     for finding in findings:
         assert "two runs at once for the same row" in finding.message
         assert "one change is lost" in finding.message

@@ -23,10 +23,24 @@ UPDATE_METHODS = ("update", "values", "update_or_create")
 
 
 def _persisted_object(facts: FunctionFacts, root: str) -> bool:
-    """``root`` is an ORM object: its type resolves to a model, or the function saves it."""
+    """``root`` is an ORM object: its type resolves to a model, or the function saves it
+    (``root.save()``, or ``bulk_update`` of the rows a loop binds it to)."""
     if facts.bound_model(root) is not None:
         return True
-    return any(c.value.path == f"{root}.save" for c in facts.calls)
+    if any(c.value.path == f"{root}.save" for c in facts.calls):
+        return True
+    # ``for row in rows: row.f = ...`` then ``Model.objects.bulk_update(rows, [...])``
+    loops = {
+        b.value.path
+        for b in facts.branches
+        if b.kind == "for" and root in b.targets and b.value is not None and b.value.path
+    }
+    return any(
+        last_segment(c.value.path or "") == "bulk_update"
+        and bool(c.value.args)
+        and c.value.args[0].path in loops
+        for c in facts.calls
+    )
 
 
 def _relative_operand(facts: FunctionFacts, value: Value) -> bool:
@@ -82,12 +96,33 @@ def _relative_assign(facts: FunctionFacts, ev: Event, target: str) -> bool:
         return True
     if ev.op is not None:
         return False
-    value = ev.value
+    value = _unclamped(ev.value)
     if value.kind == "binop" and value.op in ("+", "-"):
-        return any(a.path == target for a in value.args) and not any(
-            _not_a_number(a) for a in value.args
-        )
+        if any(_not_a_number(a) for a in value.args):
+            return False
+        return any(a.path == target or _read_from(facts, a, target) for a in value.args)
     return _read_modify_write(facts, target, value)
+
+
+CLAMPS = frozenset({"max", "min"})
+"""``used = max(used - n, 0)``: a relative change kept within bounds is still relative."""
+
+
+def _unclamped(value: Value) -> Value:
+    """The changed operand of ``max(x - n, 0)`` / ``min(x + n, cap)`` (else ``value``):
+    the one argument that is arithmetic, when the others are not."""
+    if value.kind != "call" or value.path not in CLAMPS or len(value.args) != 2:
+        return value
+    sums = [a for a in value.args if a.kind == "binop" and a.op in ("+", "-")]
+    return sums[0] if len(sums) == 1 else value
+
+
+def _read_from(facts: FunctionFacts, operand: Value, target: str) -> bool:
+    """``operand`` is a local bound only to ``target`` (``total = obj.used``)."""
+    if operand.kind != "name" or not operand.path:
+        return False
+    bounds = facts.locals().get(operand.path, [])
+    return bool(bounds) and all(b.path == target for b in bounds)
 
 
 def _not_a_number(value: Value) -> bool:
