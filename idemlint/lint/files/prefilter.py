@@ -657,13 +657,15 @@ def needed_files(
     use for them: a big tree's memory stays flat).
 
     A file that calls one of ``enqueue_tails`` on a dotted name (``x.delay(...)``) and
-    whose paths lead into a candidate's module is a candidate too: it may enqueue a task
-    defined there, which is how the task finder learns that the task's messages can run
-    at the same time (a ``concurrent`` mechanism; a view calling ``.delay()`` is such a
-    file)."""
+    whose paths lead into a candidate's module is kept too, with what it reaches: it may
+    enqueue a task defined there, which is how the task finder learns that the task's
+    messages can run at the same time (a ``concurrent`` mechanism; a view calling
+    ``.delay()`` is such a file). It is not a candidate (it declares nothing else);
+    ``keep["enqueuers"]`` receives those files: the run reads only their enqueue sites."""
     if not any(s.text_has_trigger for s in scans):
         if keep is not None:
             keep["candidates"] = set()
+            keep["enqueuers"] = set()
         return set()  # no file can hold a task: no finding can come from any file
     graph = _Graph(scans)
     if keep is not None:
@@ -688,12 +690,13 @@ def needed_files(
         if any(lookup in hot or lookup[0] in hot_modules for lookup in lookups):
             candidates.add(i)
     task_modules = {scans[i].module for i in candidates}
-    candidates.update(i for i in enqueuers if edges[i] & task_modules)
+    enqueuing = {i for i in enqueuers if i not in candidates and edges[i] & task_modules}
     if keep is not None:
         keep["candidates"] = set(candidates)
-    # needed: the candidates and everything their resolution can reach
+        keep["enqueuers"] = set(enqueuing)
+    # needed: the candidates, the enqueuers and everything their resolution can reach
     needed: set[int] = set()
-    todo = list(candidates)
+    todo = [*candidates, *enqueuing]
     while todo:
         i = todo.pop()
         if i in needed:
