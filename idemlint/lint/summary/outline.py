@@ -27,9 +27,12 @@ Given the methods that enqueue a message for a task object (``tails``: ``delay``
 event, with its function, its line and whether a loop of that function runs it, in the
 order the summary's events give them. The task finder reads nothing else of a file kept
 only because it enqueues a task (:meth:`idemlint.lint.index.tasks.TaskFinder.enqueues_of`),
-so such a file needs no full summary. A site is resolved as a module-level name; where
-the receiver's first name may be bound in its function (a parameter, an assignment, a
-loop target, a nested ``def``: the summary resolves those through the function), or a
+so such a file needs no full summary. A site is resolved as a module-level name, which is
+what the summary's resolution gives when the receiver's first name is bound nowhere in
+its function. A site that can name no function whatever it is bound to (a parameter
+itself, ``self.send()``; an item, ``jobs[0].delay()``) is left out. Where the name may be
+bound in the function otherwise (an assignment, a loop target, a nested ``def``, a
+parameter's attribute: the summary resolves those through the function), or a site's
 line holds other than ASCII (``ast`` normalises identifiers, libcst does not), the sites
 are unsure (``enqueues`` is None) and the caller makes the full summary.
 """
