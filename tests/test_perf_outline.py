@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from idemlint.lint.index.project import FileIndex
-from idemlint.lint.summary.outline import Outline, Unsure, outline
+from idemlint.lint.index.project import FileIndex, split_root
+from idemlint.lint.summary.outline import EnqueueSite, Outline, Unsure, enqueue_call, outline
 from idemlint.lint.summary.summarize import summarize_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -223,3 +223,237 @@ def test_form_feeds_do_not_shift_lines() -> None:
 def test_outline_round_trips_through_json() -> None:
     found = outline(textwrap.dedent(QUIRKS["values of every kind"]), "f.py", "m")
     assert Outline.from_json(found.to_json(), "f.py", "m") == found
+
+
+# -- enqueue sites ------------------------------------------------------------------------
+# The outline lists the calls ``receiver.tail(...)`` the summary holds as call events, in
+# the order of its events, for the files the pre-check keeps only because they enqueue a
+# task (the task finder reads nothing else of them). A wide set of method names is used
+# here so that real code has many sites.
+TAILS = frozenset({"delay", "apply_async", "send", "get", "append", "filter", "format", "save"})
+
+
+def _summary_sites(source: str, module: str, is_package: bool) -> list[EnqueueSite]:
+    """The sites as the task finder reads them off the full summary, without those whose
+    receiver's first name the summary resolves through the function (a local, a
+    parameter, a nested def) or that index something (``jobs[0]``)."""
+    summary = summarize_source(source, "f.py", module, is_package)
+    assert summary.error is None, summary.error
+    out = []
+    scopes = [(None, summary.module_events)]
+    scopes += [(fn, fn.events) for fn in summary.functions.values()]
+    for func, events in scopes:
+        loops = {f"b{e.id}" for e in events if e.type == "branch" and e.kind in ("for", "while")}
+        local: set[str] = set()
+        if func is not None:
+            for ev in events:
+                if ev.type == "assign" and ev.op is None:
+                    local.update(t for t in ev.targets if "." not in t)
+                elif ev.type == "branch" and ev.kind in ("with", "for"):
+                    local.update(ev.targets)
+            local |= {p.name for p in func.params}
+            local |= {
+                q.rpartition(".")[2]
+                for q in summary.functions
+                if q.rpartition(".")[0] == func.qualname
+            }
+        for ev in events:
+            if ev.type != "call" or ev.value is None or not ev.value.path:
+                continue
+            call = enqueue_call(ev.value.path, TAILS)
+            if call is None or "[" in call[0] or split_root(call[0])[0] in local:
+                continue
+            where = (func.qualname, func.name) if func is not None else ("", "")
+            out.append(EnqueueSite(*where, *call, ev.span.line, bool(loops & set(ev.blocks))))
+    return out
+
+
+def _same_sites(source: str, module: str = "pkg.mod", is_package: bool = False) -> bool:
+    """Whether the outline lists the summary's sites; False when it is unsure."""
+    try:
+        found = outline(source, "f.py", module, is_package, TAILS)
+    except Unsure:
+        return False
+    if found.enqueues is None:
+        return False
+    listed = [s for s in found.enqueues if "[" not in s.receiver]
+    assert listed == _summary_sites(source, module, is_package), source
+    return True
+
+
+def _compare_sites(files: list[Path]) -> tuple[int, int, int]:
+    agreed = unsure = sites = 0
+    for path in files:
+        try:
+            source = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if _same_sites(source, "pkg." + path.stem, path.name == "__init__.py"):
+            agreed += 1
+            sites += len(outline(source, "f.py", "pkg." + path.stem, False, TAILS).enqueues or ())
+        else:
+            unsure += 1
+    return agreed, unsure, sites
+
+
+@pytest.mark.parametrize(("package", "step"), [("django", 8), ("celery", 1)])
+def test_enqueue_sites_equal_the_summary_events_on_installed_packages(
+    package: str, step: int
+) -> None:
+    # (unsure is common here: `get`, `send` and `save` are mostly called on locals and self)
+    agreed, _, sites = _compare_sites(_package_files(package)[::step])
+    assert agreed > 50 and sites > 0, (agreed, sites)
+
+
+def test_enqueue_sites_equal_the_summary_events_on_the_fixtures() -> None:
+    agreed, _, sites = _compare_sites(sorted((REPO / "fixtures").rglob("*.py")))
+    assert agreed > 50 and sites > 20, (agreed, sites)
+
+
+SITES = {
+    "statements of every kind, module level and in functions": """
+        v1 = r1.delay(r2.delay(), c=r3.send(r4.get()))
+        v2: int = r5.delay()
+        v3 += r6.delay()
+        r7.delay()
+        if r8.delay():  # a module-level if's test is not read
+            r9.delay()
+        else: r10.delay()
+        try:
+            r11.delay()
+        except E:
+            r12.delay()
+        else:
+            r13.delay()
+        finally:
+            r14.delay()  # nor a module-level finally
+        for v4 in r15.get():
+            r16.delay()
+        else:
+            r17.delay()
+        while r18.get():
+            r19.delay()
+        with r20.get() as v5:
+            r21.delay()
+        match r22.get():
+            case 1:
+                r23.delay()
+            case 2: r24.delay()
+        def f1():
+            return r25.delay()
+        def f2(): r26.delay(); raise r27.delay() from r28.delay()
+        async def f3():
+            async for v6 in r29.get():
+                if r30.delay(): r31.delay()
+                elif r32.delay():
+                    r33.delay()
+                else:
+                    for v7 in r34:
+                        r35.delay()
+            else:
+                r36.delay()
+            async with r37.get():
+                await r38.delay()
+            try: r39.delay()
+            finally:
+                r40.delay()
+            while r41:
+                pass
+            else:
+                r42.delay()
+            del r43.delay().y
+            assert r44.delay()
+        class K(r45.get()):
+            attr = r46.delay()
+            def m(self):
+                r47.delay()
+                self.send()
+            @r48.delay()
+            def n(self, arg=r49.delay()):
+                r50.delay()
+    """,
+    "the order of calls within an expression": """
+        def f():
+            v1 = {r1.delay(): r2.delay(), **r3.delay(), r4.delay(): r5.delay()}
+            v2 = r6.delay() if r7.delay() else r8.delay()
+            v3 = r9.delay(*r10.delay(), k=r11.delay(), **r12.delay())
+            v4 = r13.delay(o=r14.delay(), *r15.delay())
+            v5 = [r16.delay(v) for v in r17.delay() if r18.delay()]
+            v6 = lambda q=r19.delay(): r20.delay()
+            v7 = r21.delay()[r22.delay():r23.delay()]
+            v8 = (r24.delay() or r25.delay()) and not r26.delay() < r27.delay()
+            v9 = f"{r28.delay()}-{r29.delay()!r}"
+            v10 = (r30
+                 .delay())
+            v11 = (
+                r31.delay()
+            )
+            v12 = await r32.delay()
+            v13 = r33.delay().r34.delay()
+            v14 = r35[0].delay()
+            v15 = (v16 := r36.delay())
+    """,
+    "nested scopes, redefinitions and the module's own loops": """
+        for v1 in range(3):
+            r1.delay()
+            def inner():
+                r2.delay()
+        def f():
+            r3.delay()
+            def g():
+                r4.delay()
+            r5.delay()
+        def f():
+            r6.delay()
+        class C:
+            class D:
+                def m(self):
+                    r7.delay()
+        with r8:
+            r9.delay()
+            for v2 in r10:
+                while r11:
+                    r12.delay()
+    """,
+}
+
+
+@pytest.mark.parametrize("name", SITES, ids=list(SITES))
+def test_enqueue_sites_follow_the_summariser(name: str) -> None:
+    source = textwrap.dedent(SITES[name]).lstrip()
+    assert _same_sites(source), "the outline was unsure"
+    assert outline(source, "f.py", "pkg.mod", False, TAILS).enqueues
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(job):\n    job.task.delay()\n",  # a parameter's attribute
+        "class A:\n    def m(self):\n        self.mail.send()\n",
+        "def f():\n    job = make()\n    job.delay()\n",  # a local
+        "def f():\n    for job in jobs:\n        job.delay()\n",  # a loop's target
+        "def f():\n    def job(): pass\n    job.delay()\n",  # a nested def
+        "def f():\n    [job for job in jobs]\n    job.delay()\n",  # bound anywhere in it
+        "def f(*job):\n    job.delay()\n",
+        "def f():\n    \uff4aob.delay()\n",  # ast normalises the identifier, libcst does not
+    ],
+)
+def test_enqueue_sites_are_unsure_where_the_function_binds_the_receiver(source: str) -> None:
+    assert outline(source, "f.py", "m", False, TAILS).enqueues is None
+
+
+def test_enqueue_sites_leave_out_what_names_no_function() -> None:
+    # a parameter itself (an instance: `self.send()`), an item of something
+    source = "class A:\n    def m(self, x):\n        self.send(); x.delay(); x[0].delay()\n"
+    source += "    def n(self):\n        self.send()\n        jobs[0].delay()\n"
+    found = outline(source, "f.py", "m", False, TAILS)
+    assert found.enqueues is not None
+    assert [(s.function, s.receiver) for s in found.enqueues] == [("A.n", "jobs[]")]
+
+
+def test_enqueue_sites_round_trip_through_json() -> None:
+    source = textwrap.dedent(SITES["nested scopes, redefinitions and the module's own loops"])
+    found = outline(source, "f.py", "m", False, TAILS)
+    assert found.enqueues and Outline.from_json(found.to_json(), "f.py", "m") == found
+    unsure = outline("def f(job):\n    job.a.delay()\n", "f.py", "m", False, TAILS)
+    assert Outline.from_json(unsure.to_json(), "f.py", "m").enqueues is None

@@ -3,7 +3,11 @@
 Every project here is checked twice, with and without the pre-check
 (``engine.check(prefilter=...)``), and must give identical findings; the generated
 project also proves that files were really skipped, so the comparison is not
-vacuous. No timing is asserted: ``bench/lint_speed.py`` measures speed.
+vacuous. The fixtures' task listings (``idemlint tasks --format json``: every task's
+delivery mechanisms, with their text, file and line) must be identical too: a file kept
+only because it enqueues a task is outlined with the pre-check, its enqueue sites read
+off the outline, and summarised in full without it. No timing is asserted:
+``bench/lint_speed.py`` measures speed.
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ from idemlint.config import load_config
 from idemlint.lint.files import prefilter
 from idemlint.lint.files.discovery import discover, module_name
 from idemlint.lint.knowledge import load_knowledge
+from idemlint.lint.run import summarising
 from idemlint.lint.run.engine import check
+from idemlint.lint.summary.model import FileSummary
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = sorted(p for p in (REPO / "fixtures").iterdir() if p.is_dir())
 
 
 def _findings(root: Path, *, prefilter_on: bool) -> list[dict[str, object]]:
+    return _results(root, prefilter_on=prefilter_on)[0]
+
+
+def _results(
+    root: Path, *, prefilter_on: bool
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The findings, and the tasks as ``idemlint tasks --format json`` lists them."""
     config = load_config([root]).with_overrides(no_cache=True)
     result = check([root], config, cwd=root, prefilter=prefilter_on)
-    return [dataclasses.asdict(f) for f in result.findings]
+    return [dataclasses.asdict(f) for f in result.findings], [t.to_json() for t in result.tasks]
 
 
 def _write(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -43,7 +56,57 @@ def _write(root: Path, files: dict[str, str | bytes]) -> Path:
 
 @pytest.mark.parametrize("project", FIXTURES, ids=[p.name for p in FIXTURES])
 def test_fixture_findings_identical_with_and_without_precheck(project: Path) -> None:
-    assert _findings(project, prefilter_on=True) == _findings(project, prefilter_on=False)
+    assert _results(project, prefilter_on=True) == _results(project, prefilter_on=False)
+
+
+def test_enqueuers_are_read_off_their_outline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fixtures/enqueue_sites: the files that only enqueue a task get no full summary,
+    but the one whose receiver is a local and the one that enqueues a parameter; every
+    task keeps its `concurrent` mechanism, as with every file summarised in full (the
+    fixture test above compares them)."""
+    root = REPO / "fixtures" / "enqueue_sites"
+    made: list[str] = []
+    real = summarising.summarize_job
+
+    def summarize_job(job: tuple[str, str, str, bool]) -> FileSummary:
+        made.append(job[1])
+        return real(job)
+
+    monkeypatch.setattr(summarising, "summarize_job", summarize_job)
+    config = load_config([root]).with_overrides(no_cache=True)
+    result = check([root], config, cwd=root)
+    assert "coupons/cleanup.py" in made and "coupons/tasks.py" in made
+    # views.py is summarised: `remind` calls `.send()` on its parameter, so it may be a
+    # project function that enqueues the task it is passed (only a full summary says)
+    assert "coupons/views.py" in made
+    for enqueuer in ("coupons/boot.py", "tests/test_coupons.py"):
+        assert enqueuer not in made
+    delivery = {
+        t.name.rsplit(".", 1)[1]: [(m.kind, m.detail, m.source) for m in t.mechanisms]
+        for t in result.tasks
+    }
+    assert delivery["rehearse"] == []  # enqueued only by a test
+    assert delivery["redeem"] == [
+        (
+            "concurrent",
+            "`redeem.delay()` in `redeem_all`, once per loop pass",
+            "coupons/views.py:19",
+        )
+    ]
+    assert delivery["restock"] == [
+        ("concurrent", "`restock.delay()` in `reorder`", "coupons/views.py:26")
+    ]
+    assert delivery["warm"] == [
+        ("concurrent", "`warm.delay()`, once per loop pass", "coupons/boot.py:4")
+    ]
+    assert delivery["archive"] == [
+        ("concurrent", "`job.delay()` in `sweep`, once per loop pass", "coupons/cleanup.py:7")
+    ]
+    assert {d[0][2] for d in delivery.values() if d} >= {
+        "coupons/views.py:20",  # through a package's re-export
+        "coupons/views.py:32",  # a module-level alias
+    }
+    assert len(result.findings) == 6
 
 
 # A project whose tasks reach code only through the indirections the scan must follow:

@@ -657,14 +657,19 @@ def needed_files(
     use for them: a big tree's memory stays flat).
 
     A file that calls one of ``enqueue_tails`` on a dotted name (``x.delay(...)``) and
-    whose paths lead into a candidate's module is a candidate too: it may enqueue a task
-    defined there, which is how the task finder learns that the task's messages can run
-    at the same time (a ``concurrent`` mechanism; a view calling ``.delay()`` is such a
-    file). So is a file whose paths lead into a candidate's module and into the module of
-    such a file: it may pass a task to a project function that enqueues it."""
+    whose paths lead into a candidate's module is kept too, with what it reaches: it may
+    enqueue a task defined there, which is how the task finder learns that the task's
+    messages can run at the same time (a ``concurrent`` mechanism; a view calling
+    ``.delay()`` is such a file). It is not a candidate (it declares nothing else);
+    ``keep["enqueuers"]`` receives those files: the run reads only their enqueue sites.
+    A file whose paths lead into a candidate's module and into the module of such a file
+    that enqueues through a parameter or a local (:func:`_enqueues_a_local`) is a
+    candidate: it may pass a task to a project function that enqueues it, which only its
+    full summary shows."""
     if not any(s.text_has_trigger for s in scans):
         if keep is not None:
             keep["candidates"] = set()
+            keep["enqueuers"] = set()
         return set()  # no file can hold a task: no finding can come from any file
     graph = _Graph(scans)
     if keep is not None:
@@ -676,11 +681,15 @@ def needed_files(
     candidates = set()
     edges: dict[int, set[str]] = {}
     enqueuers: list[int] = []
+    wrappers: set[str] = set()
+    packages = {m.split(".", 1)[0] for m in graph.by_module}
     for i, sc in enumerate(scans):
         lookups = graph.lookups(i, memo=False)
         edges[i] = {sys.intern(mod) for mod, _ in lookups}
         if enqueue_tails and _enqueues(sc, enqueue_tails):
             enqueuers.append(i)
+            if _enqueues_a_local(sc, enqueue_tails, packages):
+                wrappers.add(sc.module)
         if consume:
             sc.chains = frozenset()  # read once: memory stays flat on a big tree
         if sc.text_has_trigger or sc.module in hot_modules:
@@ -689,17 +698,22 @@ def needed_files(
         if any(lookup in hot or lookup[0] in hot_modules for lookup in lookups):
             candidates.add(i)
     task_modules = {scans[i].module for i in candidates}
-    candidates.update(i for i in enqueuers if edges[i] & task_modules)
     # a file that passes a task to a project function that enqueues it (`dispatch(task,
     # ...)` where `dispatch` calls `task.apply_async()`): it reaches a module that
-    # enqueues, and one that holds tasks
-    enqueuing = {scans[i].module for i in enqueuers}
-    candidates.update(i for i, found in edges.items() if found & task_modules and found & enqueuing)
+    # enqueues through a name it does not bind at module level (a parameter, a local
+    # built from one), and one that holds tasks
+    candidates.update(
+        i
+        for i, found in edges.items()
+        if found & task_modules and (found & wrappers or scans[i].module in wrappers)
+    )
+    enqueuing = {i for i in enqueuers if i not in candidates and edges[i] & task_modules}
     if keep is not None:
         keep["candidates"] = set(candidates)
-    # needed: the candidates and everything their resolution can reach
+        keep["enqueuers"] = set(enqueuing)
+    # needed: the candidates, the enqueuers and everything their resolution can reach
     needed: set[int] = set()
-    todo = list(candidates)
+    todo = [*candidates, *enqueuing]
     while todo:
         i = todo.pop()
         if i in needed:
@@ -720,6 +734,39 @@ def _enqueues(scan: FileScan, tails: frozenset[str]) -> bool:
     if scan.tokens.isdisjoint(tails):
         return False
     return any(c.rpartition(".")[2] in tails for c in scan.chains if "." in c)
+
+
+def _enqueues_a_local(scan: FileScan, tails: frozenset[str], packages: set[str]) -> bool:
+    """``scan`` has an enqueue chain whose first name, followed through the file's
+    bindings, ends at a name the file does not bind and that is no top-level package of
+    the project (``packages``): a parameter (``def dispatch(task): sig = make(task);
+    sig.apply_async()``). The file may then hold a function that enqueues the task it is
+    passed. An imported task (``from app.tasks import send``) ends at the project's own
+    package; ``self``/``cls`` are the class's own. A third-party name counts as free: that
+    keeps a file too many, never one too few."""
+    for chain in scan.chains:
+        head, _, tail = chain.rpartition(".")
+        if head and tail in tails and _free_root(scan, head.split(".", 1)[0], packages, 4):
+            return True
+    return False
+
+
+def _free_root(scan: FileScan, name: str, packages: set[str], depth: int) -> bool:
+    if name in SELF_NAMES or name in scan.uses:
+        return False
+    bound = scan.bindings.get(name)
+    if not bound:
+        return name not in packages
+    if depth <= 0:
+        return True
+    return any(
+        _free_root(scan, first, packages, depth - 1)
+        for first in {path.split(".", 1)[0].split("(", 1)[0] for path in bound}
+        if first and first != name
+    )
+
+
+SELF_NAMES = frozenset({"self", "cls"})
 
 
 def enqueue_tails(knowledge: Knowledge) -> frozenset[str]:

@@ -291,6 +291,11 @@ class Project:
         """Every file's summary (loads them all)."""
         return [self.file(e.path) for e in self.index]
 
+    def scope_of(self, path: str) -> ModuleScope:
+        """The module-level names of the file at ``path``: its summary if loaded, else its
+        index entry (no load)."""
+        return self._loaded.get(path) or self._index_by_path[path]
+
     def module_file(self, module: str) -> FileSummary | None:
         path = self.modules.get(module)
         return None if path is None else self.file(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from idemlint.lint.files.prefilter import enqueue_tails
@@ -28,9 +28,17 @@ from idemlint.lint.index.delivery import (
     setting_mechanisms,
     truthy,
 )
-from idemlint.lint.index.project import PARTIALS, FunctionRef, Project, last_segment, split_root
+from idemlint.lint.index.project import (
+    PARTIALS,
+    FunctionRef,
+    ModuleScope,
+    Project,
+    last_segment,
+    split_root,
+)
 from idemlint.lint.knowledge import Knowledge, TaskDecorator, TaskRegistration
 from idemlint.lint.summary.model import Event, FileSummary, FunctionSummary, Span, Value
+from idemlint.lint.summary.outline import EnqueueSite, enqueue_call
 
 PHASES = 4
 """Declarations are merged in phase order (decorated functions, task classes and lists,
@@ -759,26 +767,65 @@ class TaskFinder:
             for ev in events:
                 if ev.type != "call" or ev.value is None or not ev.value.path:
                     continue
-                receiver, _, tail = ev.value.path.rpartition(".")
-                if tail not in self.enqueue_tails or not receiver or "(" in receiver:
-                    found = self._enqueued_through(file, func, ev.value)
-                    if found is None:
+                call = enqueue_call(ev.value.path, self.enqueue_tails)
+                through = None
+                if call is None:
+                    through = self._enqueued_through(file, func, ev.value)
+                    if through is None:
                         continue
-                    qualified, where, how = found
-                else:
-                    qualified = self.project.resolve(receiver, file, func)
-                    where, how = f"`{last_segment(receiver)}.{tail}()`", ""
-                if qualified in seen or qualified not in self.project.functions:
+                    call = (ev.value.path, "")
+                site = EnqueueSite(
+                    func.qualname if func is not None else "",
+                    func.name if func is not None else "",
+                    *call,
+                    ev.span.line,
+                    bool(loops.intersection(ev.blocks)),
+                )
+                if through is not None:
+                    qualified, shown, how = through
+                    self._enqueue(file.path, site, qualified, seen, shown, how)
                     continue
-                seen.add(qualified)
-                if func is not None:
-                    where += f" in `{func.name}`"
-                if loops.intersection(ev.blocks):
-                    where += ", once per loop pass"
-                where += how
-                mech = Mechanism("concurrent", where, file.path, ev.span.line)
-                span = Span(ev.span.line, 1, ev.span.line, 1)
-                self.found.append(Declaration(self._phase, qualified, "", span, (mech,)))
+                qualified = self.project.resolve(site.receiver, file, func)
+                self._enqueue(file.path, site, qualified, seen)
+
+    def enqueues_of(self, file: ModuleScope, sites: Sequence[EnqueueSite]) -> list[Declaration]:
+        """The declarations of a file the pre-check keeps only because it enqueues a task,
+        from the enqueue sites its outline lists (:mod:`idemlint.lint.summary.outline`),
+        each resolved as a module-level name: what :meth:`declarations` finds in its full
+        summary (nothing but these: it is no candidate)."""
+        self.found = []
+        self._phase = DELIVERY_PHASE
+        if self.enqueue_tails and not is_test_path(file.path):
+            seen: set[str] = set()
+            for site in sites:
+                self._enqueue(file.path, site, self.project.resolve(site.receiver, file), seen)
+        return self.found
+
+    def _enqueue(
+        self,
+        path: str,
+        site: EnqueueSite,
+        qualified: str,
+        seen: set[str],
+        shown: str = "",
+        how: str = "",
+    ) -> None:
+        """One enqueue site whose receiver resolves to ``qualified``: the ``concurrent``
+        mechanism of that task, unless the file has one for it already. ``shown`` and
+        ``how``: the call as a message names it and how it enqueues, for a call of a
+        project function that enqueues the task it is passed (:meth:`_enqueued_through`)."""
+        if qualified in seen or qualified not in self.project.functions:
+            return
+        seen.add(qualified)
+        where = shown or f"`{last_segment(site.receiver)}.{site.tail}()`"
+        if site.name:
+            where += f" in `{site.name}`"
+        if site.in_loop:
+            where += ", once per loop pass"
+        where += how
+        mech = Mechanism("concurrent", where, path, site.line)
+        span = Span(site.line, 1, site.line, 1)
+        self.found.append(Declaration(self._phase, qualified, "", span, (mech,)))
 
     def _enqueued_through(
         self, file: FileSummary, func: FunctionSummary | None, call: Value

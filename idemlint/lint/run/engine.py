@@ -202,7 +202,9 @@ class Analysis:
                 still_needed=precheck.still_needed,
                 scan_digest=precheck.scan_digest,
                 triggered=precheck.triggered,
-                outline=partial(summariser.outline, prepass=prepass) if outlines else None,
+                outline=partial(summariser.outline, prepass=prepass, tails=precheck.enqueue_tails)
+                if outlines
+                else None,
                 prefetch=summariser.prefetch if summariser.pool is not None else None,
             )
             outcome = run.run()
@@ -227,11 +229,13 @@ def _prepass(
     pool = summariser.pool
     assert pool is not None
     trigger = precheck.trigger if precheck.scans_wanted(fresh) else None
+    tails = precheck.enqueue_tails
     batches = prepass.run(
         fresh,
         trigger,
+        tails,
         reuse.cache,
-        lambda f: (precheck.scan_key(f) if trigger is not None else "", outline_key(f)),
+        lambda f: (precheck.scan_key(f) if trigger is not None else "", outline_key(f, tails)),
         lambda f: reported(f.path),
         lambda key, job: pool.submit(key, ("prepass", job)),
     )

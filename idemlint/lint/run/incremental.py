@@ -43,7 +43,7 @@ from idemlint.lint.run import snapshot
 from idemlint.lint.run.cache import SummaryCache, key_for_digest
 from idemlint.lint.run.snapshot import FileState, Snapshot, TaskState
 from idemlint.lint.summary.model import FileSummary, ParseError
-from idemlint.lint.summary.outline import Outline
+from idemlint.lint.summary.outline import EnqueueSite, Outline
 
 NO_TASK_ROOT = "-"
 """The scan hash of every file when no file mentions a task rule's root (no scan is made)."""
@@ -106,6 +106,9 @@ class Selection:
     """Indexes of the needed files that may declare a task (None: every needed file).
     The others are needed only for what resolution reads of them: their declarations
     are not looked for, and their summaries are made when the analysis reads them."""
+    enqueuers: set[int] | None = None
+    """Indexes of the needed files, not candidates, that enqueue a task: only their
+    enqueue sites are read (from their outline, when it can tell them)."""
 
 
 @dataclass
@@ -273,23 +276,27 @@ class Run:
         self.new = Snapshot(prefilter=use_prefilter)
         self.dirty: set[str] = set()
         self.stats: dict[str, int] = {}
+        self._sites: dict[str, list[EnqueueSite]] = {}
+        """The enqueue sites of the enqueuers this run outlined, by path."""
         self.outline_mismatch = False
         """A summary read on demand did not match the index its file was outlined to
         (:mod:`idemlint.lint.summary.outline`): the engine runs again without outlines."""
 
     # -- which files, summarised how ----------------------------------------
-    def _needed(self) -> tuple[list[bool], list[str], list[bool] | None]:
-        """Whether each file needs a full summary, its scan's hash, and whether it may
-        declare a task (None: every needed file may; the pre-check did not say)."""
+    def _needed(self) -> tuple[list[bool], list[str], list[bool] | None, list[bool]]:
+        """Whether each file needs a full summary, its scan's hash, whether it may
+        declare a task (None: every needed file may; the pre-check did not say), and
+        whether it is needed only for its enqueue sites (:attr:`Selection.enqueuers`)."""
         files, last = self.files, self.last
+        none = [False] * len(files)
         if not self.use_prefilter:
-            return [True] * len(files), [""] * len(files), None
+            return [True] * len(files), [""] * len(files), None, none
         if last is not None and all(st.scan == NO_TASK_ROOT for st in last.files.values()):
             # no file held a task rule's root: unless a changed file now does, none is needed
             changed = [f for f in files if f.digest != last.files[f.rel].digest]
             if not any(self._triggered(f) for f in changed):
                 self.stats["prefilter_reused"] = 1
-                return [False] * len(files), [NO_TASK_ROOT] * len(files), [False] * len(files)
+                return [False] * len(files), [NO_TASK_ROOT] * len(files), none, none
         elif last is not None:
             scans = []
             for f in files:
@@ -311,28 +318,33 @@ class Run:
                 # an unchanged file stays what it was: no binding changed anywhere, so no
                 # name of it came to stand for a task rule's (see still_needed); a changed
                 # or added file is looked at in full
+                same = [f.digest == last.files[f.rel].digest and f.rel not in added for f in files]
                 return (
                     [last.files[f.rel].needed or f.rel in added for f in files],
                     scans,
                     [
-                        last.files[f.rel].candidate
-                        if f.digest == last.files[f.rel].digest and f.rel not in added
-                        else True
-                        for f in files
+                        last.files[f.rel].candidate or not s
+                        for f, s in zip(files, same, strict=True)
                     ],
+                    [last.files[f.rel].enqueuer and s for f, s in zip(files, same, strict=True)],
                 )
         selection = self._select(files)
         self.new.exports = selection.exports
         if selection.needed is None:
-            return [True] * len(files), selection.scans, None
+            return [True] * len(files), selection.scans, None, none
         needed = [i in selection.needed for i in range(len(files))]
-        if selection.candidates is None:
-            return needed, selection.scans, None
-        return needed, selection.scans, [i in selection.candidates for i in range(len(files))]
+        if selection.candidates is None or selection.enqueuers is None:
+            return needed, selection.scans, None, none
+        return (
+            needed,
+            selection.scans,
+            [i in selection.candidates for i in range(len(files))],
+            [i in selection.enqueuers for i in range(len(files))],
+        )
 
     def _project(self) -> tuple[Project, dict[str, ParseError]]:
         files, last = self.files, self.last
-        needed, scans, candidates = self._needed()
+        needed, scans, candidates, enqueuer = self._needed()
         candidate = candidates if candidates is not None else needed
         entries: list[FileSummary | FileIndex] = []
         fresh: list[tuple[int, Stamped]] = []
@@ -365,8 +377,14 @@ class Run:
             for i, found in self._outline(outlined).items():
                 if isinstance(found, FileSummary):  # only libcst can tell: summarised
                     made[i] = found
-                else:
-                    outlines[i] = _index_of(found)
+                    continue
+                sites = found.enqueues
+                if enqueuer[i] and sites is None:
+                    fresh.append((i, files[i]))  # its enqueue sites need the summary
+                    continue
+                outlines[i] = _index_of(found)
+                if enqueuer[i] and sites is not None:
+                    self._sites[files[i].rel] = sites
         made.update(self._summarise(fresh))
         errors: dict[str, ParseError] = {}
         for i, f in enumerate(files):
@@ -398,8 +416,9 @@ class Run:
                 index,
                 error,
                 candidate=candidate[i],
+                enqueuer=enqueuer[i],
             )
-        self.stats["summarised"] = len(fresh) + len(outlined) - len(outlines)
+        self.stats["summarised"] = len(made) - empty
         self.stats["outlined"] = len(outlines)
         self.stats["empty"] = empty
         self.stats["dirty"] = len(self.dirty)
@@ -465,14 +484,15 @@ class Run:
         for f in self.files:
             old = self.last.files[f.rel] if self.last is not None else None
             state = self.new.files[f.rel]
-            if not state.candidate:
+            sites = None if state.candidate else self._sites.get(f.rel)
+            if not state.candidate and not state.enqueuer:
                 # the pre-check found that no name of it can stand for a task rule's:
                 # it declares nothing (what a run without the pre-check finds too)
                 found, deps = [], frozenset()
             elif (
                 old is not None
                 and f.rel not in self.dirty
-                and old.candidate
+                and (old.candidate or (old.enqueuer and not state.candidate))
                 and old.declarations is not None
                 and self._unchanged(old.declaration_deps)
             ):
@@ -482,7 +502,10 @@ class Run:
             else:
                 project.tracker.open()
                 try:
-                    found = finder.declarations(project.file(f.rel))
+                    if sites is not None:  # an enqueuer outlined: its sites, no summary
+                        found = finder.enqueues_of(project.scope_of(f.rel), sites)
+                    else:
+                        found = finder.declarations(project.file(f.rel))
                 finally:
                     deps = project.tracker.close()
                 self.stats["declarations"] = self.stats.get("declarations", 0) + 1

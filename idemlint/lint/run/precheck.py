@@ -115,7 +115,7 @@ class PreCheck:
         if self.trigger is None:
             return Selection(None, [""] * len(todo))
         if self._none_triggered or not any(self.triggered(f) for f in todo):
-            return Selection(set(), [NO_TASK_ROOT] * len(todo), candidates=set())
+            return Selection(set(), [NO_TASK_ROOT] * len(todo), candidates=set(), enqueuers=set())
         scans: list[FileScan] = []
         digests: list[str] = []
         for f in todo:
@@ -132,11 +132,14 @@ class PreCheck:
         except TooComplex:
             needed = None
         exports, candidates = keep.get("exports"), keep.get("candidates")
+        enqueuers = keep.get("enqueuers")
+        known = isinstance(candidates, set) and isinstance(enqueuers, set) and needed is not None
         return Selection(
             needed,
             digests,
             exports if isinstance(exports, dict) else None,
-            candidates if isinstance(candidates, set) and needed is not None else None,
+            candidates if known and isinstance(candidates, set) else None,
+            enqueuers if known and isinstance(enqueuers, set) else None,
         )
 
     def _tell_seeds(self, todo: list[Stamped], scans: list[FileScan]) -> None:

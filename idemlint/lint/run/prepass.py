@@ -11,8 +11,9 @@ one piece at a time in its own process. The parent only collects the results:
 :meth:`suppressions` from them, and the stages that ask fall back to doing the work
 themselves for a file it does not hold (a warm run, a file given as text).
 
-Inputs: the stamped files to read and the pre-check's trigger. Output: per file, a
-:class:`Found`. Scans and outlines are written to the cache by the workers.
+Inputs: the stamped files to read, the pre-check's trigger and the enqueue methods (the
+outline lists their sites). Output: per file, a :class:`Found`. Scans and outlines are
+written to the cache by the workers.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ FileJob = tuple[str, str, str, bool, str, str, bool]
 """path, relative path, module, is-package, the scan's cache key ("" for none), the
 outline's cache key, whether its suppressions are wanted."""
 
-PrepassJob = tuple[str | None, str | None, tuple[FileJob, ...]]
-"""The trigger pattern (None: no scan), the cache folder (None: none), the files."""
+PrepassJob = tuple[str | None, str | None, tuple[str, ...], tuple[FileJob, ...]]
+"""The trigger pattern (None: no scan), the cache folder (None: none), the enqueue methods
+whose sites the outlines list, the files."""
 
 
 @dataclass
@@ -69,12 +71,23 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 def prepass_job(job: PrepassJob) -> str:
     """The worker side: every file of the batch, as a JSON list of :class:`Found` fields."""
-    trigger, folder, files = job
+    trigger, folder, tails, files = job
     cache = SummaryCache(Path(folder)) if folder is not None else None
     out = []
     for path, rel, module, is_package, scan_key, outline_key, wanted in files:
         out.append(
-            _one(path, rel, module, is_package, trigger, cache, scan_key, outline_key, wanted)
+            _one(
+                path,
+                rel,
+                module,
+                is_package,
+                trigger,
+                cache,
+                scan_key,
+                outline_key,
+                wanted,
+                frozenset(tails),
+            )
         )
     return json.dumps(out, separators=(",", ":"))
 
@@ -89,6 +102,7 @@ def _one(
     scan_key: str,
     outline_key: str,
     wanted: bool,
+    tails: frozenset[str],
 ) -> list[object]:
     try:
         content = Path(path).read_bytes()
@@ -107,7 +121,7 @@ def _one(
     outlined = None
     if tree is not None and not verdict.problem:
         try:
-            outlined = outline_tree(tree, text, rel, module, is_package).to_json()
+            outlined = outline_tree(tree, text, rel, module, is_package, tails).to_json()
         except Unsure:
             outlined = None
         if outlined is not None and cache is not None and outline_key:
@@ -139,6 +153,7 @@ class Prepass:
         self,
         files: Sequence[Stamped],
         trigger: re.Pattern[str] | None,
+        tails: frozenset[str],
         cache: SummaryCache | None,
         keys: Callable[[Stamped], tuple[str, str]],
         wanted: Callable[[Stamped], bool],
@@ -156,7 +171,7 @@ class Prepass:
                 (str(f.path), f.rel, f.module, f.is_package, *keys(f), wanted(f)) for f in part
             )
             key = ("prepass", tuple(f.rel for f in part))
-            submit(key, (pattern, folder, jobs))
+            submit(key, (pattern, folder, tuple(sorted(tails)), jobs))
             batches.append(key)
         return batches
 

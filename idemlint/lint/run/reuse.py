@@ -27,6 +27,7 @@ from idemlint.lint.run.cachedir import open_cache_folder
 from idemlint.lint.run.incremental import Outcome, Run, Stamped
 from idemlint.lint.run.precheck import PreCheck
 from idemlint.lint.run.snapshot import Snapshot
+from idemlint.lint.run.summarising import outline_key
 
 
 class CacheSettings(Protocol):
@@ -175,5 +176,5 @@ class Reuse:
             if state.full:
                 keys.add(key_for_digest(f.digest, f.module, f.rel))
                 if not state.candidate:  # (outlined, its summary made only if read)
-                    keys.add(key_for_digest(f.digest, f.module, f.rel, kind="outline"))
+                    keys.add(outline_key(f, precheck.enqueue_tails))
         return keys

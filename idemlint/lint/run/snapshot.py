@@ -45,7 +45,7 @@ from idemlint.lint.run.fingerprint import RACY_NS, analysis_fingerprint
 from idemlint.lint.run.snapshot_check import check, index, seal, unseal
 from idemlint.lint.summary.model import ParseError, Span
 
-FORMAT = 5
+FORMAT = 6
 
 
 def run_key(settings: object) -> str:
@@ -84,6 +84,9 @@ class FileState:
     candidate: bool = True
     """Whether the pre-check found it may declare a task (its declarations are looked
     for); a file needed only for what resolution reads of it is not."""
+    enqueuer: bool = False
+    """Not a candidate, but it enqueues a task: its enqueue sites are read (each is that
+    task's ``concurrent`` mechanism), from its outline when that can tell them."""
     suppressions: list[SuppressionRow] | None = None
     """Its inline suppressions (:class:`idemlint.lint.files.comments.Suppression` fields); None
     when not read (only files a run reports on are)."""
@@ -142,6 +145,7 @@ class Snapshot:
                     dict(st.index.raw_assigns),
                     dict(st.index.raw_bases),
                     st.candidate,
+                    st.enqueuer,
                 ]
             )
         tasks = [
@@ -179,7 +183,7 @@ class Snapshot:
         for row in data["files"]:
             (path, mtime, size, dig, full, needed, scan) = row[:7]
             (module, funcs, classes, err, decls, ddeps, supp, imports, assigns, bases) = row[7:17]
-            candidate = row[17]
+            candidate, enqueuer = row[17], row[18]
             error = None if err is None else ParseError(str(err[0]), int(err[1]), int(err[2]))
             snap.files[path] = FileState(
                 path=path,
@@ -203,6 +207,7 @@ class Snapshot:
                 declarations=None if decls is None else [Declaration.from_json(d) for d in decls],
                 declaration_deps=deps(ddeps),
                 candidate=bool(candidate),
+                enqueuer=bool(enqueuer),
                 suppressions=None if supp is None else [_suppression_row(r) for r in supp],
             )
         for name, (called, d) in data["signals"].items():

@@ -308,11 +308,15 @@ class Summariser:
         return out, given_up
 
     def outline(
-        self, todo: list[tuple[int, Stamped]], prepass: Prepass | None = None
+        self,
+        todo: list[tuple[int, Stamped]],
+        prepass: Prepass | None = None,
+        tails: frozenset[str] = frozenset(),
     ) -> dict[int, Outline | FileSummary]:
         """Outlines of ``todo`` by index (from the pre-check's pass or the cache where the
         content is unchanged), or the full summary of a file that only libcst can read
-        (:class:`~idemlint.lint.summary.outline.Unsure`)."""
+        (:class:`~idemlint.lint.summary.outline.Unsure`). ``tails``: the enqueue methods
+        whose sites they list (the pass was given the same)."""
         out: dict[int, Outline | FileSummary] = {}
         unsure: list[tuple[int, Stamped]] = []
         for i, f in todo:
@@ -324,7 +328,7 @@ class Summariser:
                 if prepass.declined(f):
                     unsure.append((i, f))
                     continue
-            key = outline_key(f)
+            key = outline_key(f, tails)
             text = self.cache.get_text(key, "outlines") if self.cache is not None else None
             if text is not None:
                 try:
@@ -333,7 +337,7 @@ class Summariser:
                 except (ValueError, TypeError):
                     pass  # a damaged entry: outline it again
             try:
-                found = outline_bytes(f.read(), f.rel, f.module, f.is_package)
+                found = outline_bytes(f.read(), f.rel, f.module, f.is_package, tails)
             except Unsure:
                 unsure.append((i, f))
                 continue
@@ -346,12 +350,15 @@ class Summariser:
         return out
 
 
-def outline_key(f: Stamped) -> str:
-    """The cache key of a file's outline (kept apart from its summary's)."""
-    return key_for_digest(f.digest, f.module, f.rel, kind="outline")
+def outline_key(f: Stamped, tails: frozenset[str]) -> str:
+    """The cache key of a file's outline (kept apart from its summary's) listing the sites
+    of the enqueue methods ``tails``."""
+    return key_for_digest(f.digest, f.module, f.rel, kind=f"outline {' '.join(sorted(tails))}")
 
 
-def outline_bytes(content: bytes, rel: str, module: str, is_package: bool) -> Outline:
+def outline_bytes(
+    content: bytes, rel: str, module: str, is_package: bool, tails: frozenset[str] = frozenset()
+) -> Outline:
     """A file's outline (:mod:`idemlint.lint.summary.outline`), decoded and screened as
     :func:`summarize_bytes` does; :class:`~idemlint.lint.summary.outline.Unsure` whenever
     only the full summary can say (it does not decode, the screen turns it away, ``ast``
@@ -361,7 +368,7 @@ def outline_bytes(content: bytes, rel: str, module: str, is_package: bool) -> Ou
         raise Unsure("not decodable")
     if screen(source).problem:
         raise Unsure("screened")
-    return outline(source, rel, module, is_package)
+    return outline(source, rel, module, is_package, tails)
 
 
 def make_summaries(

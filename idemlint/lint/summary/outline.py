@@ -20,16 +20,33 @@ summary (see :mod:`idemlint.lint.run.lazy`).
 
 A file ``ast`` cannot parse (a newer syntax than this Python's, or broken code) has no
 outline: :class:`Unsure` again, and libcst decides.
+
+Given the methods that enqueue a message for a task object (``tails``: ``delay``,
+``apply_async``...), the outline also lists the file's *enqueue sites*
+(:class:`EnqueueSite`): each call ``receiver.tail(...)`` the summary would hold as a call
+event, with its function, its line and whether a loop of that function runs it, in the
+order the summary's events give them. The task finder reads nothing else of a file kept
+only because it enqueues a task (:meth:`idemlint.lint.index.tasks.TaskFinder.enqueues_of`),
+so such a file needs no full summary. A site is resolved as a module-level name, which is
+what the summary's resolution gives when the receiver's first name is bound nowhere in
+its function. A site that can name no function whatever it is bound to (a parameter
+itself, ``self.send()``; an item, ``jobs[0].delay()``) is left out. Where the name may be
+bound in the function otherwise (an assignment, a loop target, a nested ``def``, a
+parameter's attribute: the summary resolves those through the function), or a site's
+line holds other than ASCII (``ast`` normalises identifiers, libcst does not), the sites
+are unsure (``enqueues`` is None) and the caller makes the full summary.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from functools import lru_cache
+from typing import Any, NamedTuple, cast
 
 from idemlint.lint.summary.model import Bindings, Value, relative_package
 
@@ -51,17 +68,43 @@ class Outline:
     """Module-level assignments in :meth:`Value.to_dict` form."""
     bases: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Each class's bases (by qualified name within the module), in the same form."""
+    enqueues: list[EnqueueSite] | None = field(default_factory=list)
+    """The enqueue sites, in the order of the summary's events (module level first, then
+    each function's); None when only the full summary can say (see the module docstring)."""
 
     def to_json(self) -> str:
         return json.dumps(
-            [list(self.functions), list(self.classes), self.imports, self.assigns, self.bases],
+            [
+                list(self.functions),
+                list(self.classes),
+                self.imports,
+                self.assigns,
+                self.bases,
+                None if self.enqueues is None else [list(e) for e in self.enqueues],
+            ],
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, text: str, path: str, module: str) -> Outline:
-        functions, classes, imports, assigns, bases = json.loads(text)
-        return cls(path, module, tuple(functions), tuple(classes), imports, assigns, bases)
+        functions, classes, imports, assigns, bases, enqueues = json.loads(text)
+        sites = None if enqueues is None else [EnqueueSite(*e) for e in enqueues]
+        return cls(path, module, tuple(functions), tuple(classes), imports, assigns, bases, sites)
+
+
+class EnqueueSite(NamedTuple):
+    """A call ``receiver.tail(...)`` as the task finder reads it off the summary's events."""
+
+    function: str
+    """The qualified name of the function whose events hold it ("" at module level)."""
+    name: str
+    """That function's own name ("" at module level)."""
+    receiver: str
+    """The dotted path the method is called on, as the summary writes it (``tasks.send``)."""
+    tail: str
+    line: int
+    in_loop: bool
+    """Inside the body of a ``for``/``while`` of the same function (or of the module)."""
 
 
 _BINOPS: dict[type[ast.operator], str] = {
@@ -98,7 +141,14 @@ _STRING_PREFIX = frozenset("rRuUbB")
 class _Reader:
     """The mirror of ``summarize._Summarizer``'s traversal, for the names only."""
 
-    def __init__(self, lines: Sequence[str], module: str, is_package: bool) -> None:
+    def __init__(
+        self,
+        lines: Sequence[str],
+        module: str,
+        is_package: bool,
+        tails: Collection[str] = (),
+        hot: Sequence[int] = (),
+    ) -> None:
         self.lines = lines
         self.module = module
         self.is_package = is_package
@@ -107,6 +157,14 @@ class _Reader:
         self.bindings = Bindings()
         self.functions: dict[str, None] = {}
         self.classes: dict[str, list[Value]] = {}
+        self.tails = tails
+        self.hot = hot
+        """The lines holding one of ``tails`` as a word (sorted): only their statements
+        can hold an enqueue site."""
+        self.sites: dict[str, list[EnqueueSite]] = {"": []}
+        """Enqueue sites by the function whose events hold them ("": the module's), in
+        the order of the summary's ``functions``."""
+        self.sites_unsure = False
 
     # -- the source's shape --------------------------------------------------
     def is_suite(self, body: Sequence[ast.stmt]) -> bool:
@@ -305,6 +363,10 @@ class _Reader:
 
     def module_body(self, body: Sequence[ast.stmt]) -> None:
         for stmt in body:
+            if self.hot and isinstance(stmt, _VALUED):
+                # a module-level line's calls are module events (compound statements'
+                # parts at module level are not read for calls, but with/for/while/match)
+                self.calls(getattr(stmt, "value", None), "", "", loop=False)
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 self.add_import(stmt)
             elif isinstance(stmt, ast.Assign):
@@ -328,7 +390,7 @@ class _Reader:
                 tried = cast(ast.Try, stmt)  # (a `try ... except*` has the same fields)
                 self.module_try(tried)
             elif isinstance(stmt, _COMPOUND):
-                self.block([stmt], "<module>")
+                self.block([stmt], "<module>", "", "", loop=False)
 
     def module_if(self, stmt: ast.If) -> None:
         # an `elif` is an `If` in `orelse` that starts its line (at the keyword), so
@@ -382,14 +444,24 @@ class _Reader:
     def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str) -> None:
         qual = f"{prefix}{node.name}"
         self.functions[qual] = None
+        self.sites[qual] = []  # a second `def` of the name: its events replace the first's
         if self.is_suite(node.body):  # def f(): import x; ...
             for small in node.body:
                 if isinstance(small, (ast.Import, ast.ImportFrom)):
                     self.add_import(small)
-            return
-        self.block(node.body, qual)
+                else:
+                    self.small(small, qual, node.name, loop=False)
+        else:
+            self.block(node.body, qual, qual, node.name, loop=False)
+        if self.sites[qual]:
+            self.sites[qual] = self.resolvable(node, self.sites[qual])
 
-    def block(self, body: Sequence[ast.stmt], qualname: str) -> None:
+    def block(
+        self, body: Sequence[ast.stmt], qualname: str, scope: str, name: str, *, loop: bool
+    ) -> None:
+        """A function's statements (``qualname``: the prefix of what they define) whose
+        calls are the events of ``scope`` (named ``name``); ``loop``: a loop of that scope
+        runs them."""
         for stmt in body:
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 self.add_import(stmt)
@@ -398,33 +470,179 @@ class _Reader:
             elif isinstance(stmt, ast.ClassDef):
                 self.classes[f"{qualname}.{stmt.name}"] = self.class_def(stmt, f"{qualname}.")
             elif isinstance(stmt, ast.If):
-                self.suite_or_block(stmt.body, qualname)
-                self.suite_or_block(stmt.orelse, qualname)  # `elif` or `else:`, as above
+                self.calls(stmt.test, scope, name, loop=loop)
+                self.suite_or_block(stmt.body, qualname, scope, name, loop=loop)
+                # `elif` or `else:`, as above
+                self.suite_or_block(stmt.orelse, qualname, scope, name, loop=loop)
             elif isinstance(stmt, ast.Match):
-                for case in stmt.cases:
-                    self.suite_or_block(case.body, qualname)
+                for case in stmt.cases:  # (the subject's and guards' calls are not read)
+                    self.suite_or_block(case.body, qualname, scope, name, loop=loop)
             elif isinstance(stmt, _TRY):
                 tried = cast(ast.Try, stmt)
-                self.suite_or_block(tried.body, qualname)
+                self.suite_or_block(tried.body, qualname, scope, name, loop=loop)
                 for handler in tried.handlers:
-                    self.suite_or_block(handler.body, qualname)
-                self.suite_or_block(tried.orelse, qualname)
-                self.suite_or_block(tried.finalbody, qualname)
-            elif isinstance(stmt, _LOOPS):
-                self.suite_or_block(stmt.body, qualname)
-                self.suite_or_block(getattr(stmt, "orelse", []), qualname)
+                    self.suite_or_block(handler.body, qualname, scope, name, loop=loop)
+                self.suite_or_block(tried.orelse, qualname, scope, name, loop=loop)
+                self.suite_or_block(tried.finalbody, qualname, scope, name, loop=loop)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                for item in stmt.items:
+                    self.calls(item.context_expr, scope, name, loop=loop)
+                self.suite_or_block(stmt.body, qualname, scope, name, loop=loop)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+                test = stmt.test if isinstance(stmt, ast.While) else stmt.iter
+                self.calls(test, scope, name, loop=loop)
+                self.suite_or_block(stmt.body, qualname, scope, name, loop=True)
+                self.suite_or_block(stmt.orelse, qualname, scope, name, loop=loop)
+            else:
+                self.small(stmt, scope, name, loop=loop)
 
-    def suite_or_block(self, body: Sequence[ast.stmt], qualname: str) -> None:
+    def suite_or_block(
+        self, body: Sequence[ast.stmt], qualname: str, scope: str, name: str, *, loop: bool
+    ) -> None:
         """A body's statements, as ``block`` reads ``body_of`` it: a one-line suite's small
         statements match none of its cases, so nothing of it is read."""
         if body and not self.is_suite(body):
-            self.block(body, qualname)
+            self.block(body, qualname, scope, name, loop=loop)
+
+    # -- enqueue sites (``_Summarizer.small_statement``, ``expr_calls``) ---------
+    def small(self, stmt: ast.stmt, scope: str, name: str, *, loop: bool) -> None:
+        """The calls of one small statement of a function, as its events hold them."""
+        if not self.hot:
+            return
+        if isinstance(stmt, ast.Raise):
+            self.calls(stmt.exc, scope, name, loop=loop)
+        elif isinstance(stmt, _SMALL_VALUED):
+            self.calls(getattr(stmt, "value", None), scope, name, loop=loop)
+
+    def calls(self, expr: ast.expr | None, scope: str, name: str, *, loop: bool) -> None:
+        """The enqueue sites among the calls of ``expr``, in the summary's order (its
+        children in source order, a call after its arguments)."""
+        if expr is None or not self.hot:
+            return
+        at = bisect.bisect_left(self.hot, expr.lineno)
+        if at == len(self.hot) or self.hot[at] > (expr.end_lineno or expr.lineno):
+            return
+        found: list[ast.Call] = []
+        _calls_in(expr, found)
+        for call in found:
+            path = self.dotted(call.func)
+            split = enqueue_call(path, self.tails) if path else None
+            if split is None:
+                continue
+            end = call.func.end_lineno or call.lineno
+            if not all(self.lines[n].isascii() for n in range(call.lineno - 1, end)):
+                self.sites_unsure = True  # ast normalises identifiers (NFKC); libcst not
+            self.sites[scope].append(EnqueueSite(scope, name, *split, call.lineno, loop))
+
+    def resolvable(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, sites: list[EnqueueSite]
+    ) -> list[EnqueueSite]:
+        """The sites of a function that resolve as module-level names (its receiver's
+        first name is bound nowhere in it), without those that can name no function (a
+        parameter itself, or an item of something: ``job[0]``); any other makes the
+        sites unsure (the summary resolves it through the function's locals)."""
+        args = node.args
+        params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+        bound = _bound_names(node.body)
+        bound |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        out = []
+        for site in sites:
+            root, rest = _split_root(site.receiver)
+            if root not in params and root not in bound:
+                out.append(site)
+            elif "[" in rest or (rest == "" and root not in bound):
+                continue
+            else:
+                self.sites_unsure = True
+        return out
 
 
 _LINES = re.compile(r"\r\n|\r|\n")
 _TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
 _LOOPS = (ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
 _COMPOUND = (*_LOOPS, ast.Match)
+_SMALL_VALUED: tuple[type[ast.stmt], ...] = (
+    ast.Assign,
+    ast.AnnAssign,
+    ast.AugAssign,
+    ast.Expr,
+    ast.Return,
+)
+_VALUED: tuple[type[ast.stmt], ...] = (
+    *_SMALL_VALUED,
+    *[t for t in (getattr(ast, "TypeAlias", None),) if t is not None],  # (Python 3.12)
+)
+"""Small statements with a ``value`` (libcst's name too): a module-level line's calls."""
+_SEGMENT = re.compile(r"[.(\[]")
+_LEAVES = (ast.expr_context, ast.operator, ast.cmpop, ast.unaryop, ast.boolop)
+
+
+def enqueue_call(path: str, tails: Collection[str]) -> tuple[str, str] | None:
+    """``(receiver, tail)`` of a call's dotted callee that enqueues a message for what it is
+    called on (``tasks.send.delay`` -> ``("tasks.send", "delay")``), as the task finder
+    takes it: on a name or an attribute path, not on a call's result."""
+    receiver, _, tail = path.rpartition(".")
+    if tail not in tails or not receiver or "(" in receiver:
+        return None
+    return receiver, tail
+
+
+def _split_root(path: str) -> tuple[str, str]:
+    """As :func:`idemlint.lint.index.project.split_root`."""
+    m = _SEGMENT.search(path)
+    return (path[: m.start()], path[m.start() :]) if m else (path, "")
+
+
+def _calls_in(node: ast.AST, found: list[ast.Call]) -> None:
+    """The calls of ``node`` in the order libcst's visitor leaves them: children in source
+    order (``ast`` lists a dict's keys before its values, an ``IfExp``'s test first), a
+    call after its callee and arguments."""
+    children = [c for c in ast.iter_child_nodes(node) if not isinstance(c, _LEAVES)]
+    if len(children) > 1 and all(hasattr(c, "lineno") for c in children):
+        children.sort(key=lambda c: (getattr(c, "lineno", 0), getattr(c, "col_offset", 0)))
+    for child in children:
+        _calls_in(child, found)
+    if isinstance(node, ast.Call):
+        found.append(node)
+
+
+def _bound_names(body: Sequence[ast.stmt]) -> set[str]:
+    """Every name a function body may bind, its nested scopes' included (more than the
+    summary's locals: only what is bound nowhere here surely resolves at module level).
+    Imports are left out: the summary keeps a function's imports with the module's."""
+    out: set[str] = set()
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name):
+                if not isinstance(node.ctx, ast.Load):
+                    out.add(node.id)
+            elif isinstance(node, ast.arg):
+                out.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.add(node.name)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                out.update(node.names)
+            elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+                if node.name:
+                    out.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                out.add(node.rest)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _tail_words(tails: frozenset[str]) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(tails))) + r")(?!\w)")
+
+
+def _hot_lines(lines: Sequence[str], source: str, tails: frozenset[str]) -> list[int]:
+    """The lines (1-based) holding one of ``tails`` as a word."""
+    if not tails:
+        return []
+    words = _tail_words(tails)
+    if words.search(source) is None:
+        return []
+    return [n for n, line in enumerate(lines, 1) if words.search(line)]
 
 
 def _named_constant(node: ast.Constant) -> bool:
@@ -439,26 +657,40 @@ def _escaped(text: str, at: int) -> bool:
     return n % 2 == 1
 
 
-def outline(source: str, path: str, module: str, is_package: bool = False) -> Outline:
-    """The outline of one file's text; :class:`Unsure` when only libcst can tell."""
+def outline(
+    source: str,
+    path: str,
+    module: str,
+    is_package: bool = False,
+    tails: frozenset[str] = frozenset(),
+) -> Outline:
+    """The outline of one file's text; :class:`Unsure` when only libcst can tell.
+    ``tails``: the enqueue methods whose sites it lists."""
     try:
         tree = ast.parse(source, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise Unsure(f"ast cannot parse it: {exc}") from None
-    return outline_tree(tree, source, path, module, is_package)
+    return outline_tree(tree, source, path, module, is_package, tails)
 
 
 def outline_tree(
-    tree: ast.Module, source: str, path: str, module: str, is_package: bool = False
+    tree: ast.Module,
+    source: str,
+    path: str,
+    module: str,
+    is_package: bool = False,
+    tails: frozenset[str] = frozenset(),
 ) -> Outline:
     """:func:`outline` of a tree ``ast`` parsed from ``source`` already."""
     # lines as the tokenizer counts them (``str.splitlines`` also splits at a form feed)
-    reader = _Reader(_LINES.split(source), module, is_package)
+    lines = _LINES.split(source)
+    reader = _Reader(lines, module, is_package, tails, _hot_lines(lines, source, tails))
     try:
         reader.module_body(tree.body)
         reader.bindings.finish(reader.assigns)
     except RecursionError:
         raise Unsure("too deep for the outline") from None
+    sites = [site for found in reader.sites.values() for site in found]
     return Outline(
         path,
         module,
@@ -467,4 +699,5 @@ def outline_tree(
         reader.imports,
         {k: v.to_dict() for k, v in reader.assigns.items()},
         {k: [b.to_dict() for b in v] for k, v in reader.classes.items()},
+        None if reader.sites_unsure else sites,
     )
