@@ -1506,11 +1506,12 @@ class TaskContext:
 
     # -- delivery: can this point of the run happen twice? ---------------------
     def _other_sites(self, first: Mechanism) -> str:
-        """How many more places enqueue the task, as the end of a message."""
+        """How many more files enqueue the task, as the end of a message (the task has one
+        ``concurrent`` mechanism per file that enqueues it: the first call there)."""
         more = sum(1 for m in self.task.mechanisms if m.kind == "concurrent") - 1
         if more <= 0:
             return ""
-        return f" (and {more} more place{'s' if more > 1 else ''} enqueue it)"
+        return f" (and {more} more file{'s' if more > 1 else ''} enqueue it)"
 
     def exposure(
         self, r: Reached, line: int, remote: CallFact | None = None, *, race: bool = False
