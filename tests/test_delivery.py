@@ -58,10 +58,12 @@ EXPECTED = {
     # update when two messages for one row run at once (F(), a row lock, a row the run
     # made itself, a task nothing enqueues: clean)
     "lost_updates": {
-        ("ledger/tasks.py", 11): ("concurrent", "ledger/signals.py:12"),
-        ("ledger/tasks.py", 16): ("concurrent", "ledger/signals.py:15"),
+        ("ledger/tasks.py", 11): ("concurrent", "ledger/signals.py:13"),
+        ("ledger/tasks.py", 16): ("concurrent", "ledger/signals.py:16"),
         # clamped (max(total - n, 0)) through a local, saved by bulk_update
-        ("ledger/tasks.py", 60): ("concurrent", "ledger/signals.py:20"),
+        ("ledger/tasks.py", 60): ("concurrent", "ledger/signals.py:21"),
+        # bound in the `if` (walrus) from a slice of the message's ids
+        ("ledger/tasks.py", 74): ("concurrent", "ledger/signals.py:26"),
     },
     # guards whose marker comes after the effect: only an overlap (an enqueue, also
     # through the project's `dispatch(task, ...)`, or a schedule) makes them a finding
@@ -136,7 +138,7 @@ def test_a_lost_update_says_a_change_is_lost_not_applied_twice() -> None:
     root = FIXTURES / "lost_updates"
     config = load_config([root]).with_overrides(no_cache=True)
     findings = check([root], config, cwd=FIXTURES.parent).findings
-    assert [(f.rule, f.line) for f in findings] == [("IDM501", n) for n in (11, 16, 60)]
+    assert [(f.rule, f.line) for f in findings] == [("IDM501", n) for n in (11, 16, 60, 74)]
     for finding in findings:
         assert "two runs at once for the same row" in finding.message
         assert "one change is lost" in finding.message

@@ -5,6 +5,8 @@ Where the model cannot be found in the project, say nothing rather than guess.
 
 from __future__ import annotations
 
+import re
+
 from idemlint.lint.analysis.walk import (
     EQUALITY_SUFFIXES,
     NON_FIELD_KWARGS,
@@ -176,7 +178,10 @@ def from_message(facts: FunctionFacts, value: Value, callers: Frames = (), depth
     own (a seed file, every row of a table), a model method's own instance, or an object
     the run itself built (a model constructed, a row created: no other message can name
     it) are one per event, not per key."""
-    roots = {split_root(v.path)[0].split("(")[0] for v in value.walk() if v.path}
+    # `ids[:100]`, `rows[0]`, `f(x)`: the name the expression starts from
+    roots = {
+        re.split(r"[(\[]", split_root(v.path)[0], maxsplit=1)[0] for v in value.walk() if v.path
+    }
     return any(_derived(facts, name, callers, depth) for name in roots if name)
 
 
@@ -196,7 +201,7 @@ def _derived(facts: FunctionFacts, name: str, callers: Frames, depth: int) -> bo
     if bounds and all(facts.value_origin(b) == "new" for b in bounds):
         return False  # made in this run: no other message names it
     for bound in bounds:
-        if bound.kind == "other":  # a loop variable: what the loop runs over
+        if bound.kind == "other" and not bound.path:  # a loop variable: what it runs over
             loops = [
                 b.value
                 for b in facts.branches

@@ -201,6 +201,25 @@ def value_of(node: cst.BaseExpression) -> Value:
     return Value("other")
 
 
+def _walrus_targets(test: cst.BaseExpression) -> list[cst.NamedExpr]:
+    """The ``name := value`` bindings an ``if`` test makes at its top level (also inside
+    ``and``/``or``/``not`` and a comparison), in source order."""
+    found: list[cst.NamedExpr] = []
+    todo: list[cst.BaseExpression] = [test]
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, cst.NamedExpr):
+            if isinstance(node.target, cst.Name):
+                found.append(node)
+        elif isinstance(node, cst.BooleanOperation):
+            todo[:0] = [node.left, node.right]
+        elif isinstance(node, cst.UnaryOperation):
+            todo.insert(0, node.expression)
+        elif isinstance(node, cst.Comparison):
+            todo[:0] = [node.left, *(c.comparator for c in node.comparisons)]
+    return found
+
+
 class _CallCollector(cst.CSTVisitor):
     """The generic walk, for expression kinds :func:`_collect_calls` does not know."""
 
@@ -685,6 +704,18 @@ class _Summarizer:
             first.span.end_column,
         )
         self.expr_calls(stmt.test, stmt, (*blocks, f"t{bid}"), out, [])
+        for named in _walrus_targets(stmt.test):
+            # `if rows := Model.objects.filter(...):` binds `rows` for the body and after
+            out.append(
+                Event(
+                    "assign",
+                    self.span(named),
+                    blocks,
+                    value_of(named.value),
+                    [named.target.value],  # type: ignore[attr-defined]
+                    stmt=self.stmt_text(stmt),
+                )
+            )
         self.block(body, (*blocks, f"b{bid}"), out, func)
         orelse = stmt.orelse
         if isinstance(orelse, cst.If):
