@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,22 @@ def safe_folder(path: Path, top: Path) -> bool:
             return False
         current = current.parent
     return True
+
+
+def write_entry(target: Path, top: Path, text: str) -> None:
+    """Write one cache entry under cache folder ``top`` whole or not at all: a temporary
+    file renamed into place, never through a symlink. A read-only or full disk only
+    costs speed, so an ``OSError`` is swallowed."""
+    try:
+        if not safe_folder(target.parent, top):
+            return  # a symlink in the cache: never written through
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError:
+        return
 
 
 def is_entry(area: str, relative: tuple[str, ...]) -> bool:

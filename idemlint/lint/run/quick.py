@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +43,7 @@ from typing import Any, Protocol
 
 from idemlint import __version__
 from idemlint.findings import Finding, display_path
-from idemlint.lint.run.cachedir import inside, is_ours, safe_folder
+from idemlint.lint.run.cachedir import inside, is_ours, write_entry
 from idemlint.lint.run.fingerprint import RACY_NS, findings_fingerprint, sha256
 
 FORMAT = 1
@@ -301,17 +300,7 @@ def save(
         },
         separators=(",", ":"),
     )
-    target = _file(folder, seen.key)
-    try:
-        if not safe_folder(target.parent, folder):
-            return  # a symlink in the cache: never written through
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_seal(text))
-        os.replace(tmp, target)
-    except OSError:
-        return  # a read-only or full disk only costs speed
+    write_entry(_file(folder, seen.key), folder, _seal(text))
 
 
 def _row(f: Finding) -> list[Any]:

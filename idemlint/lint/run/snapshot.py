@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from idemlint.lint.analysis.walk import Hit
 from idemlint.lint.index.project import FileIndex
 from idemlint.lint.index.tasks import Declaration
 from idemlint.lint.run import cache
-from idemlint.lint.run.cachedir import safe_folder
+from idemlint.lint.run.cachedir import write_entry
 from idemlint.lint.run.fingerprint import RACY_NS, analysis_fingerprint
 from idemlint.lint.run.snapshot_check import check, index, seal, unseal
 from idemlint.lint.summary.model import ParseError, Span
@@ -291,14 +290,4 @@ def load(folder: Path, key: str) -> Snapshot | None:
 
 
 def save(folder: Path, key: str, snap: Snapshot) -> None:
-    target = _file(folder, key)
-    try:
-        if not safe_folder(target.parent, folder):
-            return  # a symlink in the cache: never written through
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(seal(snap.to_json(time.time_ns())))
-        os.replace(tmp, target)
-    except OSError:
-        return  # a read-only or full disk only costs speed
+    write_entry(_file(folder, key), folder, seal(snap.to_json(time.time_ns())))
