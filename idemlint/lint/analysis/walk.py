@@ -454,8 +454,8 @@ class FunctionFacts:
         lookup, a project getter, an attribute of another object), ``"param"``, or ``""``.
         One loading binding is enough: ``x = get(...)`` then ``if x is None: x = X()`` is
         the row found, or the one the check allowed to create."""
-        origins = [
-            self.value_origin(ev.value)
+        bindings = [
+            ev
             for ev in self.func.events
             if ev.type == "assign"
             and ev.op is None
@@ -463,6 +463,16 @@ class FunctionFacts:
             and ev.value is not None
             and ev.span.line < line
         ]
+        # the last binding runs on every path (not in a branch or a loop): it replaces the
+        # earlier ones (`project = client.get(...)`, then `project = Project.objects
+        # .create(...)`), unless a loop binds the name too
+        looped = any(
+            b.kind == "for" and name in b.targets and b.span.line < line for b in self.func.events
+        )
+        last = bindings[-1].value if bindings else None
+        if last is not None and not bindings[-1].blocks and not looped:
+            return self.value_origin(last)
+        origins = [self.value_origin(ev.value) for ev in bindings if ev.value is not None]
         if any(
             b.kind == "for" and name in b.targets and b.span.line < line for b in self.func.events
         ):

@@ -12,10 +12,12 @@ from idemlint.lint.analysis.walk import (
     NON_FIELD_KWARGS,
     CallFact,
     FunctionFacts,
+    Reached,
     TaskContext,
     blocks_contain,
     caller_argument,
     compared_attrs,
+    origin_up,
 )
 from idemlint.lint.index.project import ModelInfo, last_segment, split_root
 from idemlint.lint.summary.model import Event, Value
@@ -185,6 +187,20 @@ def from_message(facts: FunctionFacts, value: Value, callers: Frames = (), depth
     return any(_derived(facts, name, callers, depth) for name in roots if name)
 
 
+def _keyed_by_own_row(r: Reached, lookup: Value, line: int) -> bool:
+    """One of the lookup's values is a row this run created (``get_or_create(project=
+    project, ...)`` where the task made ``project``, here or in a caller): no other
+    message can name the rows it looks up, so two runs never race on them."""
+    for name, value in lookup.kwargs.items():
+        if name in NON_FIELD_KWARGS:
+            continue
+        for v in value.walk():
+            root = split_root(v.path)[0] if v.kind in ("name", "attr") and v.path else ""
+            if root and origin_up(r, root, line) == "new":
+                return True
+    return False
+
+
 def _derived(facts: FunctionFacts, name: str, callers: Frames, depth: int) -> bool:
     if name in facts.params:
         if name in ("self", "cls"):
@@ -234,7 +250,9 @@ def check(ctx: TaskContext) -> None:
                 if fields and not c.model.is_unique(fields):
                     if facts.unique_error_handled(c.event):
                         continue  # the loser's IntegrityError is caught: a constraint is there
-                    race = from_message(facts, c.value, r.callers)
+                    race = from_message(facts, c.value, r.callers) and not _keyed_by_own_row(
+                        r, c.value, c.event.span.line
+                    )
                     ctx.hit("IDM401", r, c.event, _describe(c.model, fields), race=race)
         creates = [
             c
