@@ -111,6 +111,9 @@ class FileScan:
     uses: dict[str, set[str]] = field(default_factory=dict)
     """``def``/``class`` name -> the dotted chains of its text: what the task finder may
     read through it (a wrapper's ``queue.enqueue(func)``), not what the name stands for."""
+    params: frozenset[str] = frozenset()
+    """The parameter names of the file's ``def``s (but ``self``/``cls``): an enqueue on
+    one of them may make the function a wrapper that enqueues the task it is passed."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -119,13 +122,14 @@ class FileScan:
                 {k: sorted(v) for k, v in self.bindings.items()},
                 self.text_has_trigger,
                 {k: sorted(v) for k, v in self.uses.items()},
+                sorted(self.params),
             ],
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, text: str, module: str, is_package: bool) -> FileScan:
-        chains, bindings, triggered, uses = json.loads(text)
+        chains, bindings, triggered, uses, params = json.loads(text)
         return cls(
             module=module,
             is_package=is_package,
@@ -134,6 +138,7 @@ class FileScan:
             bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
             text_has_trigger=bool(triggered),
             uses={k: set(v) for k, v in uses.items()},
+            params=frozenset(params),
         )
 
 
@@ -236,7 +241,24 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
         bindings={sys.intern(k): set(map(sys.intern, v)) for k, v in bindings.items()},
         text_has_trigger=triggered,
         uses=body_uses(text, _CHAIN, trigger),
+        params=_parameters(text),
     )
+
+
+_DEF_PARAMS = re.compile(r"\bdef\s+\w+\s*\(([^)]*)\)")
+_PARAM_NAME = re.compile(r"\s*\**\s*([^\W\d]\w*)")
+
+
+def _parameters(text: str) -> frozenset[str]:
+    """The parameter names of every ``def`` in ``text`` (an over-approximation: a
+    default holding a call, or a tuple annotation, adds a name or two)."""
+    names: set[str] = set()
+    for m in _DEF_PARAMS.finditer(text):
+        for piece in m.group(1).split(","):
+            found = _PARAM_NAME.match(piece)
+            if found is not None:
+                names.add(found.group(1))
+    return frozenset(names - SELF_NAMES)
 
 
 def _literal_root(glob: str) -> str:
@@ -682,13 +704,12 @@ def needed_files(
     edges: dict[int, set[str]] = {}
     enqueuers: list[int] = []
     wrappers: set[str] = set()
-    packages = {m.split(".", 1)[0] for m in graph.by_module}
     for i, sc in enumerate(scans):
         lookups = graph.lookups(i, memo=False)
         edges[i] = {sys.intern(mod) for mod, _ in lookups}
         if enqueue_tails and _enqueues(sc, enqueue_tails):
             enqueuers.append(i)
-            if _enqueues_a_local(sc, enqueue_tails, packages):
+            if _enqueues_a_local(sc, enqueue_tails):
                 wrappers.add(sc.module)
         if consume:
             sc.chains = frozenset()  # read once: memory stays flat on a big tree
@@ -736,33 +757,34 @@ def _enqueues(scan: FileScan, tails: frozenset[str]) -> bool:
     return any(c.rpartition(".")[2] in tails for c in scan.chains if "." in c)
 
 
-def _enqueues_a_local(scan: FileScan, tails: frozenset[str], packages: set[str]) -> bool:
+def _enqueues_a_local(scan: FileScan, tails: frozenset[str]) -> bool:
     """``scan`` has an enqueue chain whose first name, followed through the file's
-    bindings, ends at a name the file does not bind and that is no top-level package of
-    the project (``packages``): a parameter (``def dispatch(task): sig = make(task);
-    sig.apply_async()``). The file may then hold a function that enqueues the task it is
-    passed. An imported task (``from app.tasks import send``) ends at the project's own
-    package; ``self``/``cls`` are the class's own. A third-party name counts as free: that
-    keeps a file too many, never one too few."""
+    bindings, ends at a parameter of one of its functions (``def dispatch(task): sig =
+    make(task); sig.apply_async()``): the file may hold a function that enqueues the task
+    it is passed. An imported task (``from app.tasks import send``) is bound, not a
+    parameter; ``self``/``cls`` are the class's own."""
     for chain in scan.chains:
         head, _, tail = chain.rpartition(".")
-        if head and tail in tails and _free_root(scan, head.split(".", 1)[0], packages, 4):
+        if head and tail in tails and _from_a_parameter(scan, head.split(".", 1)[0], 4):
             return True
     return False
 
 
-def _free_root(scan: FileScan, name: str, packages: set[str], depth: int) -> bool:
+def _from_a_parameter(scan: FileScan, name: str, depth: int) -> bool:
     if name in SELF_NAMES or name in scan.uses:
         return False
     bound = scan.bindings.get(name)
     if not bound:
-        return name not in packages
+        return name in scan.params
     if depth <= 0:
-        return True
-    return any(
-        _free_root(scan, first, packages, depth - 1)
-        for first in {path.split(".", 1)[0].split("(", 1)[0] for path in bound}
-        if first and first != name
+        return False
+    return (
+        any(
+            _from_a_parameter(scan, first, depth - 1)
+            for first in {path.split(".", 1)[0].split("(", 1)[0] for path in bound}
+            if first and first != name
+        )
+        or name in scan.params
     )
 
 
