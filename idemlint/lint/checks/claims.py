@@ -31,9 +31,8 @@ from idemlint.lint.analysis.walk import (
     FunctionFacts,
     Reached,
     TaskContext,
-    blocks_contain,
 )
-from idemlint.lint.checks.constraints import from_message
+from idemlint.lint.checks.constraints import from_message, on_miss
 from idemlint.lint.checks.keys import key_values
 from idemlint.lint.index.project import ModelInfo, last_segment
 from idemlint.lint.summary.model import Event, Value
@@ -72,14 +71,7 @@ class Step:
 
 def _not_done(facts: FunctionFacts, branch: Event, sense: int, ev: Event) -> bool:
     """``ev`` runs on the path where the guard found no marker."""
-    if sense > 0:
-        after = (
-            branch.body_exits
-            and ev.span.line > branch.end_line
-            and blocks_contain(branch.blocks, ev.blocks)
-        )
-        return f"e{branch.id}" in ev.blocks or after
-    return f"b{branch.id}" in ev.blocks
+    return on_miss(branch, sense, ev)
 
 
 def _test_models(facts: FunctionFacts, branch: Event) -> set[str]:

@@ -316,8 +316,13 @@ def _gated(facts: FunctionFacts, branch: Event, ev: Event) -> bool:
     the check: the lookup read a row for another purpose. A ``try`` guard's handler, and a
     check of unknown sense, keep any later create."""
     sense = facts.guard_sense.get(branch.id, 0) if branch.kind == "if" else 0
-    if sense < 0:
-        return f"b{branch.id}" in ev.blocks
+    return True if sense == 0 else on_miss(branch, sense, ev)
+
+
+def on_miss(branch: Event, sense: int, ev: Event) -> bool:
+    """``ev`` is on the side of the ``if`` ``branch`` where its check found nothing:
+    for a check true when found (``sense > 0``: ``if exists: return``) its ``else`` or
+    what follows a body that exits; otherwise its body (``if not exists:``)."""
     if sense > 0:
         after = (
             branch.body_exits
@@ -325,7 +330,7 @@ def _gated(facts: FunctionFacts, branch: Event, ev: Event) -> bool:
             and blocks_contain(branch.blocks, ev.blocks)
         )
         return f"e{branch.id}" in ev.blocks or after
-    return True
+    return f"b{branch.id}" in ev.blocks
 
 
 def _describe(model: ModelInfo, fields: set[str]) -> str:
