@@ -473,9 +473,7 @@ class FunctionFacts:
         if last is not None and not bindings[-1].blocks and not looped:
             return self.value_origin(last)
         origins = [self.value_origin(ev.value) for ev in bindings if ev.value is not None]
-        if any(
-            b.kind == "for" and name in b.targets and b.span.line < line for b in self.func.events
-        ):
+        if looped:
             origins.append("loaded")  # a row of a loop over a query
         if not origins:
             return "param" if name in self.params else ""
