@@ -5,6 +5,8 @@ and the end-of-run check that nothing was left on the shared services.
   import the installed package. Another clone's ``pip install -e`` on the same machine
   moves that install to the other tree, and the suite would test that tree's code in its
   subprocesses: the run stops at once and says so.
+- Where ``PYTHONDONTWRITEBYTECODE`` is set, the run's processes keep their bytecode in a
+  temporary folder of the run instead (``PYTHONPYCACHEPREFIX``), removed at its end.
 - ``idemlint.runtime``'s default store is ``.idemlint/`` under the current folder, which
   for the suite is the project folder: ``IDEMLINT_STORE_URL`` puts it in a temporary one.
 - When the run ends, the process that started it looks for anything named with this run's
@@ -29,6 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 if run_names.OWNER:
     os.environ["IDEMLINT_TEST_STORE_DIR"] = tempfile.mkdtemp(prefix="idemlint-store-")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # Where bytecode is never written, every child interpreter (hundreds of
+        # ``python -m idemlint`` and flake8 calls) and every xdist worker's assertion
+        # rewriting compiles idemlint's modules from source again: a quarter of a second
+        # a call. The run's processes keep their bytecode in a folder of this run instead
+        # (removed at its end), so nothing is written beside the sources either.
+        os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="idemlint-pyc-")
+        del os.environ["PYTHONDONTWRITEBYTECODE"]
 if run_names.OWNER or os.environ.get("PYTEST_XDIST_WORKER"):
     # one file per xdist worker: two tests that use the same key on the default store at
     # the same time would otherwise replay each other's results
@@ -71,6 +81,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not run_names.OWNER:
         return
     shutil.rmtree(os.environ["IDEMLINT_TEST_STORE_DIR"], ignore_errors=True)
+    if "idemlint-pyc-" in os.environ.get("PYTHONPYCACHEPREFIX", ""):
+        shutil.rmtree(os.environ["PYTHONPYCACHEPREFIX"], ignore_errors=True)
     if session.config.option.collectonly or session.testscollected == 0:
         return
     left = run_names.leftovers()

@@ -315,7 +315,8 @@ def clean_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "NO_COLOR", "FORCE_COLOR")
     }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if "PYTHONPYCACHEPREFIX" not in env:  # (the suite's own folder keeps the tree clean)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 

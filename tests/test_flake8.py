@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_support import clean_env, copy_project, fixture_projects, line_of, run_idemlint
+from test_cli_support import clean_env, copy_project, fixture_projects, line_of, run_idemlint_here
 
 FLAKE8_LINE = re.compile(r"^(.*?):(\d+):(\d+): (IDM\d{3}) (.*)$")
 
@@ -36,7 +36,7 @@ def flake8_places(output: str) -> list[tuple[str, int, int, str]]:
 
 
 def idemlint_places(project: Path, *paths: str) -> list[tuple[str, int, int, str]]:
-    done = run_idemlint("check", "--format", "json", *paths, cwd=project)
+    done = run_idemlint_here("check", "--format", "json", *paths, cwd=project)
     assert done.returncode in (0, 1), done.stderr
     findings = json.loads(done.stdout)["findings"]
     return sorted((f["path"], f["line"], f["column"], f["rule"]) for f in findings)

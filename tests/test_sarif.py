@@ -9,7 +9,14 @@ from typing import Any
 
 import jsonschema
 import pytest
-from test_cli_support import REPO, copy_project, fixture_projects, line_of, run_idemlint
+from test_cli_support import (
+    REPO,
+    copy_project,
+    fixture_projects,
+    line_of,
+    run_idemlint,
+    run_idemlint_here,
+)
 
 from idemlint.catalog import load_catalog
 from idemlint.report.baseline import FINGERPRINT_KEY
@@ -58,7 +65,7 @@ def test_every_fixture_project_validates(
     tmp_path: Path, schema: dict[str, Any], source: Path
 ) -> None:
     project = copy_project(tmp_path, source)
-    done = run_idemlint("check", "--format", "sarif", cwd=project)
+    done = run_idemlint_here("check", "--format", "sarif", cwd=project)
     assert done.returncode in (0, 1), done.stderr
     validate(json.loads(done.stdout), schema)
 

@@ -57,7 +57,8 @@ def test_shop_tasks_run_against_sqlite(tmp_path: Path) -> None:
         for key, value in os.environ.items()
         if not key.startswith("SHOP_") and key != "DJANGO_SETTINGS_MODULE"
     }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the fixture tree free of __pycache__
+    if "PYTHONPYCACHEPREFIX" not in env:  # keep the fixture tree free of __pycache__
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
         cwd=SHOP,
