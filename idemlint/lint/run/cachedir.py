@@ -142,20 +142,42 @@ def safe_folder(path: Path, top: Path) -> bool:
     return True
 
 
+_READY: set[tuple[Path, Path]] = set()
+"""(folder, cache folder) pairs this process has checked for symlinks and created: a cold
+run writes thousands of entries into a few hundred folders, and the check and the
+``mkdir`` were three system calls an entry."""
+
+
 def write_entry(target: Path, top: Path, text: str) -> None:
     """Write one cache entry under cache folder ``top`` whole or not at all: a temporary
     file renamed into place, never through a symlink. A read-only or full disk only
     costs speed, so an ``OSError`` is swallowed."""
     try:
-        if not safe_folder(target.parent, top):
+        opened = _temporary_in(target.parent, top)
+        if opened is None:
             return  # a symlink in the cache: never written through
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        fd, tmp = opened
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, target)
     except OSError:
         return
+
+
+def _temporary_in(folder: Path, top: Path) -> tuple[int, str] | None:
+    """A new temporary file in ``folder`` (made if missing), or ``None`` when a symlink
+    sits between ``top`` and it. A folder is checked once per process, and again when it
+    has gone missing since."""
+    if (folder, top) in _READY:
+        try:
+            return tempfile.mkstemp(dir=folder, suffix=".tmp")
+        except FileNotFoundError:
+            _READY.discard((folder, top))
+    if not safe_folder(folder, top):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    _READY.add((folder, top))
+    return tempfile.mkstemp(dir=folder, suffix=".tmp")
 
 
 def is_entry(area: str, relative: tuple[str, ...]) -> bool:
