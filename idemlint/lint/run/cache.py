@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from idemlint import __version__
-from idemlint.lint.run.cachedir import AREAS, is_entry, is_ours, safe_folder
+from idemlint.lint.run.cachedir import AREAS, is_entry, is_ours, write_entry
 from idemlint.lint.summary.codec import decode, encode
 from idemlint.lint.summary.model import FileSummary
 
@@ -76,8 +76,6 @@ class SummaryCache:
         self.folder = folder
         self.hits = 0
         self.misses = 0
-        self._checked: set[Path] = set()
-        """Sub-folders found to be real folders (no symlink to write through)."""
 
     def _file(self, key: str, area: str = "summaries") -> Path:
         return self.folder / area / key[:2] / f"{key}.json"
@@ -108,19 +106,7 @@ class SummaryCache:
     def put_text(self, key: str, text: str, area: str = "summaries") -> None:
         """Store a summary already in :func:`~idemlint.lint.summary.codec.encode`'s form
         (or, with ``area="scans"``, a pre-check scan)."""
-        target = self._file(key, area)
-        try:
-            if target.parent not in self._checked:
-                if not safe_folder(target.parent, self.folder):
-                    return  # a symlink in the cache: never written through
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._checked.add(target.parent)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except OSError:
-            return  # a read-only or full disk only costs speed
+        write_entry(self._file(key, area), self.folder, text)
 
     def prune(self, keep: Collection[str], *, max_age: float = PRUNE_AGE, now: float) -> int:
         """Delete entries (summaries, scans, other configurations' snapshots and stray

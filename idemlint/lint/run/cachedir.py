@@ -25,6 +25,7 @@ the machine. So:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -157,9 +158,17 @@ def write_entry(target: Path, top: Path, text: str) -> None:
         if opened is None:
             return  # a symlink in the cache: never written through
         fd, tmp = opened
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data) :]
+            os.close(fd)
+            os.replace(tmp, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # (a full disk, say: no half entry left behind)
     except OSError:
         return
 
