@@ -66,15 +66,19 @@ from idemlint.lint.files.wrappers import (
 from idemlint.lint.knowledge import Knowledge
 from idemlint.lint.summary.model import relative_package
 
+# A pattern that starts with its keyword and checks the word boundary behind it
+# (`import(?<!\wimport)`, not `\bimport`) is searched for by that literal, which is 15-25
+# times faster than trying `\b` at every position; the matches are the same.
+
 # dotted chains may run over lines inside brackets (`Order.objects\n    .filter`)
 _CHAIN = re.compile(r"[^\W\d]\w*(?:(?:\s|\\\n)*\.(?:\s|\\\n)*[^\W\d]\w*)*")
 _SPACES = re.compile(r"[\s\\]+")
 # `from .x import (a, b as c)` / `from x import a, \` ... / `from . import y`
 _FROM = re.compile(
-    r"\bfrom(?:[ \t\\\n]+|(?=\.))(\.*)[ \t]*([\w.]*)[ \t\\\n]+import[ \t\\\n]*"
+    r"from(?<!\wfrom)(?:[ \t\\\n]+|(?=\.))(\.*)[ \t]*([\w.]*)[ \t\\\n]+import[ \t\\\n]*"
     r"(\([^)]*\)|(?:[^\n\\;]|\\\r?\n)*)"
 )
-_IMPORT = re.compile(r"\bimport[ \t\\\n]+((?:[^\n\\;()]|\\\r?\n)*)")
+_IMPORT = re.compile(r"import(?<!\wimport)[ \t\\\n]+((?:[^\n\\;()]|\\\r?\n)*)")
 # `name = a.b.c` and `name: T = a.b.c`, at any indentation (module and function level),
 # and `with a.b as name`. Found from the `=` / `as` outwards: a pattern that starts
 # at every identifier costs more than the rest of the scan together.
@@ -84,7 +88,7 @@ _ASSIGN_VALUE = re.compile(
 _ASSIGN_TARGET = re.compile(r"([^\W\d]\w*)[ \t]*(?::[^=\n]*)?$")
 # `class X(Base, mod.Mixin, metaclass=M):` - a class stands for its bases (a task class
 # made from a project base class is found through them)
-_CLASS = re.compile(r"\bclass[ \t]+([^\W\d]\w*)[ \t]*\((.*?)\)[ \t]*:", re.DOTALL)
+_CLASS = re.compile(r"class(?<!\wclass)[ \t]+([^\W\d]\w*)[ \t]*\((.*?)\)[ \t]*:", re.DOTALL)
 _AS_NAME = re.compile(r"[ \t]as[ \t]+([^\W\d]\w*)")
 _CHAIN_BEFORE = re.compile(r"([^\W\d]\w*(?:[ \t]*\.[ \t]*[^\W\d]\w*)*)[ \t]*$")
 _DEF_OR_RETURN = re.compile(
@@ -245,7 +249,7 @@ def scan(text: str, module: str, is_package: bool, trigger: re.Pattern[str] | No
     )
 
 
-_DEF_PARAMS = re.compile(r"\bdef\s+\w+\s*\(([^)]*)\)")
+_DEF_PARAMS = re.compile(r"def(?<!\wdef)\s+\w+\s*\(([^)]*)\)")
 _PARAM_NAME = re.compile(r"\s*\**\s*([^\W\d]\w*)")
 
 
