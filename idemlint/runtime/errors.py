@@ -113,7 +113,10 @@ class StoreError(IdempotencyError):
     """The store failed (connection lost, timed out, server error) and retrying did not help.
 
     A store error never marks a job done: a claim whose completion failed
-    stays in progress until its lease expires, then a retry takes over.
+    stays in progress until its lease expires, then a retry takes over -
+    unless an attempt of that completion reached the store and only its
+    answer was lost (or a stalled server applied it on resuming): the record
+    then holds the job's own result, and a retry replays it.
     ``transient`` is True when the failure may pass on its own (connection
     refused or lost, too many connections, a timeout, a deadlock): the
     decorator retries a completion that failed this way, within the lease.

@@ -217,6 +217,10 @@ def record_within_lease(lease: Lease, write: Callable[[], None], what: str) -> N
     the key over, and the fence would refuse the write anyway. Retrying is
     safe because every fenced write recognises its own earlier success.
     If it still fails, the last error is raised: the work is not reported done.
+    Whether it *is* recorded cannot always be known: an attempt that timed out
+    or lost its connection may have reached the store (its answer lost, or held
+    by a stalled server that applies it on resuming), so the error says that
+    it is not done unless so - then the store holds this very result.
     """
     pause = FIRST_PAUSE
     attempts = 0
@@ -238,8 +242,11 @@ def record_within_lease(lease: Lease, write: Callable[[], None], what: str) -> N
                 tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
                 raise StoreError(
                     f"{what} of key {lease.key!r} could not be recorded ({tries} within its "
-                    "lease); it is not marked done, and once the lease ends a retry runs it "
-                    f"again. Last error: {exc}",
+                    "lease); it is not marked done unless an attempt reached the store and "
+                    "only its answer was lost (a stalled server may still apply it when it "
+                    "resumes): then the store holds this result, and a later call replays "
+                    "it. Otherwise a retry runs it again once the lease ends. "
+                    f"Last error: {exc}",
                     key=lease.key,
                     transient=exc.transient,
                 ) from exc

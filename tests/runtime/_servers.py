@@ -6,8 +6,10 @@ folder, with whatever persistence the test asks for) and stops it by its pid.
 MariaDB): freezing the *proxy* with SIGSTOP freezes that server as far as the
 store can tell - connections are accepted by the kernel and then nothing
 answers - while the shared server itself is never paused. ``frozen`` sends
-SIGSTOP, and SIGCONT on the way out (or after ``limit`` seconds at the latest,
-so a hanging test cannot keep a process stopped).
+SIGSTOP, waits until every thread of the process has stopped (the signal
+takes effect later than ``os.kill`` returns), and SIGCONT on the way out (or
+after ``limit`` seconds at the latest, so a hanging test cannot keep a
+process stopped).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -131,10 +133,47 @@ def tcp_proxy(host: str, port: int) -> Iterator[tuple[int, subprocess.Popen[byte
         _stop(proc)
 
 
+def wait_stopped(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Return once every thread of ``proc`` is stopped (or it has exited).
+
+    ``os.kill(pid, SIGSTOP)`` returns as soon as the signal is queued; the
+    process stops only when one of its threads takes the signal and then stops
+    the others. Until then it runs on: a request sent right after ``os.kill``
+    could still be forwarded by the proxy to the shared server (a few times in
+    a hundred, more on a loaded machine), whose answer then stayed in the
+    stopped proxy - a "frozen" server that had applied the write.
+    """
+    tasks = Path(f"/proc/{proc.pid}/task")
+    if not tasks.is_dir():
+        if proc.poll() is None:  # no procfs: the stop of a child of ours is reported to us
+            os.waitpid(proc.pid, os.WUNTRACED)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for stat in tasks.glob("*/stat"):
+            with suppress(OSError):  # the thread ended meanwhile
+                # "tid (comm) STATE ...": comm may hold spaces and parentheses
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+        if all(state in "TtZX" for state in states):  # stopped (or gone), every one
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pid {proc.pid} not stopped {timeout}s after SIGSTOP: {states}")
+        time.sleep(0.001)
+
+
 @contextmanager
 def frozen(proc: subprocess.Popen[bytes], limit: float = 20.0) -> Iterator[None]:
-    """SIGSTOP ``proc`` for the block (SIGCONT after ``limit`` s at the latest)."""
+    """SIGSTOP ``proc`` for the block (SIGCONT after ``limit`` s at the latest).
+
+    The block starts only once the process has stopped (:func:`wait_stopped`).
+    """
     os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        wait_stopped(proc)
+    except BaseException:
+        os.kill(proc.pid, signal.SIGCONT)
+        raise
     thaw = threading.Timer(limit, lambda: os.kill(proc.pid, signal.SIGCONT))
     thaw.daemon = True
     thaw.start()
